@@ -1,0 +1,1 @@
+//! bitnet-kernels (work in progress).

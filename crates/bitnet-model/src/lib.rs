@@ -1,0 +1,1 @@
+//! bitnet-model (work in progress).

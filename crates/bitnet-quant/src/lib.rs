@@ -1,0 +1,1 @@
+//! bitnet-quant (work in progress).

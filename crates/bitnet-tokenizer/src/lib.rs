@@ -1,0 +1,1 @@
+//! bitnet-tokenizer (work in progress).
