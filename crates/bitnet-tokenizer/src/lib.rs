@@ -1,1 +1,24 @@
-//! bitnet-tokenizer (work in progress).
+//! bitnet-tokenizer: text to token ids and back, and chat prompts.
+//!
+//! - [`Tokenizer`] built from GGUF metadata ([`Tokenizer::from_gguf`]: byte-level BPE with the
+//!   pre-tokenizer `tokenizer.ggml.pre` names, or SentencePiece with scores and byte fallback) or
+//!   from a Hugging Face `tokenizer.json` ([`Tokenizer::from_tokenizer_json`]), with llama.cpp's
+//!   rules for special tokens, BOS/EOS and the SentencePiece space prefix.
+//! - [`StreamDecoder`]: token-by-token text that never splits a UTF-8 character.
+//! - [`chat`]: chat templates (the file's Jinja template, or a built-in one) and their stop tokens.
+
+mod bpe;
+pub mod chat;
+mod error;
+mod gguf;
+mod special;
+mod spm;
+mod stream;
+mod tokenizer;
+mod vocab;
+
+pub use bpe::known_pre_tokenizers;
+pub use error::{Result, TokenizerError};
+pub use stream::StreamDecoder;
+pub use tokenizer::{EncodeOptions, Tokenizer};
+pub use vocab::{ResolvedFlags, TokenType, VocabKind, VocabSpec};
