@@ -1,13 +1,41 @@
-//! The `bitnet` binary: parses the command line and calls the library crates.
+//! The `bitnet` binary: parses the command line and calls the library crates. Each subcommand
+//! lives in its own module; nothing here computes.
 
-use clap::Parser;
+mod bench;
+mod inspect;
+mod synth;
+mod tokenize;
 
-/// bitnet: inference for 1-bit (ternary) LLMs.
+use clap::{Parser, Subcommand};
+
+/// bitnet: inference for 1-bit (ternary) LLMs and llama-family GGUF models.
 #[derive(Parser)]
-#[command(name = "bitnet", version, about)]
-struct Cli {}
+#[command(name = "bitnet", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a GGUF file holds: architecture, hyperparameters, tokenizer, tensors.
+    Inspect(inspect::InspectArgs),
+    /// Tokenize text with a model's tokenizer and print ids and pieces.
+    Tokenize(tokenize::TokenizeArgs),
+    /// List the built-in chat templates (or show which one a model gets).
+    Templates(tokenize::TemplatesArgs),
+    /// Measure prompt-processing and generation speed (llama-bench conventions).
+    Bench(bench::BenchArgs),
+    /// Write a random-weight ternary model of a real shape, for benchmarks.
+    Synth(synth::SynthArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    match Cli::parse().command {
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Templates(args) => tokenize::run_templates(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Synth(args) => synth::run(args),
+    }
 }

@@ -1,0 +1,240 @@
+//! `bitnet bench`: prompt-processing (pp) and generation (tg) speed in llama-bench's conventions
+//! and columns (markdown or JSON), and a read-bandwidth microbenchmark so decode speed can be
+//! reported against the machine's physical limit.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bitnet_gguf::GgufFile;
+use bitnet_kernels::ThreadPool;
+use bitnet_model::Model;
+
+/// Arguments of `bitnet bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model file (GGUF).
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+    /// Prompt lengths to test (pp), comma-separated; 0 skips.
+    #[arg(short = 'p', long = "n-prompt", default_value = "512", value_delimiter = ',')]
+    n_prompt: Vec<usize>,
+    /// Generation lengths to test (tg), comma-separated; 0 skips.
+    #[arg(short = 'n', long = "n-gen", default_value = "128", value_delimiter = ',')]
+    n_gen: Vec<usize>,
+    /// Repetitions of each test (after one warm-up run).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    repetitions: usize,
+    /// Thread counts, comma-separated.
+    #[arg(short = 't', long = "threads", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Print JSON instead of a markdown table.
+    #[arg(long)]
+    json: bool,
+    /// Measure the streaming read bandwidth (GB/s) instead of a model.
+    #[arg(long)]
+    bandwidth: bool,
+}
+
+/// One row of results.
+struct BenchRow {
+    test: String,
+    threads: usize,
+    n_prompt: usize,
+    n_gen: usize,
+    samples_ts: Vec<f64>,
+}
+
+impl BenchRow {
+    fn mean(&self) -> f64 {
+        self.samples_ts.iter().sum::<f64>() / self.samples_ts.len() as f64
+    }
+
+    fn stddev(&self) -> f64 {
+        let n = self.samples_ts.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let m = self.mean();
+        (self.samples_ts.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let threads = if args.threads.is_empty() {
+        vec![bitnet_kernels::pool::default_threads()]
+    } else {
+        args.threads.clone()
+    };
+    if threads.contains(&0) {
+        bail!("thread counts must be at least 1");
+    }
+    if args.repetitions == 0 {
+        bail!("-r must be at least 1");
+    }
+    if args.bandwidth {
+        return bandwidth(&threads, args.repetitions, args.json);
+    }
+    let Some(path) = args.model.as_ref() else {
+        bail!("give a model with -m FILE (or --bandwidth for the memory benchmark)");
+    };
+    let file = GgufFile::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = Model::load(&file).with_context(|| format!("loading {}", path.display()))?;
+    let size_bytes: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
+    let n_params: u64 = file.tensors().iter().map(|t| t.n_elements).sum();
+    let arch = file.architecture().unwrap_or("?").to_string();
+    let n_vocab = model.n_vocab() as u32;
+    let n_ctx = model.config().n_ctx_train;
+
+    let mut rows = Vec::new();
+    for &t in &threads {
+        let pool = ThreadPool::new(t);
+        // llama-bench feeds random tokens; any fixed pseudo-random ids will do.
+        let token = |i: usize| ((i as u64 * 2654435761) % n_vocab as u64) as u32;
+        for &n in args.n_prompt.iter().filter(|&&n| n > 0) {
+            if n > n_ctx {
+                bail!("-p {n} is longer than the model's context ({n_ctx})");
+            }
+            let tokens: Vec<u32> = (0..n).map(token).collect();
+            let mut samples = Vec::new();
+            for rep in 0..=args.repetitions {
+                let mut cache = model.new_cache(n);
+                let start = Instant::now();
+                model.forward(&tokens, &mut cache, n - 1, &pool)?;
+                let secs = start.elapsed().as_secs_f64();
+                if rep > 0 {
+                    samples.push(n as f64 / secs);
+                }
+            }
+            rows.push(BenchRow { test: format!("pp{n}"), threads: t, n_prompt: n, n_gen: 0, samples_ts: samples });
+        }
+        for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+            if n > n_ctx {
+                bail!("-n {n} is longer than the model's context ({n_ctx})");
+            }
+            let mut samples = Vec::new();
+            for rep in 0..=args.repetitions {
+                let mut cache = model.new_cache(n);
+                let start = Instant::now();
+                for i in 0..n {
+                    model.forward(&[token(i)], &mut cache, 0, &pool)?;
+                }
+                let secs = start.elapsed().as_secs_f64();
+                if rep > 0 {
+                    samples.push(n as f64 / secs);
+                }
+            }
+            rows.push(BenchRow { test: format!("tg{n}"), threads: t, n_prompt: 0, n_gen: n, samples_ts: samples });
+        }
+    }
+
+    let model_type = format!("{arch} {}", file_type_name(&file));
+    if args.json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "model_filename": path.display().to_string(),
+                    "model_type": model_type,
+                    "model_size": size_bytes,
+                    "model_n_params": n_params,
+                    "backend": "CPU",
+                    "cpu_info": bitnet_kernels::active_isa().name(),
+                    "n_threads": r.threads,
+                    "n_prompt": r.n_prompt,
+                    "n_gen": r.n_gen,
+                    "test": r.test,
+                    "avg_ts": r.mean(),
+                    "stddev_ts": r.stddev(),
+                    "samples_ts": r.samples_ts,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("| model | size | params | backend | threads | test | t/s |");
+        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+        for r in &rows {
+            println!(
+                "| {model_type} | {:.2} GiB | {:.2} B | CPU ({}) | {} | {} | {:.2} ± {:.2} |",
+                size_bytes as f64 / (1u64 << 30) as f64,
+                n_params as f64 / 1e9,
+                bitnet_kernels::active_isa().name(),
+                r.threads,
+                r.test,
+                r.mean(),
+                r.stddev()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The most common tensor type among the 2-D weights, as a rough "file type" label.
+fn file_type_name(file: &GgufFile) -> String {
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    for t in file.tensors().iter().filter(|t| t.dims.len() >= 2) {
+        let name = t.ggml_type.name();
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, bytes)) => *bytes += t.n_bytes,
+            None => counts.push((name, t.n_bytes)),
+        }
+    }
+    counts.sort_by_key(|&(_, bytes)| std::cmp::Reverse(bytes));
+    counts.first().map_or("?", |(n, _)| n).to_string()
+}
+
+/// Streaming read bandwidth: every thread sums its share of a 2 GiB buffer; best of `reps`.
+fn bandwidth(threads: &[usize], reps: usize, json: bool) -> anyhow::Result<()> {
+    const BYTES: usize = 2 << 30;
+    let words = BYTES / 8;
+    let buffer: Vec<u64> = (0..words as u64).collect();
+    let mut results = Vec::new();
+    for &t in threads {
+        let pool = ThreadPool::new(t);
+        let mut best = 0.0f64;
+        for _ in 0..=reps {
+            let sums: Vec<std::sync::atomic::AtomicU64> = (0..t).map(|_| 0.into()).collect();
+            let start = Instant::now();
+            pool.run(t, &|part| {
+                let range = bitnet_kernels::pool::split_range(words, t, part);
+                let s = sum_words(&buffer[range]);
+                sums[part].store(s, std::sync::atomic::Ordering::Relaxed);
+            });
+            let secs = start.elapsed().as_secs_f64();
+            let total: u64 = sums.iter().map(|s| s.load(std::sync::atomic::Ordering::Relaxed)).fold(0, u64::wrapping_add);
+            std::hint::black_box(total);
+            best = best.max(BYTES as f64 / secs / 1e9);
+        }
+        results.push((t, best));
+    }
+    if json {
+        let out: Vec<_> = results
+            .iter()
+            .map(|&(t, gbs)| serde_json::json!({"test": "read_bandwidth", "bytes": BYTES, "n_threads": t, "best_gb_per_s": gbs}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("| test | threads | GB/s (best of {reps}) |");
+        println!("| --- | ---: | ---: |");
+        for (t, gbs) in results {
+            println!("| read 2 GiB | {t} | {gbs:.1} |");
+        }
+    }
+    Ok(())
+}
+
+/// Sum with eight independent accumulators, so the compiler vectorises it and the loop is bound by
+/// memory, not by the add latency.
+fn sum_words(words: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    let chunks = words.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].wrapping_add(c[i]);
+        }
+    }
+    acc.iter().chain(tail).fold(0, |a, &b| a.wrapping_add(b))
+}
