@@ -1,1 +1,42 @@
-//! bitnet-kernels (work in progress).
+//! Compute kernels for bitnet-rs: ternary × int8 matrix products, activation quantization and the
+//! F16 head matvec, each with a scalar reference and AVX2 / AVX-512 paths chosen at run time.
+//!
+//! - [`isa`]: CPU feature detection, the `BITNET_ISA` override and the record of which kernels ran.
+//! - [`pool`]: the persistent thread pool every threaded kernel splits its output rows over.
+//! - [`quantize`]: per-token int8 activation quantization (bitnet.cpp / HF W1.58A8 convention).
+//! - [`ternary`]: the packed in-memory ternary weight layout and its matvec / matmul kernels.
+//! - [`mod@f16`]: `f16 × f32` matvec for the F16 (tied embedding) LM head.
+//! - [`q8`]: Q8_0 matrices and their matvec, for a quantized LM head.
+//! - [`norm`]: RMSNorm with ggml's exact rounding.
+//!
+//! The crate depends on no other bitnet crate: it knows nothing about files, only about values.
+//!
+//! ```
+//! use bitnet_kernels::{BitLinearScratch, Scales, TernaryMatrix, ThreadPool};
+//! // A 2 × 128 all-(+1) ternary matrix with weight scale 0.5.
+//! let w = TernaryMatrix::from_values(2, 128, &[1i8; 256], Scales::PerTensor(0.5))?;
+//! let x = vec![0.25f32; 128];
+//! let mut y = vec![0f32; 2];
+//! w.bitlinear(&x, 1, &mut y, &mut BitLinearScratch::new(), ThreadPool::global())?;
+//! // a = 127 / 0.25 = 508, every q = 127, D = 128 · 127, y = (D / a) · 0.5 = 16.
+//! assert_eq!(y, [16.0, 16.0]);
+//! # Ok::<(), bitnet_kernels::KernelError>(())
+//! ```
+
+mod error;
+pub mod f16;
+pub mod isa;
+pub mod norm;
+pub mod pool;
+pub mod q8;
+pub mod quantize;
+pub mod ternary;
+
+pub use error::KernelError;
+pub use f16::{matmul_f16, matvec_f16};
+pub use isa::{active_isa, kernels_used, select_isa, Isa, KernelId};
+pub use norm::rms_norm;
+pub use pool::ThreadPool;
+pub use q8::{quantize_q8_0, Q8Matrix};
+pub use quantize::{quantize_activations, quantize_activations_batch};
+pub use ternary::{BitLinearScratch, Scales, TernaryMatrix};

@@ -1,0 +1,161 @@
+//! Kernel benchmarks in the BitNet 2B-4T shapes (hidden 2560, FFN 6912, vocab 128256).
+//!
+//! - `ternary_matvec/*`: decode (batch 1), one matrix (cache-warm: it fits in L3);
+//!   `ternary_matvec_stream/*` cycles through 128 MB of copies so the weights come from DRAM
+//!   (compare its GB/s with the ~25 / ~31 GB/s streaming-read bandwidth at 1 / 2 threads).
+//! - `ternary_matmul_b128/*`: prefill, 128 tokens; throughput in elements = int8 MACs.
+//! - `f16_head/*`: the F16 tied head 128256 × 2560 (657 MB, always from DRAM);
+//!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB).
+//!
+//! Run: `cargo bench -p bitnet-kernels -- --quick` (BITNET_ISA picks the instruction set).
+
+use std::time::Duration;
+
+use bitnet_kernels::{
+    active_isa, matvec_f16, quantize_activations, Q8Matrix, Scales, TernaryMatrix, ThreadPool,
+};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::f16;
+
+const SHAPES: [(usize, usize, &str); 3] = [
+    (2560, 2560, "2560to2560"),
+    (6912, 2560, "2560to6912"),
+    (2560, 6912, "6912to2560"),
+];
+
+/// Deterministic pseudo-random ternary weights (the values do not affect speed).
+fn matrix(rows: usize, cols: usize) -> TernaryMatrix {
+    let mut state = 0x2545_F491_4F6C_DD1Du64 ^ (rows * 31 + cols) as u64;
+    let values: Vec<i8> = (0..rows * cols)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 3) as i8 - 1
+        })
+        .collect();
+    TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(1.0)).expect("valid shape")
+}
+
+fn activations(batch: usize, cols: usize) -> Vec<i8> {
+    (0..batch * cols)
+        .map(|i| ((i * 89 + 7) % 255) as i8)
+        .collect()
+}
+
+fn bench_ternary(c: &mut Criterion) {
+    eprintln!("active ISA: {}", active_isa());
+    for threads in [1usize, 2] {
+        let pool = ThreadPool::new(threads);
+        let mut group = c.benchmark_group(format!("ternary_matvec_t{threads}"));
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
+        for (rows, cols, name) in SHAPES {
+            let m = matrix(rows, cols);
+            let x = activations(1, cols);
+            let mut out = vec![0i32; rows];
+            group.throughput(Throughput::Bytes(m.packed_len() as u64));
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter(|| m.matmul(&x, 1, &mut out, &pool).expect("matvec"))
+            });
+        }
+        group.finish();
+
+        // DRAM-resident: 128 MB of weights, every matrix read once per iteration.
+        let base = matrix(6912, 2560);
+        let copies = (128 << 20) / base.packed_len() + 1;
+        let stack: Vec<TernaryMatrix> = (0..copies).map(|_| base.clone()).collect();
+        let x = activations(1, 2560);
+        let mut out = vec![0i32; 6912];
+        let mut group = c.benchmark_group(format!("ternary_matvec_stream_t{threads}"));
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_millis(500));
+        group.throughput(Throughput::Bytes((copies * base.packed_len()) as u64));
+        group.bench_function("2560to6912_x_copies", |b| {
+            b.iter(|| {
+                for m in &stack {
+                    m.matmul(&x, 1, &mut out, &pool).expect("matvec");
+                }
+            })
+        });
+        group.finish();
+    }
+
+    let pool = ThreadPool::new(2);
+    let mut group = c.benchmark_group("ternary_matmul_b128_t2");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    for (rows, cols, name) in SHAPES {
+        let m = matrix(rows, cols);
+        let batch = 128;
+        let x = activations(batch, cols);
+        let mut out = vec![0i32; batch * rows];
+        group.throughput(Throughput::Elements((rows * cols * batch) as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| m.matmul(&x, batch, &mut out, &pool).expect("matmul"))
+        });
+    }
+    group.finish();
+}
+
+fn bench_f16_head(c: &mut Criterion) {
+    let (rows, cols) = (128_256usize, 2560usize);
+    let w: Vec<f16> = (0..rows * cols)
+        .map(|i| f16::from_f32(((i * 37 % 1001) as f32 - 500.0) / 5000.0))
+        .collect();
+    let x: Vec<f32> = (0..cols)
+        .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let mut out = vec![0f32; rows];
+    let mut group = c.benchmark_group("f16_head");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Bytes((rows * cols * 2) as u64));
+    for threads in [1usize, 2] {
+        let pool = ThreadPool::new(threads);
+        group.bench_function(
+            BenchmarkId::new("2560to128256", format!("t{threads}")),
+            |b| b.iter(|| matvec_f16(&w, rows, cols, &x, &mut out, &pool).expect("head")),
+        );
+    }
+    group.finish();
+
+    // The same head quantized to Q8_0 (349 MB instead of 657 MB).
+    let q8 = Q8Matrix::quantize_f16(&w, rows, cols).expect("q8 head");
+    drop(w);
+    let mut group = c.benchmark_group("q8_0_head");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Bytes(q8.stored_len() as u64));
+    for threads in [1usize, 2] {
+        let pool = ThreadPool::new(threads);
+        group.bench_function(
+            BenchmarkId::new("2560to128256", format!("t{threads}")),
+            |b| b.iter(|| q8.matmul(&x, 1, &mut out, &pool).expect("q8 head")),
+        );
+    }
+    group.finish();
+}
+
+fn bench_quantize(c: &mut Criterion) {
+    let x: Vec<f32> = (0..6912)
+        .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let mut q = vec![0i8; 6912];
+    c.bench_function("quantize_6912", |b| {
+        b.iter(|| quantize_activations(&x, &mut q).expect("quantize"))
+    });
+}
+
+criterion_group!(benches, bench_ternary, bench_f16_head, bench_quantize);
+criterion_main!(benches);

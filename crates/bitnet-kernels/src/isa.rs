@@ -1,0 +1,220 @@
+//! Instruction-set selection: what the CPU supports, the `BITNET_ISA` override, and a record of
+//! which kernels actually ran (so run receipts can say so).
+//!
+//! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
+//! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the
+//! CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use crate::error::KernelError;
+
+/// An instruction-set tier the kernels are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable Rust, the reference every other path must equal.
+    Scalar,
+    /// AVX2 + FMA + F16C (x86-64).
+    Avx2,
+    /// AVX-512 F/BW/VL/VNNI + F16C (x86-64).
+    Avx512,
+}
+
+impl Isa {
+    /// All tiers, slowest first.
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    /// The name used by `BITNET_ISA` and in receipts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a `BITNET_ISA` value.
+    pub fn from_name(value: &str) -> Result<Isa, KernelError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Isa::Scalar),
+            "avx2" => Ok(Isa::Avx2),
+            "avx512" => Ok(Isa::Avx512),
+            _ => Err(KernelError::BadIsaName {
+                value: value.to_string(),
+            }),
+        }
+    }
+
+    /// Whether this CPU can run the tier.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => has_avx2(),
+            Isa::Avx512 => has_avx512(),
+        }
+    }
+
+    /// The tiers this CPU supports, slowest first (always starts with `Scalar`).
+    pub fn supported() -> Vec<Isa> {
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
+    }
+
+    /// The fastest tier this CPU supports.
+    pub fn best_supported() -> Isa {
+        *Isa::supported().last().unwrap_or(&Isa::Scalar)
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
+}
+
+/// Chooses the tier for this process from `BITNET_ISA` (if set) and the CPU. An unknown name or a
+/// tier the CPU lacks is an error, so the caller can tell the user; [`active_isa`] then falls back
+/// to the best supported tier.
+pub fn select_isa() -> Result<Isa, KernelError> {
+    match std::env::var("BITNET_ISA") {
+        Ok(value) if !value.trim().is_empty() => {
+            let isa = Isa::from_name(&value)?;
+            if isa.is_supported() {
+                Ok(isa)
+            } else {
+                Err(KernelError::IsaUnsupported { isa })
+            }
+        }
+        _ => Ok(Isa::best_supported()),
+    }
+}
+
+/// The tier every kernel dispatches to (decided once per process, see [`select_isa`]).
+pub fn active_isa() -> Isa {
+    static ACTIVE: OnceLock<Isa> = OnceLock::new();
+    *ACTIVE.get_or_init(|| select_isa().unwrap_or_else(|_| Isa::best_supported()))
+}
+
+/// Identifies one kernel implementation; [`KernelId::name`] is what receipts print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum KernelId {
+    TernaryScalarMatvec,
+    TernaryScalarMatmul,
+    TernaryAvx2Matvec,
+    TernaryAvx2Matmul,
+    TernaryAvx512Matvec,
+    TernaryAvx512Matmul,
+    TernaryScalarBlockScaled,
+    TernaryAvx2BlockScaled,
+    TernaryAvx512BlockScaled,
+    QuantizeScalar,
+    QuantizeAvx2,
+    QuantizeAvx512,
+    F16ScalarMatvec,
+    F16Avx2Matvec,
+    F16Avx512Matvec,
+    Q8ScalarMatvec,
+    Q8Avx2Matvec,
+    Q8Avx512Matvec,
+}
+
+impl KernelId {
+    const ALL: [KernelId; 18] = [
+        KernelId::TernaryScalarMatvec,
+        KernelId::TernaryScalarMatmul,
+        KernelId::TernaryAvx2Matvec,
+        KernelId::TernaryAvx2Matmul,
+        KernelId::TernaryAvx512Matvec,
+        KernelId::TernaryAvx512Matmul,
+        KernelId::TernaryScalarBlockScaled,
+        KernelId::TernaryAvx2BlockScaled,
+        KernelId::TernaryAvx512BlockScaled,
+        KernelId::QuantizeScalar,
+        KernelId::QuantizeAvx2,
+        KernelId::QuantizeAvx512,
+        KernelId::F16ScalarMatvec,
+        KernelId::F16Avx2Matvec,
+        KernelId::F16Avx512Matvec,
+        KernelId::Q8ScalarMatvec,
+        KernelId::Q8Avx2Matvec,
+        KernelId::Q8Avx512Matvec,
+    ];
+
+    /// The receipt name, e.g. `"i2s_avx512_vnni_matvec"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelId::TernaryScalarMatvec => "i2s_scalar_matvec",
+            KernelId::TernaryScalarMatmul => "i2s_scalar_matmul",
+            KernelId::TernaryAvx2Matvec => "i2s_avx2_matvec",
+            KernelId::TernaryAvx2Matmul => "i2s_avx2_matmul",
+            KernelId::TernaryAvx512Matvec => "i2s_avx512_vnni_matvec",
+            KernelId::TernaryAvx512Matmul => "i2s_avx512_vnni_matmul",
+            KernelId::TernaryScalarBlockScaled => "i2s_scalar_block_scaled",
+            KernelId::TernaryAvx2BlockScaled => "i2s_avx2_block_scaled",
+            KernelId::TernaryAvx512BlockScaled => "i2s_avx512_vnni_block_scaled",
+            KernelId::QuantizeScalar => "quantize_i8_scalar",
+            KernelId::QuantizeAvx2 => "quantize_i8_avx2",
+            KernelId::QuantizeAvx512 => "quantize_i8_avx512",
+            KernelId::F16ScalarMatvec => "f16_scalar_matvec",
+            KernelId::F16Avx2Matvec => "f16_avx2_f16c_matvec",
+            KernelId::F16Avx512Matvec => "f16_avx512_matvec",
+            KernelId::Q8ScalarMatvec => "q8_0_scalar_matvec",
+            KernelId::Q8Avx2Matvec => "q8_0_avx2_matvec",
+            KernelId::Q8Avx512Matvec => "q8_0_avx512_vnni_matvec",
+        }
+    }
+
+    fn bit(self) -> u64 {
+        1u64 << (self as u8)
+    }
+}
+
+static KERNELS_USED: AtomicU64 = AtomicU64::new(0);
+
+/// Notes that a kernel ran (cheap: one relaxed load once the bit is set).
+pub(crate) fn record(id: KernelId) {
+    if KERNELS_USED.load(Ordering::Relaxed) & id.bit() == 0 {
+        KERNELS_USED.fetch_or(id.bit(), Ordering::Relaxed);
+    }
+}
+
+/// Names of every kernel that has run in this process, in a fixed order.
+pub fn kernels_used() -> Vec<&'static str> {
+    let used = KERNELS_USED.load(Ordering::Relaxed);
+    KernelId::ALL
+        .into_iter()
+        .filter(|id| used & id.bit() != 0)
+        .map(KernelId::name)
+        .collect()
+}

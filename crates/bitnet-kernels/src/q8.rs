@@ -1,0 +1,420 @@
+//! Q8_0 matrices for a quantized LM head (the decode-time win of FORMATS.md §4: the 2B-4T head
+//! drops from 657 MB of F16 to 349 MB, near-losslessly).
+//!
+//! Q8_0 as ggml defines it: blocks of 32 values, `d = max|x| / 127` stored as f16,
+//! `q = roundf(x / d)` (half away from zero; computed as `x · (1/d)` in f32, 0 when d = 0).
+//! [`Q8Matrix::matmul`] quantizes each activation row the same way and returns, per output,
+//! `Σ_blocks (d_w · d_x) · Σ q_w q_x` in f32 (ggml's `vec_dot_q8_0_q8_0`).
+
+#![allow(clippy::needless_range_loop)] // SIMD lanes and rows read best as indexed loops.
+
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+
+use half::f16;
+
+use crate::error::KernelError;
+use crate::isa::{active_isa, record, Isa, KernelId};
+use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+
+/// Values per Q8_0 block.
+pub const Q8_BLOCK: usize = 32;
+/// Rows handled per kernel call (they share the activation blocks).
+const ROWS_PER_CALL: usize = 4;
+
+/// Quantizes `x` (a multiple of 32 long) to Q8_0: codes into `qs`, one f16 scale per block.
+pub fn quantize_q8_0(x: &[f32], qs: &mut [i8], scales: &mut [f16]) -> Result<(), KernelError> {
+    if !x.len().is_multiple_of(Q8_BLOCK) {
+        return Err(KernelError::ColsNotMultiple {
+            cols: x.len(),
+            granularity: Q8_BLOCK,
+        });
+    }
+    check_len("Q8_0 codes", x.len(), qs.len())?;
+    check_len("Q8_0 scales", x.len() / Q8_BLOCK, scales.len())?;
+    for ((block, q), scale) in x
+        .chunks_exact(Q8_BLOCK)
+        .zip(qs.chunks_exact_mut(Q8_BLOCK))
+        .zip(scales.iter_mut())
+    {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+        *scale = f16::from_f32(d);
+        for (q, &v) in q.iter_mut().zip(block) {
+            *q = (v * inverse).round() as i8; // f32::round: half away from zero, like roundf
+        }
+    }
+    Ok(())
+}
+
+fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), KernelError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(KernelError::LengthMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// A row-major Q8_0 matrix (`rows` outputs × `cols` inputs).
+#[derive(Clone)]
+pub struct Q8Matrix {
+    rows: usize,
+    cols: usize,
+    qs: Vec<i8>,
+    scales: Vec<f16>,
+}
+
+impl std::fmt::Debug for Q8Matrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q8Matrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish()
+    }
+}
+
+impl Q8Matrix {
+    /// Quantizes a row-major f32 matrix (`cols` a multiple of 32).
+    pub fn quantize_f32(w: &[f32], rows: usize, cols: usize) -> Result<Q8Matrix, KernelError> {
+        if rows == 0 || cols == 0 {
+            return Err(KernelError::EmptyShape { rows, cols });
+        }
+        check_len("f32 weights (rows × cols)", rows * cols, w.len())?;
+        let mut qs = vec![0i8; w.len()];
+        let mut scales = vec![f16::ZERO; w.len() / Q8_BLOCK];
+        quantize_q8_0(w, &mut qs, &mut scales)?;
+        Q8Matrix::from_blocks(rows, cols, qs, scales)
+    }
+
+    /// Quantizes a row-major F16 matrix (e.g. the tied embedding) row by row.
+    pub fn quantize_f16(w: &[f16], rows: usize, cols: usize) -> Result<Q8Matrix, KernelError> {
+        if rows == 0 || cols == 0 {
+            return Err(KernelError::EmptyShape { rows, cols });
+        }
+        check_len("f16 weights (rows × cols)", rows * cols, w.len())?;
+        let mut qs = vec![0i8; w.len()];
+        let mut scales = vec![f16::ZERO; w.len() / Q8_BLOCK];
+        let mut row = vec![0f32; cols];
+        for ((src, q), s) in w
+            .chunks_exact(cols)
+            .zip(qs.chunks_exact_mut(cols))
+            .zip(scales.chunks_exact_mut((cols / Q8_BLOCK).max(1)))
+        {
+            for (dst, v) in row.iter_mut().zip(src) {
+                *dst = v.to_f32();
+            }
+            quantize_q8_0(&row, q, s)?;
+        }
+        Q8Matrix::from_blocks(rows, cols, qs, scales)
+    }
+
+    /// Wraps existing Q8_0 data: `qs` row-major codes, one scale per 32 codes.
+    pub fn from_blocks(
+        rows: usize,
+        cols: usize,
+        qs: Vec<i8>,
+        scales: Vec<f16>,
+    ) -> Result<Q8Matrix, KernelError> {
+        if rows == 0 || cols == 0 {
+            return Err(KernelError::EmptyShape { rows, cols });
+        }
+        if !cols.is_multiple_of(Q8_BLOCK) {
+            return Err(KernelError::ColsNotMultiple {
+                cols,
+                granularity: Q8_BLOCK,
+            });
+        }
+        check_len("Q8_0 codes", rows * cols, qs.len())?;
+        check_len("Q8_0 scales", rows * cols / Q8_BLOCK, scales.len())?;
+        Ok(Q8Matrix {
+            rows,
+            cols,
+            qs,
+            scales,
+        })
+    }
+
+    /// Output count.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input count.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The codes, row-major.
+    pub fn codes(&self) -> &[i8] {
+        &self.qs
+    }
+
+    /// The block scales, row-major.
+    pub fn block_scales(&self) -> &[f16] {
+        &self.scales
+    }
+
+    /// Bytes one product streams (codes + scales).
+    pub fn stored_len(&self) -> usize {
+        self.qs.len() + 2 * self.scales.len()
+    }
+
+    /// `out[b·rows + r] = Σ_blocks d_w d_x Σ q_w q_x` with `x` (batch × cols, f32) quantized to
+    /// Q8_0 first.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        self.matmul_with_isa(active_isa(), x, batch, out, pool)
+    }
+
+    /// [`Q8Matrix::matmul`] on a chosen instruction set.
+    pub fn matmul_with_isa(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        if !isa.is_supported() {
+            return Err(KernelError::IsaUnsupported { isa });
+        }
+        check_len("activations (batch × cols)", batch * self.cols, x.len())?;
+        check_len("output (batch × rows)", batch * self.rows, out.len())?;
+        record(match isa {
+            Isa::Scalar => KernelId::Q8ScalarMatvec,
+            Isa::Avx2 => KernelId::Q8Avx2Matvec,
+            Isa::Avx512 => KernelId::Q8Avx512Matvec,
+        });
+        ACTIVATIONS.with(|cell| {
+            let (x_qs, x_scales) = &mut *cell.borrow_mut();
+            x_qs.clear();
+            x_qs.resize(x.len(), 0);
+            x_scales.clear();
+            x_scales.resize(x.len() / Q8_BLOCK, 0.0);
+            let mut half_scales = [f16::ZERO; 1];
+            for ((block, q), s) in x
+                .chunks_exact(Q8_BLOCK)
+                .zip(x_qs.chunks_exact_mut(Q8_BLOCK))
+                .zip(x_scales.iter_mut())
+            {
+                quantize_q8_0(block, q, &mut half_scales)?;
+                *s = half_scales[0].to_f32();
+            }
+            let (x_qs, x_scales) = (&x_qs[..], &x_scales[..]);
+            let out = atomic_f32_view(out);
+            let (rows, cols) = (self.rows, self.cols);
+            let blocks = cols / Q8_BLOCK;
+            let groups = rows.div_ceil(ROWS_PER_CALL);
+            let chunks = pool.chunk_count(groups);
+            pool.run(chunks, &|chunk| {
+                for group in split_range(groups, chunks, chunk) {
+                    let first = group * ROWS_PER_CALL;
+                    let count = ROWS_PER_CALL.min(rows - first);
+                    let qs = &self.qs[first * cols..(first + count) * cols];
+                    let ws = &self.scales[first * blocks..(first + count) * blocks];
+                    for b in 0..batch {
+                        let xq = &x_qs[b * cols..(b + 1) * cols];
+                        let xs = &x_scales[b * blocks..(b + 1) * blocks];
+                        let dots = rows_dot(isa, qs, ws, count, xq, xs);
+                        for (r, &dot) in dots[..count].iter().enumerate() {
+                            out[b * rows + first + r].store(dot.to_bits(), Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch for the quantized activations and their f32 block scales.
+    static ACTIVATIONS: RefCell<(Vec<i8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Dots of `count` (≤ 4) consecutive rows with one quantized activation row.
+fn rows_dot(
+    isa: Isa,
+    qs: &[i8],
+    ws: &[f16],
+    count: usize,
+    xq: &[i8],
+    xs: &[f32],
+) -> [f32; ROWS_PER_CALL] {
+    let cols = xq.len();
+    let blocks = xs.len();
+    let mut dots = [0f32; ROWS_PER_CALL];
+    for r in 0..count {
+        let (q, w) = (
+            &qs[r * cols..(r + 1) * cols],
+            &ws[r * blocks..(r + 1) * blocks],
+        );
+        dots[r] = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::row_dot_avx512(q, w, xq, xs),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::row_dot_avx2(q, w, xq, xs),
+            _ => row_dot_scalar(q, w, xq, xs),
+        };
+    }
+    dots
+}
+
+/// The scalar reference: exact integer block dots, scaled and summed in block order.
+fn row_dot_scalar(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, (qb, xb)) in q
+        .chunks_exact(Q8_BLOCK)
+        .zip(xq.chunks_exact(Q8_BLOCK))
+        .enumerate()
+    {
+        let dot: i32 = qb
+            .iter()
+            .zip(xb)
+            .map(|(&a, &c)| i32::from(a) * i32::from(c))
+            .sum();
+        sum += dot as f32 * (w[b].to_f32() * xs[b]);
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! Q8_0 row dots: `|w|` (unsigned) × `x·sign(w)` (signed) byte products, one block per
+    //! 256-bit vector, scaled per block into f32 lanes.
+
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    use super::Q8_BLOCK;
+
+    /// How far ahead (in bytes of codes) the weights are prefetched.
+    const PREFETCH_BYTES: usize = 1024;
+
+    pub(super) fn row_dot_avx512(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+        assert!(
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        );
+        assert!(q.len() == xq.len() && q.len() == Q8_BLOCK * w.len() && w.len() == xs.len());
+        // SAFETY: features checked; every block index read is < w.len() = q.len()/32 (checked).
+        unsafe { row_dot_avx512_impl(q, w, xq, xs) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn row_dot_avx512_impl(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let blocks = w.len();
+        let mut scales = [0f32; 8];
+        for b in 0..blocks {
+            // SAFETY: b < blocks, so bytes 32b..32b+32 of q and xq are in bounds, and a group of
+            // 8 scales is only loaded when b + 8 <= blocks.
+            unsafe {
+                if b % 8 == 0 {
+                    block_scales(w, xs, b, &mut scales);
+                }
+                let wp = q.as_ptr().add(b * Q8_BLOCK);
+                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
+                let wv = _mm256_loadu_si256(wp.cast());
+                let xv = _mm256_loadu_si256(xq.as_ptr().add(b * Q8_BLOCK).cast());
+                let dot = _mm256_dpbusd_epi32(
+                    _mm256_setzero_si256(),
+                    _mm256_sign_epi8(wv, wv),
+                    _mm256_sign_epi8(xv, wv),
+                );
+                let scale = _mm256_set1_ps(scales[b % 8]);
+                if b % 2 == 0 {
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc0);
+                } else {
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc1);
+                }
+            }
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+
+    /// `d_w · d_x` for blocks `first..first + 8` (fewer at the end of the row) into `scales`.
+    #[target_feature(enable = "avx,f16c")]
+    fn block_scales(w: &[f16], xs: &[f32], first: usize, scales: &mut [f32; 8]) {
+        if first + 8 <= w.len() {
+            // SAFETY: 8 halves and 8 floats from `first` are in bounds (checked just above).
+            unsafe {
+                let halves = _mm_loadu_si128(w.as_ptr().add(first).cast());
+                let product = _mm256_mul_ps(
+                    _mm256_cvtph_ps(halves),
+                    _mm256_loadu_ps(xs.as_ptr().add(first)),
+                );
+                _mm256_storeu_ps(scales.as_mut_ptr(), product);
+            }
+        } else {
+            for (k, scale) in scales.iter_mut().enumerate().take(w.len() - first) {
+                *scale = w[first + k].to_f32() * xs[first + k];
+            }
+        }
+    }
+
+    pub(super) fn row_dot_avx2(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+        assert!(
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        );
+        assert!(q.len() == xq.len() && q.len() == Q8_BLOCK * w.len() && w.len() == xs.len());
+        // SAFETY: features checked; every block index read is < w.len() = q.len()/32 (checked).
+        unsafe { row_dot_avx2_impl(q, w, xq, xs) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn row_dot_avx2_impl(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut scales = [0f32; 8];
+        for b in 0..w.len() {
+            // SAFETY: b < blocks, so bytes 32b..32b+32 of q and xq are in bounds.
+            unsafe {
+                if b % 8 == 0 {
+                    block_scales(w, xs, b, &mut scales);
+                }
+                let wp = q.as_ptr().add(b * Q8_BLOCK);
+                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
+                let wv = _mm256_loadu_si256(wp.cast());
+                let xv = _mm256_loadu_si256(xq.as_ptr().add(b * Q8_BLOCK).cast());
+                // |w| ≤ 128 and |x| ≤ 127: pair sums ≤ 32512, no i16 saturation.
+                let pairs =
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+                let dot = _mm256_madd_epi16(pairs, ones);
+                let scale = _mm256_set1_ps(scales[b % 8]);
+                if b % 2 == 0 {
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc0);
+                } else {
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc1);
+                }
+            }
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
+    }
+
+    #[target_feature(enable = "avx")]
+    fn hsum(v: __m256) -> f32 {
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds 8 f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().sum()
+    }
+}

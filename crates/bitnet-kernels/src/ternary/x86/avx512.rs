@@ -1,0 +1,242 @@
+//! AVX-512 VNNI ternary kernels: `vpdpbusd` of the unsigned codes (0/1/2) with int8 activations.
+
+#![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
+
+use std::arch::x86_64::*;
+
+use super::super::{CHUNK_COLS, GROUP_COLS, ROW_TILE};
+use super::{hsum_epi32_256, hsum_ps_256};
+
+/// How far ahead of the current chunk weights are prefetched.
+const PREFETCH_BYTES: usize = 8192;
+
+fn features_present() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+}
+
+/// `Σ_j c[r][j] · x[t·cols + j]` for the 4 rows of a tile and `T` consecutive tokens.
+pub(in crate::ternary) fn tile_code_dots<const T: usize>(
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+) -> [[i32; T]; ROW_TILE] {
+    assert!(
+        features_present(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
+    assert!(cols.is_multiple_of(128) && weights.len() == cols && x.len() >= T * cols);
+    // SAFETY: the features were checked above; the kernel reads `cols` bytes of `weights` and
+    // `T·cols` bytes of `x`, both checked.
+    unsafe { tile_code_dots_impl::<T>(weights.as_ptr(), x.as_ptr(), cols) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_code_dots_impl<const T: usize>(
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+) -> [[i32; T]; ROW_TILE] {
+    let mask = _mm512_set1_epi8(3);
+    // Two accumulator sets when few tokens share the tile, to break the vpdpbusd latency chain.
+    let mut acc = [[_mm512_setzero_si512(); T]; ROW_TILE];
+    let mut acc_odd = [[_mm512_setzero_si512(); T]; ROW_TILE];
+    let full = cols / CHUNK_COLS;
+    for chunk in 0..full {
+        // SAFETY (whole block): chunk·256 + 256 <= cols bytes of weights; activations are read
+        // at t·cols + chunk·256 + 64·s + 64 <= T·cols.
+        unsafe {
+            let wp = w.add(chunk * CHUNK_COLS);
+            let xp = x.add(chunk * CHUNK_COLS);
+            // Weights stream from DRAM in decode: keep lines in flight ahead of use. A prefetch
+            // past the end of the matrix is harmless (no fault), hence the wrapping pointer.
+            for line in 0..4 {
+                let ahead = wp.wrapping_add(PREFETCH_BYTES + 64 * line);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            }
+            let raw = [
+                _mm512_loadu_si512(wp.cast()),
+                _mm512_loadu_si512(wp.add(64).cast()),
+                _mm512_loadu_si512(wp.add(128).cast()),
+                _mm512_loadu_si512(wp.add(192).cast()),
+            ];
+            macro_rules! shift_step {
+                ($shift:literal, $s:literal) => {{
+                    let mut codes = [mask; ROW_TILE];
+                    for r in 0..ROW_TILE {
+                        codes[r] = _mm512_and_si512(_mm512_srli_epi16::<$shift>(raw[r]), mask);
+                    }
+                    for t in 0..T {
+                        let a = _mm512_loadu_si512(xp.add(t * cols + 64 * $s).cast());
+                        for r in 0..ROW_TILE {
+                            if T <= 2 && $s % 2 == 1 {
+                                acc_odd[r][t] = _mm512_dpbusd_epi32(acc_odd[r][t], codes[r], a);
+                            } else {
+                                acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], codes[r], a);
+                            }
+                        }
+                    }
+                }};
+            }
+            shift_step!(0, 0);
+            shift_step!(2, 1);
+            shift_step!(4, 2);
+            shift_step!(6, 3);
+        }
+    }
+    let mut out = [[0i32; T]; ROW_TILE];
+    for r in 0..ROW_TILE {
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc_odd[r][t]));
+        }
+    }
+    if !cols.is_multiple_of(CHUNK_COLS) {
+        let tail = full * CHUNK_COLS;
+        let mask = _mm256_set1_epi8(3);
+        let mut acc = [[_mm256_setzero_si256(); T]; ROW_TILE];
+        // SAFETY: the tail holds 4 × 32 bytes at `tail` (cols = tail + 128) and activations are
+        // read at t·cols + tail + 32·s + 32 <= T·cols.
+        unsafe {
+            let wp = w.add(tail);
+            let xp = x.add(tail);
+            let raw = [
+                _mm256_loadu_si256(wp.cast()),
+                _mm256_loadu_si256(wp.add(32).cast()),
+                _mm256_loadu_si256(wp.add(64).cast()),
+                _mm256_loadu_si256(wp.add(96).cast()),
+            ];
+            macro_rules! shift_step {
+                ($shift:literal, $s:literal) => {{
+                    let mut codes = [mask; ROW_TILE];
+                    for r in 0..ROW_TILE {
+                        codes[r] = _mm256_and_si256(_mm256_srli_epi16::<$shift>(raw[r]), mask);
+                    }
+                    for t in 0..T {
+                        let a = _mm256_loadu_si256(xp.add(t * cols + 32 * $s).cast());
+                        for r in 0..ROW_TILE {
+                            acc[r][t] = _mm256_dpbusd_epi32(acc[r][t], codes[r], a);
+                        }
+                    }
+                }};
+            }
+            shift_step!(0, 0);
+            shift_step!(2, 1);
+            shift_step!(4, 2);
+            shift_step!(6, 3);
+        }
+        for r in 0..ROW_TILE {
+            for t in 0..T {
+                out[r][t] += hsum_epi32_256(acc[r][t]);
+            }
+        }
+    }
+    out
+}
+
+/// `Σ_g (Σ_{j∈g} c·q − Σ_{j∈g} q) · s[r][g]` over 32-column groups, 4 rows, one token.
+pub(in crate::ternary) fn tile_scaled_dots(
+    weights: &[u8],
+    x: &[i8],
+    quad_sums: &[i32],
+    scales: &[f32],
+) -> [f32; ROW_TILE] {
+    assert!(
+        features_present(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
+    let cols = x.len();
+    assert!(
+        cols.is_multiple_of(128)
+            && weights.len() == cols
+            && quad_sums.len() == cols / 4
+            && scales.len() == ROW_TILE * (cols / GROUP_COLS)
+    );
+    // SAFETY: the features and every slice length the kernel relies on were checked above.
+    unsafe {
+        tile_scaled_dots_impl(
+            weights.as_ptr(),
+            x.as_ptr(),
+            quad_sums.as_ptr(),
+            scales.as_ptr(),
+            cols,
+        )
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_scaled_dots_impl(
+    w: *const u8,
+    x: *const i8,
+    quad_sums: *const i32,
+    scales: *const f32,
+    cols: usize,
+) -> [f32; ROW_TILE] {
+    let mask = _mm512_set1_epi8(3);
+    let groups = cols / GROUP_COLS;
+    // Lane l of the vector for shift s covers group 2s + l/8 of the chunk.
+    let spread = [
+        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+        _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+        _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5),
+        _mm512_setr_epi32(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7),
+    ];
+    let mut acc = [_mm512_setzero_ps(); ROW_TILE];
+    let full = cols / CHUNK_COLS;
+    for chunk in 0..full {
+        // SAFETY (whole block): weights read within chunk·256 + 256 <= cols; activations within
+        // cols; quad sums within cols/4; each row's 8 group scales at r·groups + chunk·8 + 8 <=
+        // 4·groups.
+        unsafe {
+            let wp = w.add(chunk * CHUNK_COLS);
+            let xp = x.add(chunk * CHUNK_COLS);
+            let qp = quad_sums.add(chunk * 64);
+            for s in 0..4 {
+                let a = _mm512_loadu_si512(xp.add(64 * s).cast());
+                let q4 = _mm512_loadu_si512(qp.add(16 * s).cast());
+                for r in 0..ROW_TILE {
+                    let raw = _mm512_loadu_si512(wp.add(r * 64).cast());
+                    let shifted = _mm512_srlv_epi16(raw, _mm512_set1_epi16(2 * s as i16));
+                    let codes = _mm512_and_si512(shifted, mask);
+                    let dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, a);
+                    let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, q4));
+                    let group_scales =
+                        _mm512_castps256_ps512(_mm256_loadu_ps(scales.add(r * groups + chunk * 8)));
+                    let scale = _mm512_permutexvar_ps(spread[s], group_scales);
+                    acc[r] = _mm512_fmadd_ps(d, scale, acc[r]);
+                }
+            }
+        }
+    }
+    let mut out = [0f32; ROW_TILE];
+    for r in 0..ROW_TILE {
+        out[r] = _mm512_reduce_add_ps(acc[r]);
+    }
+    if !cols.is_multiple_of(CHUNK_COLS) {
+        let tail = full * CHUNK_COLS;
+        let mask = _mm256_set1_epi8(3);
+        let mut acc = [_mm256_setzero_ps(); ROW_TILE];
+        // SAFETY: the tail holds 4 × 32 bytes at `tail`; activations, quad sums and the 4 group
+        // scales per row of the tail lie within their slices (checked lengths).
+        unsafe {
+            for s in 0..4 {
+                let a = _mm256_loadu_si256(x.add(tail + 32 * s).cast());
+                let q4 = _mm256_loadu_si256(quad_sums.add(tail / 4 + 8 * s).cast());
+                for r in 0..ROW_TILE {
+                    let raw = _mm256_loadu_si256(w.add(tail + r * 32).cast());
+                    let shifted = _mm256_srlv_epi16(raw, _mm256_set1_epi16(2 * s as i16));
+                    let codes = _mm256_and_si256(shifted, mask);
+                    let dots = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, a);
+                    let d = _mm256_cvtepi32_ps(_mm256_sub_epi32(dots, q4));
+                    let scale = _mm256_set1_ps(*scales.add(r * groups + tail / GROUP_COLS + s));
+                    acc[r] = _mm256_fmadd_ps(d, scale, acc[r]);
+                }
+            }
+        }
+        for r in 0..ROW_TILE {
+            out[r] += hsum_ps_256(acc[r]);
+        }
+    }
+    out
+}

@@ -1,0 +1,66 @@
+//! F16 head matvec on every ISA against an f64 evaluation of the same products, within the
+//! standard bound for an n-term f32 sum (n · 2⁻²⁴ · Σ|w·x|).
+
+use bitnet_kernels::f16::matmul_f16_with_isa;
+use bitnet_kernels::{matvec_f16, Isa, ThreadPool};
+use half::f16;
+use proptest::prelude::*;
+
+fn check(rows: usize, cols: usize, batch: usize, w: &[f16], x: &[f32], out: &[f32], isa: Isa) {
+    for b in 0..batch {
+        for r in 0..rows {
+            let terms =
+                (0..cols).map(|j| f64::from(w[r * cols + j].to_f32()) * f64::from(x[b * cols + j]));
+            let exact: f64 = terms.clone().sum();
+            let magnitude: f64 = terms.map(f64::abs).sum();
+            let tolerance = cols as f64 * f64::from(f32::EPSILON) * 0.5 * magnitude + 1e-30;
+            let got = f64::from(out[b * rows + r]);
+            assert!(
+                (got - exact).abs() <= tolerance,
+                "isa {isa} row {r} batch {b}: got {got} want {exact} (tol {tolerance})"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn every_isa_within_f32_sum_bound(
+        (rows, cols, batch, w, x) in (1usize..=11, 1usize..=300, 1usize..=3).prop_flat_map(|(rows, cols, batch)| (
+            Just(rows), Just(cols), Just(batch),
+            prop::collection::vec((-4.0f32..4.0).prop_map(f16::from_f32), rows * cols),
+            prop::collection::vec(-3.0f32..3.0, batch * cols),
+        ))
+    ) {
+        for threads in [1, 3] {
+            let pool = ThreadPool::new(threads);
+            for isa in Isa::supported() {
+                let mut out = vec![f32::NAN; batch * rows];
+                matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
+                check(rows, cols, batch, &w, &x, &out, isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn head_shaped_matvec() {
+    // 2B-4T head width (2560 columns) over a slice of vocab rows, plus a ragged row count.
+    let (rows, cols) = (1027, 2560);
+    let w: Vec<f16> = (0..rows * cols)
+        .map(|i| f16::from_f32(((i * 37 % 1001) as f32 - 500.0) / 700.0))
+        .collect();
+    let x: Vec<f32> = (0..cols)
+        .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let pool = ThreadPool::new(2);
+    for isa in Isa::supported() {
+        let mut out = vec![0f32; rows];
+        matmul_f16_with_isa(isa, &w, rows, cols, &x, 1, &mut out, &pool).unwrap();
+        check(rows, cols, 1, &w, &x, &out, isa);
+    }
+    let mut out = vec![0f32; rows];
+    assert!(matvec_f16(&w, rows, cols, &x[..cols - 1], &mut out, &pool).is_err());
+}

@@ -1,0 +1,252 @@
+//! Every ternary kernel path (scalar, AVX2, AVX-512 VNNI) against the definition of the product,
+//! `D[b][r] = Σ_j t[r][j] · q[b][j]`, evaluated naively from the unpacked values.
+
+use bitnet_kernels::ternary::{Scales, TernaryMatrix};
+use bitnet_kernels::{Isa, KernelError, ThreadPool};
+use proptest::prelude::*;
+
+fn naive_dots(values: &[i8], rows: usize, cols: usize, x: &[i8], batch: usize) -> Vec<i32> {
+    let mut out = vec![0i32; batch * rows];
+    for b in 0..batch {
+        for r in 0..rows {
+            out[b * rows + r] = (0..cols)
+                .map(|j| i32::from(values[r * cols + j]) * i32::from(x[b * cols + j]))
+                .sum();
+        }
+    }
+    out
+}
+
+/// Ternary weights, skewed so runs of one value (and all-zero stretches) also occur.
+fn ternary(len: usize) -> impl Strategy<Value = Vec<i8>> {
+    prop::collection::vec(prop_oneof![Just(-1i8), Just(0i8), Just(1i8)], len)
+}
+
+/// int8 activations with the extremes −128 and 127 over-represented.
+fn activations(len: usize) -> impl Strategy<Value = Vec<i8>> {
+    prop::collection::vec(
+        prop_oneof![3 => any::<i8>(), 1 => Just(-128i8), 1 => Just(127i8)],
+        len,
+    )
+}
+
+fn case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
+    (
+        1usize..=13,
+        prop::sample::select(vec![128usize, 256, 384, 640, 896]),
+        1usize..=9,
+    )
+        .prop_flat_map(|(rows, cols, batch)| {
+            (
+                Just(rows),
+                Just(cols),
+                Just(batch),
+                ternary(rows * cols),
+                activations(batch * cols),
+            )
+        })
+}
+
+fn pools() -> Vec<ThreadPool> {
+    vec![ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn every_isa_equals_the_definition((rows, cols, batch, values, x) in case()) {
+        let matrix = TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(1.0)).unwrap();
+        let expected = naive_dots(&values, rows, cols, &x, batch);
+        for pool in pools() {
+            for isa in Isa::supported() {
+                let mut out = vec![i32::MIN; batch * rows];
+                matrix.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                prop_assert_eq!(&out, &expected, "isa {} threads {}", isa, pool.threads());
+            }
+        }
+    }
+
+    #[test]
+    fn packing_round_trips((rows, cols, _batch, values, _x) in case()) {
+        let matrix = TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(0.5)).unwrap();
+        for r in 0..rows {
+            for c in 0..cols {
+                prop_assert_eq!(matrix.value(r, c), Some(values[r * cols + c]));
+            }
+        }
+        prop_assert_eq!(matrix.value(rows, 0), None);
+    }
+
+    #[test]
+    fn block_scaled_matches_f64_definition(
+        (rows, cols, batch, values, x) in case(),
+        block_choice in 0usize..3,
+        seed in any::<u64>(),
+    ) {
+        let block_len = [32usize, 128, cols][block_choice];
+        let blocks = rows * cols / block_len;
+        // Deterministic scales of varied magnitude and sign from the seed.
+        let scales: Vec<f32> = (0..blocks)
+            .map(|i| {
+                let h = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add((i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                ((h >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            })
+            .collect();
+        let matrix = TernaryMatrix::from_values(
+            rows, cols, &values, Scales::PerBlock { block_len, scales: scales.clone() },
+        ).unwrap();
+        for pool in pools() {
+            for isa in Isa::supported() {
+                let mut out = vec![f32::NAN; batch * rows];
+                matrix.matmul_scaled_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                for b in 0..batch {
+                    for r in 0..rows {
+                        // The kernels sum exact 4-column partial dots, scaled, in f32: bound the
+                        // error by the standard n·u·Σ|terms| over those cols/4 terms.
+                        let (mut exact, mut magnitude) = (0f64, 0f64);
+                        for quad in 0..cols / 4 {
+                            let d: i64 = (0..4)
+                                .map(|k| {
+                                    let j = quad * 4 + k;
+                                    i64::from(values[r * cols + j]) * i64::from(x[b * cols + j])
+                                })
+                                .sum();
+                            let scale = f64::from(scales[(r * cols + quad * 4) / block_len]);
+                            exact += d as f64 * scale;
+                            magnitude += (d as f64 * scale).abs();
+                        }
+                        let got = f64::from(out[b * rows + r]);
+                        let tolerance = (cols / 4) as f64 * f64::from(f32::EPSILON) * 0.5 * magnitude + 1e-9;
+                        prop_assert!((got - exact).abs() <= tolerance,
+                            "isa {} r {} b {}: got {} want {} (tol {})", isa, r, b, got, exact, tolerance);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn real_model_shapes_equal_the_definition() {
+    // The 2B-4T shapes' column counts (2560, 6912) and the tiny model's (256, 768, 128).
+    let pool = ThreadPool::new(2);
+    for &(rows, cols, batch) in &[(9, 2560, 5), (6, 6912, 3), (4, 768, 2), (7, 128, 4)] {
+        let values: Vec<i8> = (0..rows * cols)
+            .map(|i| ((i * 7 + i / 13) % 3) as i8 - 1)
+            .collect();
+        let x: Vec<i8> = (0..batch * cols)
+            .map(|i| ((i * 151 + 17) % 256) as u8 as i8)
+            .collect();
+        let matrix =
+            TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(1.0)).unwrap();
+        let expected = naive_dots(&values, rows, cols, &x, batch);
+        for isa in Isa::supported() {
+            let mut out = vec![0; batch * rows];
+            matrix
+                .matmul_with_isa(isa, &x, batch, &mut out, &pool)
+                .unwrap();
+            assert_eq!(out, expected, "isa {isa} shape {rows}x{cols} batch {batch}");
+        }
+    }
+}
+
+#[test]
+fn extreme_activations_do_not_saturate() {
+    // All weights +1 (or −1) against all −128 / 127: the largest |D| a row can reach.
+    let (rows, cols) = (4, 6912);
+    let pool = ThreadPool::new(1);
+    for (w, q) in [(1i8, -128i8), (-1, -128), (1, 127), (-1, 127)] {
+        let matrix =
+            TernaryMatrix::from_values(rows, cols, &vec![w; rows * cols], Scales::PerTensor(1.0))
+                .unwrap();
+        let x = vec![q; cols];
+        for isa in Isa::supported() {
+            let mut out = vec![0; rows];
+            matrix.matmul_with_isa(isa, &x, 1, &mut out, &pool).unwrap();
+            assert_eq!(
+                out,
+                vec![i32::from(w) * i32::from(q) * cols as i32; rows],
+                "isa {isa}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_operands_are_typed_errors() {
+    let pool = ThreadPool::new(1);
+    assert_eq!(
+        TernaryMatrix::from_values(2, 100, &[0; 200], Scales::PerTensor(1.0)).unwrap_err(),
+        KernelError::ColsNotMultiple {
+            cols: 100,
+            granularity: 128
+        }
+    );
+    assert_eq!(
+        TernaryMatrix::from_values(1, 128, &[2; 128], Scales::PerTensor(1.0)).unwrap_err(),
+        KernelError::NotTernary { index: 0, value: 2 }
+    );
+    assert!(matches!(
+        TernaryMatrix::from_values(1, 128, &[0; 127], Scales::PerTensor(1.0)),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        TernaryMatrix::from_values(0, 128, &[], Scales::PerTensor(1.0)),
+        Err(KernelError::EmptyShape { .. })
+    ));
+    assert_eq!(
+        TernaryMatrix::from_values(
+            1,
+            128,
+            &[0; 128],
+            Scales::PerBlock {
+                block_len: 48,
+                scales: vec![]
+            }
+        )
+        .unwrap_err(),
+        KernelError::BadBlockLen {
+            block_len: 48,
+            cols: 128
+        }
+    );
+    let blocked = TernaryMatrix::from_values(
+        1,
+        128,
+        &[0; 128],
+        Scales::PerBlock {
+            block_len: 32,
+            scales: vec![1.0; 4],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        blocked.matmul(&[0; 128], 1, &mut [0], &pool).unwrap_err(),
+        KernelError::NeedsPerTensorScales
+    );
+    let matrix = TernaryMatrix::from_values(2, 128, &[1; 256], Scales::PerTensor(1.0)).unwrap();
+    assert!(matches!(
+        matrix.matmul(&[0; 128], 1, &mut [0; 3], &pool),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        matrix.matmul(&[0; 127], 1, &mut [0; 2], &pool),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+}
+
+#[test]
+fn per_tensor_scaled_product_is_dot_times_scale() {
+    let pool = ThreadPool::new(2);
+    let values: Vec<i8> = (0..3 * 256).map(|i| (i % 3) as i8 - 1).collect();
+    let x: Vec<i8> = (0..256).map(|i| (i - 128) as i8).collect();
+    let matrix = TernaryMatrix::from_values(3, 256, &values, Scales::PerTensor(0.25)).unwrap();
+    let expected: Vec<f32> = naive_dots(&values, 3, 256, &x, 1)
+        .iter()
+        .map(|&d| d as f32 * 0.25)
+        .collect();
+    let mut out = vec![0f32; 3];
+    matrix.matmul_scaled(&x, 1, &mut out, &pool).unwrap();
+    assert_eq!(out, expected);
+}
