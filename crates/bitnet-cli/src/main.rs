@@ -3,6 +3,8 @@
 
 mod bench;
 mod inspect;
+mod perplexity;
+mod run;
 mod synth;
 mod tokenize;
 
@@ -18,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt (greedy), streamed to stdout.
+    Run(run::RunArgs),
+    /// Perplexity of a text file, computed as llama-perplexity does.
+    Perplexity(perplexity::PerplexityArgs),
     /// Show what a GGUF file holds: architecture, hyperparameters, tokenizer, tensors.
     Inspect(inspect::InspectArgs),
     /// Tokenize text with a model's tokenizer and print ids and pieces.
@@ -32,6 +38,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => run::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Templates(args) => tokenize::run_templates(args),

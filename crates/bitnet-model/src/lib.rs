@@ -1,1 +1,32 @@
-//! bitnet-model (work in progress).
+//! bitnet-model: the architecture registry, the configuration read from GGUF metadata, weight
+//! loading, the forward pass (batched prefill and one-token decode over a preallocated F16 KV
+//! cache) and llama.cpp-compatible perplexity scoring.
+//!
+//! - [`arch`]: which `general.architecture` strings run, and what each graph is made of.
+//! - [`config`]: hyper-parameters from metadata, validated.
+//! - [`weights`]: tensor loading with shape checks; embedding; per-layer weights.
+//! - [`linear`]: BitLinear (ternary, via `bitnet-kernels`) and the dense f32 linear.
+//! - [`dense`]: the f32 matrix product for non-ternary weights.
+//! - [`ops`]: RMSNorm, RoPE, softmax, activations, with ggml's arithmetic.
+//! - [`kv_cache`]: the KV cache (F16 by default, or F32).
+//! - [`model`]: [`Model`] and its forward pass.
+//! - [`perplexity`]: llama-perplexity's chunking and scoring.
+
+pub mod arch;
+pub mod config;
+pub mod dense;
+mod error;
+pub mod kv_cache;
+pub mod linear;
+pub mod model;
+pub mod ops;
+pub mod perplexity;
+pub mod weights;
+
+pub use arch::{Activation, ArchSpec, RopeStyle, ARCHITECTURES};
+pub use config::ModelConfig;
+pub use error::ModelError;
+pub use kv_cache::{KvCache, KvPrecision};
+pub use linear::Linear;
+pub use model::Model;
+pub use perplexity::{perplexity, PerplexityParams, PerplexityReport};

@@ -1,0 +1,189 @@
+//! The model configuration read from GGUF metadata (`<arch>.*` keys) and checked for
+//! consistency before any tensor is touched.
+
+use bitnet_gguf::GgufFile;
+
+use crate::arch::{self, Activation, ArchSpec};
+use crate::error::ModelError;
+
+/// Hyper-parameters of one model, as the forward pass uses them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub arch: &'static ArchSpec,
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    /// Width of one query/key head (`<arch>.attention.key_length`, default `n_embd / n_head`).
+    pub head_dim: usize,
+    /// Number of leading elements of each head that RoPE rotates.
+    pub n_rot: usize,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+    /// Training context length (informational; the KV cache size is chosen by the caller).
+    pub n_ctx_train: usize,
+    pub activation: Activation,
+    /// Sliding-window size for the layers that use one.
+    pub sliding_window: Option<usize>,
+    /// Per layer: whether it attends within the sliding window only.
+    pub swa_layers: Vec<bool>,
+    /// Multiplier applied to the softmax input `q·k` (or to Q first, see `ArchSpec`).
+    pub attention_scale: f32,
+    /// `tanh` soft-capping of the final logits (`<arch>.final_logit_softcapping`).
+    pub final_logit_softcap: Option<f32>,
+    /// `tanh` soft-capping of attention scores (`<arch>.attn_logit_softcapping`).
+    pub attn_logit_softcap: Option<f32>,
+}
+
+impl ModelConfig {
+    /// Reads and validates the configuration. `n_vocab` is taken from the embedding tensor.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
+        let arch_name = file
+            .architecture()
+            .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?;
+        let arch = arch::lookup(arch_name)?;
+        let key = |k: &str| format!("{}.{k}", arch.name);
+        let req_u64 = |k: &str| -> Result<usize, ModelError> {
+            file.get_u64(&key(k))
+                .map(|v| v as usize)
+                .ok_or_else(|| ModelError::MissingKey(key(k)))
+        };
+        let n_embd = req_u64("embedding_length")?;
+        let n_layer = req_u64("block_count")?;
+        let n_ff = req_u64("feed_forward_length")?;
+        let n_head = req_u64("attention.head_count")?;
+        let n_head_kv = file
+            .get_u64(&key("attention.head_count_kv"))
+            .map(|v| v as usize)
+            .unwrap_or(n_head);
+        if n_embd == 0 || n_layer == 0 || n_ff == 0 || n_head == 0 || n_head_kv == 0 {
+            return Err(ModelError::InvalidConfig(
+                "embedding length, block count, FFN length and head counts must be non-zero".into(),
+            ));
+        }
+        if !n_head.is_multiple_of(n_head_kv) {
+            return Err(ModelError::InvalidConfig(format!(
+                "{n_head} query heads are not a multiple of {n_head_kv} KV heads"
+            )));
+        }
+        let head_dim = match file.get_u64(&key("attention.key_length")) {
+            Some(v) => v as usize,
+            None => {
+                if !n_embd.is_multiple_of(n_head) {
+                    return Err(ModelError::InvalidConfig(format!(
+                        "embedding length {n_embd} is not a multiple of {n_head} heads"
+                    )));
+                }
+                n_embd / n_head
+            }
+        };
+        if let Some(v) = file.get_u64(&key("attention.value_length")) {
+            if v as usize != head_dim {
+                return Err(ModelError::InvalidConfig(format!(
+                    "value head width {v} differs from key head width {head_dim}"
+                )));
+            }
+        }
+        let n_rot = file
+            .get_u64(&key("rope.dimension_count"))
+            .map(|v| v as usize)
+            .unwrap_or(head_dim);
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) || !head_dim.is_multiple_of(2) {
+            return Err(ModelError::InvalidConfig(format!(
+                "RoPE dimension {n_rot} must be even and at most the head width {head_dim}"
+            )));
+        }
+        let rms_eps = file
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))
+            .ok_or_else(|| ModelError::MissingKey(key("attention.layer_norm_rms_epsilon")))?;
+        let rope_base = file.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0);
+        if let Some(scaling) = file.get_str(&key("rope.scaling.type")) {
+            let factor = file.get_f32(&key("rope.scaling.factor")).unwrap_or(1.0);
+            if scaling != "none" && factor != 1.0 {
+                return Err(ModelError::InvalidConfig(format!(
+                    "RoPE scaling `{scaling}` with factor {factor} is not implemented"
+                )));
+            }
+        }
+        let n_ctx_train = file
+            .get_u64(&key("context_length"))
+            .map(|v| v as usize)
+            .unwrap_or(0);
+        let activation = match file.get_str(&key("hidden_activation")) {
+            Some(name) => Activation::from_name(name).ok_or_else(|| {
+                ModelError::InvalidConfig(format!("unknown hidden activation `{name}`"))
+            })?,
+            None => arch.activation,
+        };
+        let sliding_window = match arch.swa_pattern {
+            Some(_) => Some(
+                file.get_u64(&key("attention.sliding_window"))
+                    .map(|v| v as usize)
+                    .ok_or_else(|| ModelError::MissingKey(key("attention.sliding_window")))?,
+            ),
+            None => None,
+        };
+        let swa_layers = (0..n_layer)
+            .map(|il| match arch.swa_pattern {
+                Some(p) if p > 0 => il % p < p - 1,
+                _ => false,
+            })
+            .collect();
+        let softcap = |k: &str| file.get_f32(&key(k)).filter(|v| *v > 0.0);
+        let final_logit_softcap = softcap("final_logit_softcapping");
+        let attn_logit_softcap = softcap("attn_logit_softcapping");
+        let attention_scale = 1.0 / (head_dim as f32).sqrt();
+        let n_vocab = file
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?
+            .dims
+            .get(1)
+            .copied()
+            .unwrap_or(0) as usize;
+        if n_vocab == 0 {
+            return Err(ModelError::InvalidConfig(
+                "token_embd.weight has no vocabulary dimension".into(),
+            ));
+        }
+        Ok(ModelConfig {
+            arch,
+            n_vocab,
+            n_embd,
+            n_layer,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_rot,
+            rms_eps,
+            rope_base,
+            n_ctx_train,
+            activation,
+            sliding_window,
+            swa_layers,
+            attention_scale,
+            final_logit_softcap,
+            attn_logit_softcap,
+        })
+    }
+
+    /// RoPE base of layer `il` (the sliding-window layers of Gemma-3 use their own).
+    pub fn rope_base_of(&self, il: usize) -> f32 {
+        match self.arch.swa_rope_base {
+            Some(base) if self.swa_layers[il] => base,
+            _ => self.rope_base,
+        }
+    }
+
+    /// Width of all query heads together.
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}

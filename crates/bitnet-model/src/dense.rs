@@ -1,0 +1,265 @@
+//! The path for non-ternary weights: a row-major `[rows × cols]` matrix of weights dequantized
+//! at load, and `y = x · Wᵀ` (f32 activations, f32 sums) over a batch of input rows.
+//!
+//! Storage is f32 for tensors stored as F32/BF16 (exact), and F16 for F16 tensors (exact) and
+//! for block-quantized ones (Q4_K, Q8_0, ...): their dequantized values are rounded to F16
+//! (relative error ≤ 2⁻¹¹ per weight — far below the quantization error itself, and below
+//! llama.cpp's own Q8 rounding of the activations in these products). F16 storage runs on the
+//! SIMD `matmul_f16` kernel of `bitnet-kernels`; the f32 storage on the portable loop here.
+
+use std::sync::Mutex;
+
+use bitnet_gguf::GgmlType;
+use bitnet_kernels::pool::split_range;
+use bitnet_kernels::{KernelError, ThreadPool};
+use half::f16;
+
+use crate::error::ModelError;
+
+/// A dense matrix: `rows` output features, each a contiguous row of `cols` input weights
+/// (the GGUF `[cols, rows]` tensor, not transposed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: DenseData,
+}
+
+/// The element storage of a [`DenseMatrix`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DenseData {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+const LANES: usize = 8;
+
+impl DenseMatrix {
+    /// Wraps row-major f32 data; `data.len()` must equal `rows * cols`.
+    pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Self {
+        assert_eq!(data.len(), rows * cols, "dense matrix data length");
+        DenseMatrix {
+            rows,
+            cols,
+            data: DenseData::F32(data),
+        }
+    }
+
+    /// Wraps row-major F16 data; `data.len()` must equal `rows * cols`.
+    pub fn new_f16(rows: usize, cols: usize, data: Vec<f16>) -> Self {
+        assert_eq!(data.len(), rows * cols, "dense matrix data length");
+        DenseMatrix {
+            rows,
+            cols,
+            data: DenseData::F16(data),
+        }
+    }
+
+    /// Dequantizes `rows × cols` elements of type `ty` (tensor `name`, for errors) into f32
+    /// storage for F32/BF16 and F16 storage otherwise (see the module docs).
+    pub fn dequantized(
+        name: &str,
+        ty: GgmlType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, ModelError> {
+        let mut data = vec![0.0f32; rows * cols];
+        bitnet_quant::dequantize(ty, bytes, rows * cols, &mut data).map_err(|e| {
+            ModelError::TensorData {
+                name: name.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(match ty {
+            GgmlType::F32 | GgmlType::BF16 => DenseMatrix::new(rows, cols, data),
+            _ => DenseMatrix::new_f16(rows, cols, data.iter().map(|&v| f16::from_f32(v)).collect()),
+        })
+    }
+
+    /// Row `r` of f32 storage (the weights of output feature `r`).
+    fn row_f32(&self, r: usize) -> &[f32] {
+        match &self.data {
+            DenseData::F32(d) => &d[r * self.cols..(r + 1) * self.cols],
+            DenseData::F16(_) => unreachable!("row_f32 is only called on f32 storage"),
+        }
+    }
+
+    /// `out[t][r] = Σ_j x[t][j] · W[r][j]` for `batch` rows of `x` (each `cols` wide);
+    /// `out` is `batch × rows`. Work is split over the pool's threads (by input rows for
+    /// batches, by output features for a single row).
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        if let DenseData::F16(w) = &self.data {
+            return bitnet_kernels::matmul_f16(w, self.rows, self.cols, x, batch, out, pool);
+        }
+        if x.len() != batch * self.cols || out.len() != batch * self.rows {
+            return Err(KernelError::LengthMismatch {
+                what: "dense matmul operands",
+                expected: batch * self.cols,
+                actual: x.len(),
+            });
+        }
+        let threads = pool.threads();
+        let work = batch * self.rows * self.cols;
+        if threads == 1 || work < 1 << 16 {
+            self.matmul_rows(x, batch, 0..self.rows, out, self.rows);
+            return Ok(());
+        }
+        let by_batch = batch >= 4 * threads;
+        let parts: Vec<Mutex<Vec<f32>>> = (0..threads).map(|_| Mutex::new(Vec::new())).collect();
+        pool.run(threads, &|i| {
+            let part = if by_batch {
+                let t = split_range(batch, threads, i);
+                let mut buf = vec![0.0f32; t.len() * self.rows];
+                let xs = &x[t.start * self.cols..t.end * self.cols];
+                self.matmul_rows(xs, t.len(), 0..self.rows, &mut buf, self.rows);
+                buf
+            } else {
+                let r = split_range(self.rows, threads, i);
+                let mut buf = vec![0.0f32; batch * r.len()];
+                let w = r.len();
+                self.matmul_rows(x, batch, r, &mut buf, w);
+                buf
+            };
+            *parts[i].lock().unwrap_or_else(|p| p.into_inner()) = part;
+        });
+        for (i, part) in parts.into_iter().enumerate() {
+            let part = part.into_inner().unwrap_or_else(|p| p.into_inner());
+            if by_batch {
+                let t = split_range(batch, threads, i);
+                out[t.start * self.rows..t.end * self.rows].copy_from_slice(&part);
+            } else {
+                let r = split_range(self.rows, threads, i);
+                let w = r.len();
+                for t in 0..batch {
+                    out[t * self.rows + r.start..t * self.rows + r.end]
+                        .copy_from_slice(&part[t * w..(t + 1) * w]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Single-threaded core: output features `rows` for every input row, written to `out`
+    /// whose row stride is `out_stride` (column `r - rows.start`).
+    fn matmul_rows(
+        &self,
+        x: &[f32],
+        batch: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        const ROW_BLOCK: usize = 16;
+        let k = self.cols;
+        let mut r_block = rows.start;
+        while r_block < rows.end {
+            let r_end = (r_block + ROW_BLOCK).min(rows.end);
+            let mut t = 0;
+            while t < batch {
+                let tn = (batch - t).min(4);
+                let xs: [&[f32]; 4] = std::array::from_fn(|i| {
+                    &x[(t + i.min(tn - 1)) * k..(t + i.min(tn - 1) + 1) * k]
+                });
+                let mut r = r_block;
+                while r < r_end {
+                    let rn = (r_end - r).min(2);
+                    let w0 = self.row_f32(r);
+                    let w1 = self.row_f32(r + rn - 1);
+                    let d = dot_2x4(w0, w1, xs);
+                    for i in 0..tn {
+                        out[(t + i) * out_stride + (r - rows.start)] = d[0][i];
+                        if rn == 2 {
+                            out[(t + i) * out_stride + (r + 1 - rows.start)] = d[1][i];
+                        }
+                    }
+                    r += rn;
+                }
+                t += tn;
+            }
+            r_block = r_end;
+        }
+    }
+}
+
+/// Dot products of two weight rows with four input rows, in 8-lane accumulators.
+fn dot_2x4(w0: &[f32], w1: &[f32], xs: [&[f32]; 4]) -> [[f32; 4]; 2] {
+    let k = w0.len();
+    let main = k - k % LANES;
+    let mut acc = [[[0.0f32; LANES]; 4]; 2];
+    let mut j = 0;
+    while j < main {
+        let a: &[f32; LANES] = w0[j..j + LANES].try_into().expect("lane slice");
+        let b: &[f32; LANES] = w1[j..j + LANES].try_into().expect("lane slice");
+        for (i, xr) in xs.iter().enumerate() {
+            let v: &[f32; LANES] = xr[j..j + LANES].try_into().expect("lane slice");
+            for l in 0..LANES {
+                acc[0][i][l] += a[l] * v[l];
+                acc[1][i][l] += b[l] * v[l];
+            }
+        }
+        j += LANES;
+    }
+    let mut out = [[0.0f32; 4]; 2];
+    for (i, xr) in xs.iter().enumerate() {
+        for (wi, w) in [w0, w1].iter().enumerate() {
+            let mut s: f32 = acc[wi][i].iter().sum();
+            for jj in main..k {
+                s += w[jj] * xr[jj];
+            }
+            out[wi][i] = s;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(w: &DenseMatrix, x: &[f32], batch: usize) -> Vec<f64> {
+        let mut out = vec![0.0f64; batch * w.rows];
+        for t in 0..batch {
+            for r in 0..w.rows {
+                out[t * w.rows + r] = (0..w.cols)
+                    .map(|j| f64::from(w.row_f32(r)[j]) * f64::from(x[t * w.cols + j]))
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matmul_agrees_with_f64_sums_for_all_split_strategies() {
+        for &(rows, cols, batch) in &[(7, 13, 1), (33, 70, 5), (64, 300, 9), (5, 1024, 40)] {
+            let w = DenseMatrix::new(
+                rows,
+                cols,
+                (0..rows * cols)
+                    .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 300.0)
+                    .collect(),
+            );
+            let x: Vec<f32> = (0..batch * cols)
+                .map(|i| ((i * 104_729 % 977) as f32 - 488.0) / 250.0)
+                .collect();
+            let expect = naive(&w, &x, batch);
+            for threads in [1, 2, 3] {
+                let pool = ThreadPool::new(threads);
+                let mut out = vec![0.0f32; batch * rows];
+                w.matmul(&x, batch, &mut out, &pool).unwrap();
+                for (o, e) in out.iter().zip(&expect) {
+                    assert!(
+                        (f64::from(*o) - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{o} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The typed errors of model loading and evaluation.
+
+use thiserror::Error;
+
+/// Everything that can go wrong while loading a model or running it.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The container could not be read.
+    #[error("GGUF: {0}")]
+    Gguf(String),
+    /// `general.architecture` names an architecture this engine has no graph for.
+    #[error("unsupported architecture `{arch}`; supported: {supported}")]
+    UnsupportedArchitecture { arch: String, supported: String },
+    /// A metadata key the architecture needs is absent or has the wrong type.
+    #[error("missing or invalid metadata key `{0}`")]
+    MissingKey(String),
+    /// A metadata value is present but unusable (zero heads, head count not dividing, ...).
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    /// A tensor the graph needs is not in the file.
+    #[error("missing tensor `{0}`")]
+    MissingTensor(String),
+    /// A tensor has a shape other than the one the configuration implies.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?} (ggml order, ne0 first)")]
+    TensorShape {
+        name: String,
+        found: Vec<u64>,
+        expected: Vec<u64>,
+    },
+    /// A tensor's storage type cannot be used where it is found.
+    #[error("tensor `{name}`: {reason}")]
+    TensorType { name: String, reason: String },
+    /// Decoding or dequantizing a tensor failed.
+    #[error("tensor `{name}`: {reason}")]
+    TensorData { name: String, reason: String },
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary (size {vocab})")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    /// The KV cache has no room for the tokens.
+    #[error("context full: {needed} positions needed, the KV cache holds {capacity}")]
+    ContextFull { needed: usize, capacity: usize },
+    /// The KV cache was made for a different model shape.
+    #[error("KV cache shape does not match the model")]
+    CacheMismatch,
+    /// A compute kernel refused its operands.
+    #[error("kernel: {0}")]
+    Kernel(String),
+    /// A forward call with no tokens.
+    #[error("empty token batch")]
+    EmptyBatch,
+}

@@ -1,0 +1,199 @@
+//! A linear layer `y = x · Wᵀ` in one of two forms:
+//! - **BitLinear** for ternary weights (I2_S, TQ1_0, TQ2_0, block-scaled I2_S, TL1/TL2): per-token
+//!   int8 activations, exact integer dots in `bitnet-kernels`, then `y = (D / s_x) · s_W`
+//!   (FORMATS.md §2);
+//! - **dense f32** for every other type (dequantized at load; no activation quantization).
+//!
+//! llama.cpp's `bitnet` architecture may add a one-element `<linear>.scale` tensor multiplying
+//! the output.
+
+use bitnet_gguf::{GgmlType, GgufFile};
+use bitnet_kernels::{quantize_activations_batch, KernelError, Scales, TernaryMatrix, ThreadPool};
+use bitnet_quant::TernaryScales;
+
+use crate::dense::DenseMatrix;
+use crate::error::ModelError;
+use crate::weights::check_dims;
+
+/// Whether a tensor type is one of the ternary formats that go through BitLinear.
+pub fn is_ternary(ty: GgmlType) -> bool {
+    matches!(
+        ty,
+        GgmlType::I2S
+            | GgmlType::BitNet32F16
+            | GgmlType::TQ1_0
+            | GgmlType::TQ2_0
+            | GgmlType::TL1
+            | GgmlType::TL2
+    )
+}
+
+/// One linear layer's weights.
+#[derive(Debug)]
+pub enum Linear {
+    /// Ternary weights for BitLinear.
+    Ternary {
+        matrix: TernaryMatrix,
+        scale: Option<f32>,
+    },
+    /// Dense f32 weights.
+    Dense {
+        matrix: DenseMatrix,
+        scale: Option<f32>,
+    },
+}
+
+impl Linear {
+    /// Loads tensor `name` of GGUF shape `[cols, rows]` (`cols` inputs, `rows` outputs). With
+    /// `allow_scale`, a `<name without .weight>.scale` one-element tensor is applied if present.
+    pub fn load(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        allow_scale: bool,
+    ) -> Result<Self, ModelError> {
+        let info = file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        check_dims(name, &info.dims, &[cols as u64, rows as u64])?;
+        let scale = if allow_scale {
+            let scale_name = format!("{}.scale", name.trim_end_matches(".weight"));
+            match file.tensor(&scale_name) {
+                Some(s) => {
+                    if s.n_elements != 1 {
+                        return Err(ModelError::TensorShape {
+                            name: scale_name,
+                            found: s.dims.clone(),
+                            expected: vec![1],
+                        });
+                    }
+                    let mut v = [0.0f32];
+                    bitnet_quant::dequantize(s.ggml_type, file.tensor_data(s), 1, &mut v).map_err(
+                        |e| ModelError::TensorData {
+                            name: scale_name.clone(),
+                            reason: e.to_string(),
+                        },
+                    )?;
+                    Some(v[0])
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        if !is_ternary(info.ggml_type) {
+            return Ok(Linear::Dense {
+                matrix: DenseMatrix::dequantized(
+                    name,
+                    info.ggml_type,
+                    file.tensor_data(info),
+                    rows,
+                    cols,
+                )?,
+                scale,
+            });
+        }
+        let data_err = |reason: String| ModelError::TensorData {
+            name: name.to_string(),
+            reason,
+        };
+        let t = bitnet_quant::decode_ternary(info.ggml_type, file.tensor_data(info), &info.dims)
+            .map_err(|e| data_err(e.to_string()))?;
+        if t.rows != rows || t.cols != cols {
+            return Err(data_err(format!(
+                "decoded as {}×{}, expected {rows}×{cols}",
+                t.rows, t.cols
+            )));
+        }
+        let scales = match t.scales {
+            TernaryScales::PerTensor(s) => Scales::PerTensor(s),
+            TernaryScales::PerBlock { block_len, scales } => Scales::PerBlock { block_len, scales },
+        };
+        let matrix = TernaryMatrix::from_values(rows, cols, &t.values, scales)
+            .map_err(|e| data_err(e.to_string()))?;
+        Ok(Linear::Ternary { matrix, scale })
+    }
+
+    /// Number of outputs.
+    pub fn rows(&self) -> usize {
+        match self {
+            Linear::Ternary { matrix, .. } => matrix.rows(),
+            Linear::Dense { matrix, .. } => matrix.rows,
+        }
+    }
+
+    /// Number of inputs.
+    pub fn cols(&self) -> usize {
+        match self {
+            Linear::Ternary { matrix, .. } => matrix.cols(),
+            Linear::Dense { matrix, .. } => matrix.cols,
+        }
+    }
+
+    /// `out = x · Wᵀ` for `batch` rows of `x` (`cols` wide); `out` is `batch × rows`.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), ModelError> {
+        let scale = match self {
+            Linear::Dense { matrix, scale } => {
+                matrix
+                    .matmul(x, batch, out, pool)
+                    .map_err(|e| ModelError::Kernel(e.to_string()))?;
+                *scale
+            }
+            Linear::Ternary { matrix, scale } => {
+                bit_linear(matrix, x, batch, out, pool)
+                    .map_err(|e| ModelError::Kernel(e.to_string()))?;
+                *scale
+            }
+        };
+        if let Some(s) = scale {
+            out.iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(())
+    }
+}
+
+/// BitLinear (FORMATS.md §2): per-token int8 quantization of `x` (scale `a` per token), exact
+/// integer dots `D` with the ternary weights, then `y = (D as f32 / a) · s_W` for a per-tensor
+/// scale, or `y = (Σ_blocks D_block · s_block) / a` for block scales.
+fn bit_linear(
+    w: &TernaryMatrix,
+    x: &[f32],
+    batch: usize,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) -> Result<(), KernelError> {
+    let (rows, cols) = (w.rows(), w.cols());
+    let mut xq = vec![0i8; batch * cols];
+    let mut act_scales = vec![0.0f32; batch];
+    quantize_activations_batch(x, cols, &mut xq, &mut act_scales)?;
+    match w.scales() {
+        Scales::PerTensor(s_w) => {
+            let s_w = *s_w;
+            let mut dots = vec![0i32; batch * rows];
+            w.matmul(&xq, batch, &mut dots, pool)?;
+            for ((o_row, d_row), &a) in out
+                .chunks_exact_mut(rows)
+                .zip(dots.chunks_exact(rows))
+                .zip(&act_scales)
+            {
+                for (o, &d) in o_row.iter_mut().zip(d_row) {
+                    *o = (d as f32 / a) * s_w;
+                }
+            }
+        }
+        Scales::PerBlock { .. } => {
+            w.matmul_scaled(&xq, batch, out, pool)?;
+            for (o_row, &a) in out.chunks_exact_mut(rows).zip(&act_scales) {
+                o_row.iter_mut().for_each(|o| *o /= a);
+            }
+        }
+    }
+    Ok(())
+}

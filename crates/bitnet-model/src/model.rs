@@ -1,0 +1,358 @@
+//! The model: weights loaded from a GGUF file according to its architecture's declaration, and
+//! the forward pass over a batch of tokens (prefill) or one token (decode) with a KV cache.
+//!
+//! Numerical conventions follow bitnet.cpp's measured behaviour (oracle README §5) with the
+//! default F16 cache: K and V are cached as F16, Q is rounded to F16 for `q·k`, softmax in f32
+//! with an f64 sum; a one-token call (the decode path) additionally rounds the attention
+//! probabilities and the LM-head input to F16, as bitnet.cpp's generation path does, while a
+//! batch keeps both in f32. With an F32 cache ([`KvPrecision::F32`]) nothing is rounded to F16.
+
+use std::path::Path;
+
+use bitnet_gguf::GgufFile;
+use bitnet_kernels::pool::split_range;
+use bitnet_kernels::ThreadPool;
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::kv_cache::{KvCache, KvPrecision};
+use crate::linear::Linear;
+use crate::ops;
+use crate::weights::{self, Embedding, Layer};
+
+/// Which attention operands are rounded to F16 (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct AttentionRounding {
+    q_f16: bool,
+    p_f16: bool,
+}
+
+/// A loaded model.
+pub struct Model {
+    config: ModelConfig,
+    embedding: Embedding,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    head: Linear,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Scratch buffers of one forward call.
+#[derive(Default)]
+struct Scratch {
+    k_all: Vec<f32>,
+    v_all: Vec<f32>,
+}
+
+impl Model {
+    /// Opens a GGUF file and loads the model in it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ModelError> {
+        let file = GgufFile::open(path.as_ref()).map_err(|e| ModelError::Gguf(e.to_string()))?;
+        Self::load(&file)
+    }
+
+    /// Loads the model from an opened GGUF file (weights are copied/decoded into memory).
+    pub fn load(file: &GgufFile) -> Result<Self, ModelError> {
+        let config = ModelConfig::from_gguf(file)?;
+        let embedding = Embedding::load(file, &config)?;
+        let layers = (0..config.n_layer)
+            .map(|il| Layer::load(file, &config, il))
+            .collect::<Result<Vec<_>, _>>()?;
+        let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
+        weights::check_no_unused_tensors(file, &config)?;
+        let head = match file.tensor("output.weight") {
+            Some(_) => Linear::load(file, "output.weight", config.n_embd, config.n_vocab, false)?,
+            None => Linear::Dense {
+                matrix: embedding.to_dense()?,
+                scale: None,
+            },
+        };
+        Ok(Model {
+            config,
+            embedding,
+            layers,
+            output_norm,
+            head,
+        })
+    }
+
+    /// The configuration read from the file.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Vocabulary size (width of a logits row).
+    pub fn n_vocab(&self) -> usize {
+        self.config.n_vocab
+    }
+
+    /// A fresh F16 KV cache for `capacity` positions.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(&self.config, capacity)
+    }
+
+    /// A fresh KV cache of the given element type.
+    pub fn new_cache_with(&self, capacity: usize, precision: KvPrecision) -> KvCache {
+        KvCache::with_precision(&self.config, capacity, precision)
+    }
+
+    /// The token embedding table.
+    pub fn embedding(&self) -> &Embedding {
+        &self.embedding
+    }
+
+    /// The final norm's weights.
+    pub fn output_norm(&self) -> &[f32] {
+        &self.output_norm
+    }
+
+    /// The LM head (the dequantized embedding when tied).
+    pub fn head(&self) -> &Linear {
+        &self.head
+    }
+
+    /// The layers (weights of each block).
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Runs `tokens` at positions `cache.len()..`, appending their keys and values to `cache`,
+    /// and returns the logits of the tokens `logits_from..tokens.len()` (row-major,
+    /// `n_vocab` per row). `logits_from = tokens.len() - 1` gives only the last token's logits.
+    ///
+    /// A one-token call follows bitnet.cpp's decode-path roundings (see the module docs).
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        logits_from: usize,
+        pool: &ThreadPool,
+    ) -> Result<Vec<f32>, ModelError> {
+        let cfg = &self.config;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::EmptyBatch);
+        }
+        cache.check_shape(cfg)?;
+        cache.ensure_room(n)?;
+        let logits_from = logits_from.min(n);
+        let f16_rules = cache.precision() == KvPrecision::F16;
+        let decode_f16 = f16_rules && n == 1;
+        let pos0 = cache.len();
+        let d = cfg.n_embd;
+
+        let mut x = vec![0.0f32; n * d];
+        for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
+            self.embedding.row(id, row)?;
+        }
+        if cfg.arch.scale_embeddings {
+            let s = (d as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+
+        let mut scratch = Scratch::default();
+        let mut normed = vec![0.0f32; n * d];
+        let mut q = vec![0.0f32; n * cfg.q_dim()];
+        let mut k = vec![0.0f32; n * cfg.kv_dim()];
+        let mut v = vec![0.0f32; n * cfg.kv_dim()];
+        let mut attn = vec![0.0f32; n * cfg.q_dim()];
+        let mut proj = vec![0.0f32; n * d];
+        let mut gate = vec![0.0f32; n * cfg.n_ff];
+        let mut up = vec![0.0f32; n * cfg.n_ff];
+
+        for (il, layer) in self.layers.iter().enumerate() {
+            // Attention block.
+            normed.copy_from_slice(&x);
+            ops::rms_norm_rows_in_place(&mut normed, &layer.attn_norm, cfg.rms_eps);
+            layer.wq.forward(&normed, n, &mut q, pool)?;
+            layer.wk.forward(&normed, n, &mut k, pool)?;
+            layer.wv.forward(&normed, n, &mut v, pool)?;
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                ops::rms_norm_rows_in_place(&mut q, qn, cfg.rms_eps);
+                ops::rms_norm_rows_in_place(&mut k, kn, cfg.rms_eps);
+            }
+            self.apply_rope(il, pos0, &mut q, &mut k);
+            let score_scale = if cfg.arch.scale_q_before_attention {
+                q.iter_mut().for_each(|v| *v *= cfg.attention_scale);
+                1.0
+            } else {
+                cfg.attention_scale
+            };
+            cache.store(il, &k, &v);
+            cache.read(il, pos0 + n, &mut scratch.k_all, &mut scratch.v_all);
+            self.attention(
+                il,
+                &q,
+                &scratch.k_all,
+                &scratch.v_all,
+                pos0,
+                score_scale,
+                AttentionRounding {
+                    q_f16: f16_rules,
+                    p_f16: decode_f16,
+                },
+                &mut attn,
+                pool,
+            );
+            if let Some(sub) = &layer.attn_sub_norm {
+                ops::rms_norm_rows_in_place(&mut attn, sub, cfg.rms_eps);
+            }
+            layer.wo.forward(&attn, n, &mut proj, pool)?;
+            if let Some(post) = &layer.attn_post_norm {
+                ops::rms_norm_rows_in_place(&mut proj, post, cfg.rms_eps);
+            }
+            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+
+            // Feed-forward block.
+            normed.copy_from_slice(&x);
+            ops::rms_norm_rows_in_place(&mut normed, &layer.ffn_norm, cfg.rms_eps);
+            layer.ffn_gate.forward(&normed, n, &mut gate, pool)?;
+            layer.ffn_up.forward(&normed, n, &mut up, pool)?;
+            ops::gated_activation(cfg.activation, &mut gate, &up);
+            if let Some(sub) = &layer.ffn_sub_norm {
+                ops::rms_norm_rows_in_place(&mut gate, sub, cfg.rms_eps);
+            }
+            layer.ffn_down.forward(&gate, n, &mut proj, pool)?;
+            if let Some(post) = &layer.ffn_post_norm {
+                ops::rms_norm_rows_in_place(&mut proj, post, cfg.rms_eps);
+            }
+            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+        }
+        cache.advance(n);
+
+        let n_out = n - logits_from;
+        if n_out == 0 {
+            return Ok(Vec::new());
+        }
+        let mut h = x[logits_from * d..].to_vec();
+        ops::rms_norm_rows_in_place(&mut h, &self.output_norm, cfg.rms_eps);
+        if decode_f16 {
+            ops::round_to_f16(&mut h);
+        }
+        let mut logits = vec![0.0f32; n_out * cfg.n_vocab];
+        self.head.forward(&h, n_out, &mut logits, pool)?;
+        if let Some(cap) = cfg.final_logit_softcap {
+            ops::soft_cap(&mut logits, cap);
+        }
+        Ok(logits)
+    }
+
+    /// RoPE on the Q and K rows of a batch starting at position `pos0`.
+    fn apply_rope(&self, il: usize, pos0: usize, q: &mut [f32], k: &mut [f32]) {
+        let cfg = &self.config;
+        let half = cfg.n_rot / 2;
+        let mut cos = vec![0.0f32; half];
+        let mut sin = vec![0.0f32; half];
+        let base = cfg.rope_base_of(il);
+        for (i, (qr, kr)) in q
+            .chunks_exact_mut(cfg.q_dim())
+            .zip(k.chunks_exact_mut(cfg.kv_dim()))
+            .enumerate()
+        {
+            ops::rope_table(pos0 + i, cfg.n_rot, base, &mut cos, &mut sin);
+            ops::rope_apply(qr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
+            ops::rope_apply(kr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
+        }
+    }
+
+    /// Causal (optionally sliding-window) multi-head attention with grouped KV heads.
+    /// `q` holds the batch's queries; `k_all`/`v_all` the cached keys/values of positions
+    /// `0..pos0 + n`. Writes `n × q_dim` into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        il: usize,
+        q: &[f32],
+        k_all: &[f32],
+        v_all: &[f32],
+        pos0: usize,
+        score_scale: f32,
+        rounding: AttentionRounding,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) {
+        let cfg = &self.config;
+        let hd = cfg.head_dim;
+        let (q_dim, kv_dim) = (cfg.q_dim(), cfg.kv_dim());
+        let group = cfg.n_head / cfg.n_head_kv;
+        let n = q.len() / q_dim;
+        let window = if cfg.swa_layers[il] {
+            cfg.sliding_window
+        } else {
+            None
+        };
+        let items = n * cfg.n_head;
+        let threads = pool.threads();
+        let parts: Vec<std::sync::Mutex<Vec<f32>>> = (0..threads)
+            .map(|_| std::sync::Mutex::new(Vec::new()))
+            .collect();
+        pool.run(threads, &|t| {
+            let range = split_range(items, threads, t);
+            let mut buf = vec![0.0f32; range.len() * hd];
+            let mut scores = Vec::with_capacity(pos0 + n);
+            let mut qh = vec![0.0f32; hd];
+            for (slot, item) in range.enumerate() {
+                let (i, h) = (item / cfg.n_head, item % cfg.n_head);
+                let g = h / group;
+                let p = pos0 + i;
+                let lo = match window {
+                    Some(w) if p + 1 > w => p + 1 - w,
+                    _ => 0,
+                };
+                qh.copy_from_slice(&q[i * q_dim + h * hd..i * q_dim + (h + 1) * hd]);
+                if rounding.q_f16 {
+                    ops::round_to_f16(&mut qh);
+                }
+                scores.clear();
+                for j in lo..=p {
+                    let kj = &k_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
+                    scores.push(dot(&qh, kj) * score_scale);
+                }
+                if let Some(cap) = cfg.attn_logit_softcap {
+                    ops::soft_cap(&mut scores, cap);
+                }
+                ops::softmax_in_place(&mut scores);
+                if rounding.p_f16 {
+                    ops::round_to_f16(&mut scores);
+                }
+                let o = &mut buf[slot * hd..(slot + 1) * hd];
+                for (j, &pj) in (lo..=p).zip(scores.iter()) {
+                    let vj = &v_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
+                    for (oe, &ve) in o.iter_mut().zip(vj) {
+                        *oe += pj * ve;
+                    }
+                }
+            }
+            *parts[t].lock().unwrap_or_else(|p| p.into_inner()) = buf;
+        });
+        for (t, part) in parts.into_iter().enumerate() {
+            let range = split_range(items, threads, t);
+            let part = part.into_inner().unwrap_or_else(|p| p.into_inner());
+            // Items are (token, head) in row-major order, so they map to contiguous output.
+            out[range.start * hd..range.end * hd].copy_from_slice(&part);
+        }
+    }
+}
+
+/// f32 dot product in 8 lane accumulators (vectorisable).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let main = a.len() - a.len() % 8;
+    for (ca, cb) in a[..main].chunks_exact(8).zip(b[..main].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for j in main..a.len() {
+        s += a[j] * b[j];
+    }
+    s
+}

@@ -1,0 +1,153 @@
+//! Element-wise and row-wise operations of the forward pass, each written to reproduce
+//! ggml's CPU arithmetic (bitnet.cpp / llama.cpp) as measured in the oracle README §5:
+//! RMSNorm summing squares in f64, RoPE angles by repeated f32 multiplication, softmax with an
+//! f64 sum, and the F16 roundings of the attention path.
+
+use half::f16;
+
+use crate::arch::{Activation, RopeStyle};
+
+/// `out = x / sqrt(mean(x²) + eps)` exactly as ggml's `rms_norm`: the squares are f32 products
+/// summed in f64, the mean is rounded to f32, `scale = 1 / sqrtf(mean + eps)`.
+pub fn rms_norm(x: &[f32], eps: f32, out: &mut [f32]) {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0f32 / (mean + eps).sqrt();
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v * scale;
+    }
+}
+
+/// `out = rms_norm(x) * w`, the multiply by the norm weight being a separate f32 operation as
+/// in ggml's graph (`norm` then `MUL`).
+pub fn rms_norm_weighted(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    rms_norm(x, eps, out);
+    for (o, &wi) in out.iter_mut().zip(w) {
+        *o *= wi;
+    }
+}
+
+/// Applies [`rms_norm_weighted`] to every `w.len()`-wide row of `x` in place.
+pub fn rms_norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let mut tmp = vec![0.0f32; w.len()];
+    for row in x.chunks_exact_mut(w.len()) {
+        rms_norm_weighted(row, w, eps, &mut tmp);
+        row.copy_from_slice(&tmp);
+    }
+}
+
+/// The cos/sin table of one position: `theta_i = p · base^(−2i/n_rot)`, the angle advanced by
+/// repeated f32 multiplication by `powf(base, −2/n_rot)` as ggml's rope cache does.
+pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mut [f32]) {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        cos[i] = theta.cos();
+        sin[i] = theta.sin();
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates the first `cos.len() * 2` elements of every `head_dim`-wide head in `x` (the heads
+/// of one token) using a table from [`rope_table`].
+pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        for i in 0..half {
+            let (a, b) = match style {
+                RopeStyle::Neox => (i, i + half),
+                RopeStyle::Normal => (2 * i, 2 * i + 1),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * cos[i] - x1 * sin[i];
+            head[b] = x0 * sin[i] + x1 * cos[i];
+        }
+    }
+}
+
+/// In-place softmax of `x` as ggml computes it: `exp(x − max)` summed in f64, then every element
+/// multiplied by the f32 rounding of `1 / sum`. `-inf` entries (masked) become 0.
+pub fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Rounds every element to the nearest F16 value (kept as f32).
+pub fn round_to_f16(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}
+
+/// `gate = act(gate) * up`, element-wise.
+pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let a = match act {
+            Activation::Relu2 => {
+                let r = g.max(0.0);
+                r * r
+            }
+            Activation::Silu => *g / (1.0 + (-*g).exp()),
+            Activation::GeluTanh => gelu_tanh(*g),
+        };
+        *g = a * u;
+    }
+}
+
+/// GELU with the tanh approximation: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
+/// `cap · tanh(x / cap)` applied in place.
+pub fn soft_cap(x: &mut [f32], cap: f32) {
+    for v in x.iter_mut() {
+        *v = cap * (*v / cap).tanh();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_of_masked_row_ignores_masked_entries() {
+        let mut x = [1.0, 2.0, f32::NEG_INFINITY];
+        softmax_in_place(&mut x);
+        assert_eq!(x[2], 0.0);
+        let e = (1.0f64).exp();
+        let expect0 = 1.0 / (1.0 + e);
+        assert!((f64::from(x[0]) - expect0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity() {
+        let mut cos = [0.0; 4];
+        let mut sin = [0.0; 4];
+        rope_table(0, 8, 10_000.0, &mut cos, &mut sin);
+        let orig: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+        let mut x = orig.clone();
+        rope_apply(&mut x, 8, RopeStyle::Neox, &cos, &sin);
+        assert_eq!(x, orig);
+    }
+
+    #[test]
+    fn gated_relu2_and_silu_match_their_definitions() {
+        let mut g = [-1.0f32, 2.0];
+        gated_activation(Activation::Relu2, &mut g, &[3.0, 0.5]);
+        assert_eq!(g, [0.0, 2.0]);
+        let mut g = [1.0f32];
+        gated_activation(Activation::Silu, &mut g, &[2.0]);
+        let expect = 2.0 / (1.0 + (-1.0f64).exp());
+        assert!((f64::from(g[0]) - expect).abs() < 1e-6);
+    }
+}
