@@ -17,10 +17,20 @@ pub struct BenchArgs {
     #[arg(short, long)]
     model: Option<PathBuf>,
     /// Prompt lengths to test (pp), comma-separated; 0 skips.
-    #[arg(short = 'p', long = "n-prompt", default_value = "512", value_delimiter = ',')]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        default_value = "512",
+        value_delimiter = ','
+    )]
     n_prompt: Vec<usize>,
     /// Generation lengths to test (tg), comma-separated; 0 skips.
-    #[arg(short = 'n', long = "n-gen", default_value = "128", value_delimiter = ',')]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        default_value = "128",
+        value_delimiter = ','
+    )]
     n_gen: Vec<usize>,
     /// Repetitions of each test (after one warm-up run).
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
@@ -107,7 +117,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     samples.push(n as f64 / secs);
                 }
             }
-            rows.push(BenchRow { test: format!("pp{n}"), threads: t, n_prompt: n, n_gen: 0, samples_ts: samples });
+            rows.push(BenchRow {
+                test: format!("pp{n}"),
+                threads: t,
+                n_prompt: n,
+                n_gen: 0,
+                samples_ts: samples,
+            });
         }
         for &n in args.n_gen.iter().filter(|&&n| n > 0) {
             if n > n_ctx {
@@ -125,7 +141,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     samples.push(n as f64 / secs);
                 }
             }
-            rows.push(BenchRow { test: format!("tg{n}"), threads: t, n_prompt: 0, n_gen: n, samples_ts: samples });
+            rows.push(BenchRow {
+                test: format!("tg{n}"),
+                threads: t,
+                n_prompt: 0,
+                n_gen: n,
+                samples_ts: samples,
+            });
         }
     }
 
@@ -171,17 +193,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The most common tensor type among the 2-D weights, as a rough "file type" label.
+/// The type of most 2-D weight tensors (the linears), as llama-bench's model label uses it.
 fn file_type_name(file: &GgufFile) -> String {
-    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
     for t in file.tensors().iter().filter(|t| t.dims.len() >= 2) {
         let name = t.ggml_type.name();
         match counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, bytes)) => *bytes += t.n_bytes,
-            None => counts.push((name, t.n_bytes)),
+            Some((_, count)) => *count += 1,
+            None => counts.push((name, 1)),
         }
     }
-    counts.sort_by_key(|&(_, bytes)| std::cmp::Reverse(bytes));
+    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
     counts.first().map_or("?", |(n, _)| n).to_string()
 }
 
@@ -203,7 +225,10 @@ fn bandwidth(threads: &[usize], reps: usize, json: bool) -> anyhow::Result<()> {
                 sums[part].store(s, std::sync::atomic::Ordering::Relaxed);
             });
             let secs = start.elapsed().as_secs_f64();
-            let total: u64 = sums.iter().map(|s| s.load(std::sync::atomic::Ordering::Relaxed)).fold(0, u64::wrapping_add);
+            let total: u64 = sums
+                .iter()
+                .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+                .fold(0, u64::wrapping_add);
             std::hint::black_box(total);
             best = best.max(BYTES as f64 / secs / 1e9);
         }

@@ -45,10 +45,50 @@ struct Preset {
 }
 
 const PRESETS: &[Preset] = &[
-    Preset { name: "tiny", n_embd: 256, n_ff: 768, n_layer: 2, n_head: 4, n_head_kv: 2, n_vocab: 512, n_ctx: 256, rope_theta: 500000.0 },
-    Preset { name: "large", n_embd: 1536, n_ff: 4096, n_layer: 24, n_head: 16, n_head_kv: 16, n_vocab: 32002, n_ctx: 2048, rope_theta: 10000.0 },
-    Preset { name: "2b4t", n_embd: 2560, n_ff: 6912, n_layer: 30, n_head: 20, n_head_kv: 5, n_vocab: 128256, n_ctx: 4096, rope_theta: 500000.0 },
-    Preset { name: "3b", n_embd: 3200, n_ff: 8640, n_layer: 26, n_head: 32, n_head_kv: 32, n_vocab: 32002, n_ctx: 2048, rope_theta: 10000.0 },
+    Preset {
+        name: "tiny",
+        n_embd: 256,
+        n_ff: 768,
+        n_layer: 2,
+        n_head: 4,
+        n_head_kv: 2,
+        n_vocab: 512,
+        n_ctx: 256,
+        rope_theta: 500000.0,
+    },
+    Preset {
+        name: "large",
+        n_embd: 1536,
+        n_ff: 4096,
+        n_layer: 24,
+        n_head: 16,
+        n_head_kv: 16,
+        n_vocab: 32002,
+        n_ctx: 2048,
+        rope_theta: 10000.0,
+    },
+    Preset {
+        name: "2b4t",
+        n_embd: 2560,
+        n_ff: 6912,
+        n_layer: 30,
+        n_head: 20,
+        n_head_kv: 5,
+        n_vocab: 128256,
+        n_ctx: 4096,
+        rope_theta: 500000.0,
+    },
+    Preset {
+        name: "3b",
+        n_embd: 3200,
+        n_ff: 8640,
+        n_layer: 26,
+        n_head: 32,
+        n_head_kv: 32,
+        n_vocab: 32002,
+        n_ctx: 2048,
+        rope_theta: 10000.0,
+    },
 ];
 
 /// SplitMix64: a small, fast, seedable generator; plenty for random weights.
@@ -86,7 +126,11 @@ impl SplitMix {
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     let Some(p) = PRESETS.iter().copied().find(|p| p.name == args.preset) else {
         let names: Vec<_> = PRESETS.iter().map(|p| p.name).collect();
-        bail!("unknown preset {:?}; choose one of {}", args.preset, names.join(", "));
+        bail!(
+            "unknown preset {:?}; choose one of {}",
+            args.preset,
+            names.join(", ")
+        );
     };
     let (ty, arch, file_type) = match args.ty.as_str() {
         "i2_s" => (GgmlType::I2S, "bitnet-b1.58", 40u32),
@@ -96,7 +140,8 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     };
     let vocab_file = match &args.vocab_from {
         Some(path) => Some(
-            bitnet_gguf::GgufFile::open(path).with_context(|| format!("reading {}", path.display()))?,
+            bitnet_gguf::GgufFile::open(path)
+                .with_context(|| format!("reading {}", path.display()))?,
         ),
         None => None,
     };
@@ -104,26 +149,55 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     let mut w = GgufWriter::new();
     let key = |k: &str| format!("{arch}.{k}");
     w.add_metadata("general.architecture", MetadataValue::String(arch.into()));
-    w.add_metadata("general.name", MetadataValue::String(format!("synthetic {} ({})", p.name, args.ty)));
+    w.add_metadata(
+        "general.name",
+        MetadataValue::String(format!("synthetic {} ({})", p.name, args.ty)),
+    );
     w.add_metadata("general.file_type", MetadataValue::U32(file_type));
     w.add_metadata("general.quantization_version", MetadataValue::U32(2));
     w.add_metadata(key("context_length"), MetadataValue::U32(p.n_ctx as u32));
     w.add_metadata(key("embedding_length"), MetadataValue::U32(p.n_embd as u32));
     w.add_metadata(key("block_count"), MetadataValue::U32(p.n_layer as u32));
-    w.add_metadata(key("feed_forward_length"), MetadataValue::U32(p.n_ff as u32));
-    w.add_metadata(key("attention.head_count"), MetadataValue::U32(p.n_head as u32));
-    w.add_metadata(key("attention.head_count_kv"), MetadataValue::U32(p.n_head_kv as u32));
-    w.add_metadata(key("attention.layer_norm_rms_epsilon"), MetadataValue::F32(1e-5));
+    w.add_metadata(
+        key("feed_forward_length"),
+        MetadataValue::U32(p.n_ff as u32),
+    );
+    w.add_metadata(
+        key("attention.head_count"),
+        MetadataValue::U32(p.n_head as u32),
+    );
+    w.add_metadata(
+        key("attention.head_count_kv"),
+        MetadataValue::U32(p.n_head_kv as u32),
+    );
+    w.add_metadata(
+        key("attention.layer_norm_rms_epsilon"),
+        MetadataValue::F32(1e-5),
+    );
     w.add_metadata(key("rope.freq_base"), MetadataValue::F32(p.rope_theta));
-    w.add_metadata(key("rope.dimension_count"), MetadataValue::U32((p.n_embd / p.n_head) as u32));
+    w.add_metadata(
+        key("rope.dimension_count"),
+        MetadataValue::U32((p.n_embd / p.n_head) as u32),
+    );
     w.add_metadata(key("vocab_size"), MetadataValue::U32(p.n_vocab as u32));
     match &vocab_file {
         Some(v) => {
-            let tokens = v.get("tokenizer.ggml.tokens").and_then(|t| t.as_array()).map_or(0, |a| a.len());
+            let tokens = v
+                .get("tokenizer.ggml.tokens")
+                .and_then(|t| t.as_array())
+                .map_or(0, |a| a.len());
             if tokens as u64 != p.n_vocab {
-                bail!("--vocab-from has {tokens} tokens but preset {} needs {}", p.name, p.n_vocab);
+                bail!(
+                    "--vocab-from has {tokens} tokens but preset {} needs {}",
+                    p.name,
+                    p.n_vocab
+                );
             }
-            for (k, val) in v.metadata().iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
+            for (k, val) in v
+                .metadata()
+                .iter()
+                .filter(|(k, _)| k.starts_with("tokenizer."))
+            {
                 w.add_metadata(k.clone(), val.clone());
             }
         }
@@ -134,22 +208,59 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
 
     let mut rng = SplitMix(args.seed);
     let f16_bytes = |rng: &mut SplitMix, n: u64, scale: f32| -> Vec<u8> {
-        (0..n).flat_map(|_| f32_to_f16_bits(rng.unit() * scale).to_le_bytes()).collect()
+        (0..n)
+            .flat_map(|_| f32_to_f16_bits(rng.unit() * scale).to_le_bytes())
+            .collect()
     };
     let f32_bytes = |rng: &mut SplitMix, n: u64| -> Vec<u8> {
-        (0..n).flat_map(|_| (1.0 + 0.1 * rng.unit()).to_le_bytes()).collect()
+        (0..n)
+            .flat_map(|_| (1.0 + 0.1 * rng.unit()).to_le_bytes())
+            .collect()
     };
     let head_dim = p.n_embd / p.n_head;
     let kv = head_dim * p.n_head_kv;
-    eprintln!("synthesising {} ({}): {} layers", p.name, args.ty, p.n_layer);
-    w.add_tensor("token_embd.weight", &[p.n_embd, p.n_vocab], GgmlType::F16, f16_bytes(&mut rng, p.n_embd * p.n_vocab, 0.5));
-    w.add_tensor("output_norm.weight", &[p.n_embd], GgmlType::F32, f32_bytes(&mut rng, p.n_embd));
+    eprintln!(
+        "synthesising {} ({}): {} layers",
+        p.name, args.ty, p.n_layer
+    );
+    w.add_tensor(
+        "token_embd.weight",
+        &[p.n_embd, p.n_vocab],
+        GgmlType::F16,
+        f16_bytes(&mut rng, p.n_embd * p.n_vocab, 0.5),
+    );
+    w.add_tensor(
+        "output_norm.weight",
+        &[p.n_embd],
+        GgmlType::F32,
+        f32_bytes(&mut rng, p.n_embd),
+    );
     for l in 0..p.n_layer {
         let name = |t: &str| format!("blk.{l}.{t}.weight");
-        w.add_tensor(name("attn_norm"), &[p.n_embd], GgmlType::F32, f32_bytes(&mut rng, p.n_embd));
-        w.add_tensor(name("attn_sub_norm"), &[p.n_embd], GgmlType::F32, f32_bytes(&mut rng, p.n_embd));
-        w.add_tensor(name("ffn_norm"), &[p.n_embd], GgmlType::F32, f32_bytes(&mut rng, p.n_embd));
-        w.add_tensor(name("ffn_sub_norm"), &[p.n_ff], GgmlType::F32, f32_bytes(&mut rng, p.n_ff));
+        w.add_tensor(
+            name("attn_norm"),
+            &[p.n_embd],
+            GgmlType::F32,
+            f32_bytes(&mut rng, p.n_embd),
+        );
+        w.add_tensor(
+            name("attn_sub_norm"),
+            &[p.n_embd],
+            GgmlType::F32,
+            f32_bytes(&mut rng, p.n_embd),
+        );
+        w.add_tensor(
+            name("ffn_norm"),
+            &[p.n_embd],
+            GgmlType::F32,
+            f32_bytes(&mut rng, p.n_embd),
+        );
+        w.add_tensor(
+            name("ffn_sub_norm"),
+            &[p.n_ff],
+            GgmlType::F32,
+            f32_bytes(&mut rng, p.n_ff),
+        );
         for (t, cols, rows) in [
             ("attn_q", p.n_embd, p.n_embd),
             ("attn_k", p.n_embd, kv),
@@ -164,14 +275,20 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
             let scale = half::f16::from_f32(0.02 + 0.01 * rng.unit().abs()).to_f32();
             let scales = match ty {
                 GgmlType::I2S => TernaryScales::PerTensor(scale),
-                _ => TernaryScales::PerBlock { block_len: 256, scales: vec![scale; r * c / 256] },
+                _ => TernaryScales::PerBlock {
+                    block_len: 256,
+                    scales: vec![scale; r * c / 256],
+                },
             };
             let tensor = TernaryTensor::new(r, c, rng.trits(r * c), scales)?;
-            let bytes = encode_ternary(&tensor, ty).with_context(|| format!("encoding {}", name(t)))?;
+            let bytes =
+                encode_ternary(&tensor, ty).with_context(|| format!("encoding {}", name(t)))?;
             w.add_tensor(name(t), &[cols, rows], ty, bytes);
         }
     }
-    let n = w.write_file(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    let n = w
+        .write_file(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("wrote {} ({:.1} MB)", args.output.display(), n as f64 / 1e6);
     Ok(())
 }
