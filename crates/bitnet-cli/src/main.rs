@@ -1,7 +1,10 @@
 //! The `bitnet` binary: parses the command line and calls the library crates. Each subcommand
 //! lives in its own module; nothing here computes.
 
+#![forbid(unsafe_code)]
+
 mod bench;
+mod convert;
 mod inspect;
 mod perplexity;
 mod run;
@@ -32,6 +35,8 @@ enum Command {
     Templates(tokenize::TemplatesArgs),
     /// Measure prompt-processing and generation speed (llama-bench conventions).
     Bench(bench::BenchArgs),
+    /// Convert a Hugging Face BitNet checkpoint to GGUF.
+    Convert(convert::ConvertArgs),
     /// Write a random-weight ternary model of a real shape, for benchmarks.
     Synth(synth::SynthArgs),
 }
@@ -44,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Templates(args) => tokenize::run_templates(args),
         Command::Bench(args) => bench::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
     }
 }

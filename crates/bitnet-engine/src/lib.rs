@@ -2,6 +2,8 @@
 //! sampling (llama.cpp's samplers, in llama.cpp's order) and stop rules (stop strings matched across
 //! token boundaries and removed from the output).
 
+#![forbid(unsafe_code)]
+
 pub mod sampling;
 pub mod stop;
 

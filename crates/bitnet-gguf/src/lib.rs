@@ -18,7 +18,7 @@ pub mod writer;
 
 pub use error::GgufError;
 pub use metadata::{MetadataValue, ValueType};
-pub use reader::{GgufFile, TensorInfo, DEFAULT_ALIGNMENT};
+pub use reader::{map_read_only, GgufFile, TensorInfo, DEFAULT_ALIGNMENT};
 pub use resolve::Dialects;
 pub use types::{Dialect, GgmlType, TensorSizeError, ALL_TYPES};
 pub use writer::GgufWriter;

@@ -203,9 +203,10 @@ impl GgufFile {
     }
 }
 
-/// The one `unsafe` of this crate: mapping the file.
+/// Maps a file read-only. The one `unsafe` of the workspace outside the kernels: every crate that
+/// maps a file (GGUF, safetensors checkpoints) goes through here.
 #[allow(unsafe_code)]
-fn map_read_only(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+pub fn map_read_only(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the map is read-only and private to this process; the GGUF files this engine
     // opens are model files that nobody rewrites while they are loaded. (If another process
     // truncated the file the OS would fault on access; this is the usual contract of

@@ -12,6 +12,8 @@
 //! - [`model`]: [`Model`] and its forward pass.
 //! - [`perplexity`]: llama-perplexity's chunking and scoring.
 
+#![forbid(unsafe_code)]
+
 pub mod arch;
 pub mod config;
 pub mod dense;

@@ -231,3 +231,21 @@ fn perplexity_matches_bitnet_cpp_llama_perplexity() {
     assert_eq!(report.n_scored, 40 * 63);
     assert!(rel <= 0.01, "PPL {} vs {want}", report.ppl);
 }
+
+/// Issue 8: the HF checkpoint converted by `bitnet convert` runs and matches HF's own W1.58A8
+/// logits within §6.4 (its tensors equal bitnet.cpp's I2_S file; this checks the whole path).
+#[test]
+fn converted_hf_checkpoint_matches_hf_w158a8() {
+    let dir = std::env::temp_dir().join(format!("bitnet-convert-logits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("tiny-b158-converted-i2_s.gguf");
+    let opts = bitnet_convert::ConvertOptions {
+        output_type: bitnet_convert::OutputType::I2S,
+        name: None,
+        progress: false,
+    };
+    bitnet_convert::convert(&oracle("hf"), &out, &opts).unwrap();
+    let m = Model::open(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_a8_bounds(&agreement(&m, "hf-w158a8.safetensors", false), None);
+}

@@ -17,6 +17,8 @@
 //! shape) for the shapes in [`TL1_TILES`] / [`TL2_TILES`], and any other shape is refused with
 //! [`QuantError::UnsupportedLayout`].
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod float;
 mod i2s;

@@ -5,6 +5,8 @@
 //! - the download cache (`BITNET_CACHE`, default `~/.cache/bitnet-rs`), filled by
 //!   `scripts/fetch-test-data.sh`: real models from PyPI/npm and reference dumps made by `tools/*.py`.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 
 /// The repository root (two levels above this crate's manifest).

@@ -94,6 +94,9 @@ pub enum TokenizerError {
     /// A chat template name that is not built in.
     #[error("unknown chat template `{0}`; `bitnet templates` lists the built-in ones")]
     UnknownTemplate(String),
+    /// A SentencePiece `tokenizer.model` that cannot be read.
+    #[error("SentencePiece model: {0}")]
+    SentencePiece(String),
 }
 
 /// Shorthand for results of this crate.

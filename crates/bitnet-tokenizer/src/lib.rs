@@ -7,10 +7,13 @@
 //! - [`StreamDecoder`]: token-by-token text that never splits a UTF-8 character.
 //! - [`chat`]: chat templates (the file's Jinja template, or a built-in one) and their stop tokens.
 
+#![forbid(unsafe_code)]
+
 mod bpe;
 pub mod chat;
 mod error;
 mod gguf;
+mod sentencepiece;
 mod special;
 mod spm;
 mod stream;
