@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bitnet_gguf::GgufFile;
 use bitnet_kernels::ThreadPool;
-use bitnet_model::Model;
 
 /// Arguments of `bitnet bench`.
 #[derive(clap::Args, Debug)]
@@ -44,6 +43,8 @@ pub struct BenchArgs {
     /// Measure the streaming read bandwidth (GB/s) instead of a model.
     #[arg(long)]
     bandwidth: bool,
+    #[command(flatten)]
+    load: crate::load::LoadArgs,
 }
 
 /// One row of results.
@@ -89,8 +90,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let Some(path) = args.model.as_ref() else {
         bail!("give a model with -m FILE (or --bandwidth for the memory benchmark)");
     };
-    let file = GgufFile::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let model = Model::load(&file).with_context(|| format!("loading {}", path.display()))?;
+    let (file, model) = crate::load::load_model(path, &args.load)?;
     let size_bytes: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
     let n_params: u64 = file.tensors().iter().map(|t| t.n_elements).sum();
     let arch = file.architecture().unwrap_or("?").to_string();
@@ -151,7 +151,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    let model_type = format!("{arch} {}", file_type_name(&file));
+    let head = match args.load.head {
+        bitnet_model::HeadFormat::AsStored => "",
+        bitnet_model::HeadFormat::Q8_0 => ", head Q8_0",
+    };
+    let model_type = format!("{arch} {}{head}", file_type_name(&file));
     if args.json {
         let out: Vec<_> = rows
             .iter()

@@ -6,6 +6,7 @@
 mod bench;
 mod convert;
 mod inspect;
+mod load;
 mod perplexity;
 mod run;
 mod synth;

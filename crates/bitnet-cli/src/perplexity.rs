@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_gguf::GgufFile;
 use bitnet_kernels::ThreadPool;
-use bitnet_model::{perplexity, Model, PerplexityParams};
+use bitnet_model::{perplexity, PerplexityParams};
 use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 
 /// Arguments of `bitnet perplexity`.
@@ -30,13 +29,13 @@ pub struct PerplexityArgs {
     /// Threads (default: BITNET_THREADS, else the physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub load: crate::load::LoadArgs,
 }
 
 /// Runs `bitnet perplexity`.
 pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
-    let file =
-        GgufFile::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
-    let model = Model::load(&file).with_context(|| format!("loading {}", args.model.display()))?;
+    let (file, model) = crate::load::load_model(&args.model, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;

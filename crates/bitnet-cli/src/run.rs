@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bitnet_gguf::GgufFile;
 use bitnet_kernels::ThreadPool;
-use bitnet_model::Model;
 use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 
 /// Arguments of `bitnet run`.
@@ -33,14 +31,14 @@ pub struct RunArgs {
     /// Also print the prompt before the generated text.
     #[arg(long)]
     pub echo: bool,
+    #[command(flatten)]
+    pub load: crate::load::LoadArgs,
 }
 
 /// Runs `bitnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let file =
-        GgufFile::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
     let load_start = Instant::now();
-    let model = Model::load(&file).with_context(|| format!("loading {}", args.model.display()))?;
+    let (file, model) = crate::load::load_model(&args.model, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let load_s = load_start.elapsed().as_secs_f64();
     let pool = match args.threads {

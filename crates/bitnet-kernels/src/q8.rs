@@ -61,7 +61,7 @@ fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), K
 }
 
 /// A row-major Q8_0 matrix (`rows` outputs × `cols` inputs).
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Q8Matrix {
     rows: usize,
     cols: usize,

@@ -30,6 +30,8 @@ pub struct DenseMatrix {
 pub enum DenseData {
     F32(Vec<f32>),
     F16(Vec<f16>),
+    /// Requantized to Q8_0 at load (`--head q8_0`): half the bytes of F16 per product.
+    Q8(bitnet_kernels::Q8Matrix),
 }
 
 const LANES: usize = 8;
@@ -77,11 +79,27 @@ impl DenseMatrix {
         })
     }
 
+    /// The same matrix requantized to Q8_0 (ggml's rounding), for a smaller, faster head.
+    pub fn to_q8_0(&self) -> Result<DenseMatrix, KernelError> {
+        let q8 = match &self.data {
+            DenseData::F32(w) => bitnet_kernels::Q8Matrix::quantize_f32(w, self.rows, self.cols)?,
+            DenseData::F16(w) => bitnet_kernels::Q8Matrix::quantize_f16(w, self.rows, self.cols)?,
+            DenseData::Q8(_) => return Ok(self.clone()),
+        };
+        Ok(DenseMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            data: DenseData::Q8(q8),
+        })
+    }
+
     /// Row `r` of f32 storage (the weights of output feature `r`).
     fn row_f32(&self, r: usize) -> &[f32] {
         match &self.data {
             DenseData::F32(d) => &d[r * self.cols..(r + 1) * self.cols],
-            DenseData::F16(_) => unreachable!("row_f32 is only called on f32 storage"),
+            DenseData::F16(_) | DenseData::Q8(_) => {
+                unreachable!("row_f32 is only called on f32 storage")
+            }
         }
     }
 
@@ -95,8 +113,12 @@ impl DenseMatrix {
         out: &mut [f32],
         pool: &ThreadPool,
     ) -> Result<(), KernelError> {
-        if let DenseData::F16(w) = &self.data {
-            return bitnet_kernels::matmul_f16(w, self.rows, self.cols, x, batch, out, pool);
+        match &self.data {
+            DenseData::F16(w) => {
+                return bitnet_kernels::matmul_f16(w, self.rows, self.cols, x, batch, out, pool)
+            }
+            DenseData::Q8(w) => return w.matmul(x, batch, out, pool),
+            DenseData::F32(_) => {}
         }
         if x.len() != batch * self.cols || out.len() != batch * self.rows {
             return Err(KernelError::LengthMismatch {

@@ -249,3 +249,14 @@ fn converted_hf_checkpoint_matches_hf_w158a8() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_a8_bounds(&agreement(&m, "hf-w158a8.safetensors", false), None);
 }
+
+/// `--head q8_0`: the requantized head keeps the whole model within §6.4 of bitnet.cpp.
+#[test]
+fn q8_0_head_stays_within_the_a8_bounds() {
+    let file = bitnet_gguf::GgufFile::open(oracle("gguf/tiny-b158-i2_s.gguf")).unwrap();
+    let options = bitnet_model::LoadOptions {
+        head: bitnet_model::HeadFormat::Q8_0,
+    };
+    let m = Model::load_with(&file, options).unwrap();
+    assert_a8_bounds(&agreement(&m, "bitnetcpp-i2_s.safetensors", false), None);
+}
