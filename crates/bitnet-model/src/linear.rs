@@ -8,7 +8,7 @@
 //! the output.
 
 use bitnet_gguf::{GgmlType, GgufFile};
-use bitnet_kernels::{quantize_activations_batch, KernelError, Scales, TernaryMatrix, ThreadPool};
+use bitnet_kernels::{BitLinearScratch, Scales, TernaryMatrix, ThreadPool};
 use bitnet_quant::TernaryScales;
 
 use crate::dense::DenseMatrix;
@@ -147,7 +147,9 @@ impl Linear {
                 *scale
             }
             Linear::Ternary { matrix, scale } => {
-                bit_linear(matrix, x, batch, out, pool)
+                // BitLinear (FORMATS.md §2), the kernels' trace-checked path.
+                matrix
+                    .bitlinear(x, batch, out, &mut BitLinearScratch::new(), pool)
                     .map_err(|e| ModelError::Kernel(e.to_string()))?;
                 *scale
             }
@@ -157,43 +159,4 @@ impl Linear {
         }
         Ok(())
     }
-}
-
-/// BitLinear (FORMATS.md §2): per-token int8 quantization of `x` (scale `a` per token), exact
-/// integer dots `D` with the ternary weights, then `y = (D as f32 / a) · s_W` for a per-tensor
-/// scale, or `y = (Σ_blocks D_block · s_block) / a` for block scales.
-fn bit_linear(
-    w: &TernaryMatrix,
-    x: &[f32],
-    batch: usize,
-    out: &mut [f32],
-    pool: &ThreadPool,
-) -> Result<(), KernelError> {
-    let (rows, cols) = (w.rows(), w.cols());
-    let mut xq = vec![0i8; batch * cols];
-    let mut act_scales = vec![0.0f32; batch];
-    quantize_activations_batch(x, cols, &mut xq, &mut act_scales)?;
-    match w.scales() {
-        Scales::PerTensor(s_w) => {
-            let s_w = *s_w;
-            let mut dots = vec![0i32; batch * rows];
-            w.matmul(&xq, batch, &mut dots, pool)?;
-            for ((o_row, d_row), &a) in out
-                .chunks_exact_mut(rows)
-                .zip(dots.chunks_exact(rows))
-                .zip(&act_scales)
-            {
-                for (o, &d) in o_row.iter_mut().zip(d_row) {
-                    *o = (d as f32 / a) * s_w;
-                }
-            }
-        }
-        Scales::PerBlock { .. } => {
-            w.matmul_scaled(&xq, batch, out, pool)?;
-            for (o_row, &a) in out.chunks_exact_mut(rows).zip(&act_scales) {
-                o_row.iter_mut().for_each(|o| *o /= a);
-            }
-        }
-    }
-    Ok(())
 }
