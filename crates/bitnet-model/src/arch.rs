@@ -100,6 +100,17 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         sub_norms: false,
         ..BITNET_B158
     },
+    // Qwen3 (dense): the LLaMA graph with NEOX RoPE and per-head Q/K RMSNorm before RoPE, no
+    // biases; head_dim from `qwen3.attention.key_length` as for Gemma-3. Every block it uses is
+    // exercised by the tested models (NEOX by BitNet, Q/K norms by Gemma-3).
+    ArchSpec {
+        name: "qwen3",
+        activation: Activation::Silu,
+        rope: RopeStyle::Neox,
+        sub_norms: false,
+        qk_norm: true,
+        ..BITNET_B158
+    },
     ArchSpec {
         name: "gemma3",
         activation: Activation::GeluTanh,
