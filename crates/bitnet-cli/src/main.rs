@@ -9,6 +9,7 @@ mod inspect;
 mod load;
 mod perplexity;
 mod run;
+mod sampling_args;
 mod synth;
 mod tokenize;
 
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate text from a prompt (greedy), streamed to stdout.
+    /// Generate text from a prompt, streamed to stdout.
     Run(run::RunArgs),
     /// Perplexity of a text file, computed as llama-perplexity does.
     Perplexity(perplexity::PerplexityArgs),

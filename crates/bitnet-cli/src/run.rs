@@ -1,12 +1,14 @@
-//! `bitnet run`: one-shot greedy generation. The prompt is tokenized (BOS iff the model adds
-//! it, special tokens parsed), evaluated in one batch, then one token at a time is chosen by
-//! argmax and streamed to stdout until `-n` tokens or an end-of-generation token.
+//! `bitnet run`: one-shot generation. The prompt is tokenized (BOS iff the model adds it,
+//! special tokens parsed) and handed to the engine's generation loop, which streams the text to
+//! stdout until `-n` tokens, an end-of-generation token or a `--stop` string. Greedy by default
+//! (`--temp 0`); llama.cpp's sampling flags otherwise.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use bitnet_engine::{generate, GenerateRequest};
 use bitnet_kernels::ThreadPool;
 use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 
@@ -31,8 +33,13 @@ pub struct RunArgs {
     /// Also print the prompt before the generated text.
     #[arg(long)]
     pub echo: bool,
+    /// Stop when this text is generated (not printed); may be repeated.
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
     #[command(flatten)]
     pub load: crate::load::LoadArgs,
+    #[command(flatten)]
+    pub sampling: crate::sampling_args::SamplingArgs,
 }
 
 /// Runs `bitnet run`.
@@ -75,46 +82,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.echo {
         write!(out, "{}", args.prompt)?;
     }
-    let prefill_start = Instant::now();
-    let mut logits = model.forward(&prompt, &mut cache, prompt.len() - 1, &pool)?;
-    let prefill_s = prefill_start.elapsed().as_secs_f64();
-
-    let mut decoder = tokenizer.stream_decoder(false);
-    let decode_start = Instant::now();
-    let mut generated = 0usize;
-    while generated < args.n_predict {
-        let next = argmax(&logits);
-        generated += 1;
-        if tokenizer.is_end_of_generation(next) {
-            break;
-        }
-        write!(out, "{}", decoder.push(next)?)?;
-        out.flush()?;
-        if generated == args.n_predict || cache.len() == cache.capacity() {
-            break;
-        }
-        logits = model.forward(&[next], &mut cache, 0, &pool)?;
-    }
-    write!(out, "{}", decoder.finish())?;
+    let request = GenerateRequest {
+        prompt,
+        max_tokens: args.n_predict,
+        sampling: args.sampling.params(),
+        stop: args.stop.clone(),
+        stop_tokens: Vec::new(),
+        show_special: false,
+    };
+    let generation = generate(&model, &tokenizer, &mut cache, &pool, &request, |text| {
+        write!(out, "{text}")
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())
+    })?;
     writeln!(out)?;
     out.flush()?;
-    let decode_s = decode_start.elapsed().as_secs_f64();
+    let n = generation.tokens.len();
     eprintln!(
-        "load {load_s:.2} s | prompt {} tokens in {prefill_s:.3} s ({:.1} t/s) | generated {generated} tokens in {decode_s:.3} s ({:.1} t/s)",
-        prompt.len(),
-        prompt.len() as f64 / prefill_s.max(1e-9),
-        generated as f64 / decode_s.max(1e-9),
+        "load {load_s:.2} s | prompt {} tokens in {:.3} s ({:.1} t/s) | generated {n} tokens in {:.3} s ({:.1} t/s)",
+        generation.prompt_tokens,
+        generation.prefill_seconds,
+        generation.prompt_tokens as f64 / generation.prefill_seconds.max(1e-9),
+        generation.decode_seconds,
+        n as f64 / generation.decode_seconds.max(1e-9),
     );
     Ok(())
-}
-
-/// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }

@@ -24,6 +24,13 @@ impl<'a> StreamDecoder<'a> {
         }
     }
 
+    /// For text that continues a prompt (generation): the SentencePiece rule that drops the
+    /// leading space of a sequence's first piece does not apply, as in llama.cpp's output.
+    pub fn continuation(mut self) -> Self {
+        self.at_start = false;
+        self
+    }
+
     /// Adds one token; returns the text completed by it (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
         let bytes = self.tokenizer.token_bytes(id, self.show_special)?;
