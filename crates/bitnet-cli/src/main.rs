@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod chat;
 mod convert;
 mod inspect;
 mod load;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streamed to stdout.
     Run(run::RunArgs),
+    /// Chat with a model under its chat template (a REPL; /help for commands).
+    Chat(chat::ChatArgs),
     /// Perplexity of a text file, computed as llama-perplexity does.
     Perplexity(perplexity::PerplexityArgs),
     /// Show what a GGUF file holds: architecture, hyperparameters, tokenizer, tensors.
@@ -46,6 +49,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Tokenize(args) => tokenize::run(args),

@@ -1,0 +1,248 @@
+//! `bitnet chat`: an interactive conversation under the model's chat template, streamed as it is
+//! generated. The KV cache is kept between turns (only the new part of the rendered conversation
+//! is evaluated). Commands: /help, /clear, /system TEXT, /metrics, /save FILE, /exit. A line
+//! ending in `\` continues on the next line. Ctrl-C stops the current answer, not the program.
+//! With stdin not a terminal, each line (or `\`-joined group) is one user turn.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bitnet_engine::{generate, EngineError, GenerateRequest};
+use bitnet_kernels::ThreadPool;
+use bitnet_tokenizer::chat::{ChatTemplate, Message};
+use bitnet_tokenizer::Tokenizer;
+
+/// Arguments of `bitnet chat`.
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (see `bitnet templates`) or a Jinja file; default: the
+    /// model's own template, else the built-in one detected for it.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Most tokens per answer.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
+    pub n_predict: usize,
+    /// Context size in tokens (default: the model's training context, at most 4096).
+    #[arg(short = 'c', long = "ctx-size")]
+    pub ctx_size: Option<usize>,
+    /// Threads (default: BITNET_THREADS, else the physical cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub load: crate::load::LoadArgs,
+    #[command(flatten)]
+    pub sampling: crate::sampling_args::SamplingArgs,
+}
+
+const HELP: &str =
+    "commands: /help  /clear (forget the conversation)  /system TEXT  /metrics  /save FILE  /exit
+end a line with \\ to continue on the next one; Ctrl-C stops the current answer";
+
+/// Speed and context figures of the last answer.
+#[derive(Default)]
+struct Metrics {
+    prompt_tokens: usize,
+    prefill_seconds: f64,
+    generated: usize,
+    decode_seconds: f64,
+}
+
+/// Runs `bitnet chat`.
+pub fn run(args: ChatArgs) -> anyhow::Result<()> {
+    let (file, model) = crate::load::load_model(&args.model, &args.load)?;
+    let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
+    let template = match &args.template {
+        None => ChatTemplate::for_model(&tokenizer)?,
+        Some(t) if std::path::Path::new(t).is_file() => {
+            let source = std::fs::read_to_string(t).with_context(|| format!("reading {t}"))?;
+            ChatTemplate::from_jinja(t.clone(), source, Vec::new())?
+                .with_special_tokens_of(&tokenizer)
+        }
+        Some(name) => ChatTemplate::builtin(name)?.with_special_tokens_of(&tokenizer),
+    };
+    let pool = match args.threads {
+        Some(t) => ThreadPool::new(t),
+        None => ThreadPool::with_default_threads(),
+    };
+    let capacity = args
+        .ctx_size
+        .unwrap_or_else(|| match model.config().n_ctx_train {
+            0 => 4096,
+            n => n.min(4096),
+        });
+    let mut cache = model.new_cache(capacity);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .context("installing the Ctrl-C handler")?;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!(
+            "chatting with {} (template: {}). /help for commands.",
+            args.model.display(),
+            template.name()
+        );
+    }
+
+    let system = args.system.clone();
+    let mut messages: Vec<Message> = system.iter().map(Message::system).collect();
+    let mut in_cache: Vec<u32> = Vec::new();
+    let mut metrics = Metrics::default();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let stdout = std::io::stdout();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        let Some(input) = read_input(&mut lines, interactive)? else {
+            break;
+        };
+        let input = input.trim();
+        if input.is_empty() {
+            continue;
+        }
+        if let Some(command) = input.strip_prefix('/') {
+            let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+            match name {
+                "help" => println!("{HELP}"),
+                "exit" | "quit" => break,
+                "clear" => {
+                    messages.retain(|m| m.role == "system");
+                    cache.clear();
+                    in_cache.clear();
+                    println!("(conversation cleared)");
+                }
+                "system" => {
+                    messages.retain(|m| m.role != "system");
+                    if !rest.trim().is_empty() {
+                        messages.insert(0, Message::system(rest.trim()));
+                    }
+                    println!("(system prompt set)");
+                }
+                "metrics" => println!(
+                    "prefill {} tokens at {:.1} t/s | decode {} tokens at {:.1} t/s | context {}/{} tokens",
+                    metrics.prompt_tokens,
+                    metrics.prompt_tokens as f64 / metrics.prefill_seconds.max(1e-9),
+                    metrics.generated,
+                    metrics.generated as f64 / metrics.decode_seconds.max(1e-9),
+                    cache.len(),
+                    cache.capacity()
+                ),
+                "save" => {
+                    let path = rest.trim();
+                    if path.is_empty() {
+                        println!("usage: /save FILE");
+                    } else {
+                        std::fs::write(path, serde_json::to_string_pretty(&messages)?)
+                            .with_context(|| format!("writing {path}"))?;
+                        println!("(saved {} messages to {path})", messages.len());
+                    }
+                }
+                _ => println!("unknown command /{name}\n{HELP}"),
+            }
+            continue;
+        }
+
+        messages.push(Message::user(input));
+        let ids = template.encode(&tokenizer, &messages, true)?;
+        if ids.len() + 1 >= capacity {
+            messages.pop();
+            println!("(the conversation needs {} tokens but the context holds {capacity}: /clear to start over)", ids.len());
+            continue;
+        }
+        // Reuse the cached prefix; evaluate at least the last token to get logits.
+        let common = in_cache
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
+        cache.truncate(common);
+        let request = GenerateRequest {
+            prompt: ids[common..].to_vec(),
+            max_tokens: args.n_predict.min(capacity - ids.len() - 1),
+            sampling: args.sampling.params(),
+            stop: template.stop_strings().to_vec(),
+            stop_tokens: template.stop_token_ids(&tokenizer),
+            show_special: false,
+        };
+        interrupted.store(false, Ordering::SeqCst);
+        let mut answer = String::new();
+        let mut out = stdout.lock();
+        let result = generate(&model, &tokenizer, &mut cache, &pool, &request, |text| {
+            if interrupted.load(Ordering::SeqCst) {
+                return Err("interrupted".into());
+            }
+            answer.push_str(text);
+            write!(out, "{text}")
+                .and_then(|()| out.flush())
+                .map_err(|e| e.to_string())
+        });
+        writeln!(out)?;
+        match result {
+            Ok(g) => {
+                metrics = Metrics {
+                    prompt_tokens: g.prompt_tokens,
+                    prefill_seconds: g.prefill_seconds,
+                    generated: g.tokens.len(),
+                    decode_seconds: g.decode_seconds,
+                };
+                in_cache = ids
+                    .iter()
+                    .chain(&g.tokens)
+                    .copied()
+                    .take(cache.len())
+                    .collect();
+            }
+            Err(EngineError::Output(reason)) if reason == "interrupted" => {
+                writeln!(out, "(stopped)")?;
+                in_cache = ids.clone();
+                in_cache.truncate(cache.len().min(ids.len()));
+                cache.truncate(in_cache.len());
+            }
+            Err(e) => bail!(e),
+        }
+        messages.push(Message::assistant(answer.trim_end()));
+    }
+    Ok(())
+}
+
+/// Reads one input: a line, joined with the following ones while it ends in `\`.
+/// `None` at the end of input.
+fn read_input(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    interactive: bool,
+) -> anyhow::Result<Option<String>> {
+    let mut text = String::new();
+    loop {
+        let Some(line) = lines.next() else {
+            return Ok((!text.is_empty()).then_some(text));
+        };
+        let line = line.context("reading stdin")?;
+        match line.strip_suffix('\\') {
+            Some(part) => {
+                text.push_str(part);
+                text.push('\n');
+                if interactive {
+                    eprint!(". ");
+                }
+            }
+            None => {
+                text.push_str(&line);
+                return Ok(Some(text));
+            }
+        }
+    }
+}
