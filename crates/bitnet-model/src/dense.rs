@@ -66,17 +66,48 @@ impl DenseMatrix {
         rows: usize,
         cols: usize,
     ) -> Result<Self, ModelError> {
-        let mut data = vec![0.0f32; rows * cols];
-        bitnet_quant::dequantize(ty, bytes, rows * cols, &mut data).map_err(|e| {
-            ModelError::TensorData {
-                name: name.to_string(),
-                reason: e.to_string(),
+        let err = |e: bitnet_quant::QuantError| ModelError::TensorData {
+            name: name.to_string(),
+            reason: e.to_string(),
+        };
+        match ty {
+            GgmlType::F32 | GgmlType::BF16 => {
+                let mut data = vec![0.0f32; rows * cols];
+                bitnet_quant::dequantize(ty, bytes, rows * cols, &mut data).map_err(err)?;
+                Ok(DenseMatrix::new(rows, cols, data))
             }
-        })?;
-        Ok(match ty {
-            GgmlType::F32 | GgmlType::BF16 => DenseMatrix::new(rows, cols, data),
-            _ => DenseMatrix::new_f16(rows, cols, data.iter().map(|&v| f16::from_f32(v)).collect()),
-        })
+            GgmlType::F16 => {
+                let expected = rows * cols * 2;
+                if bytes.len() != expected {
+                    return Err(ModelError::TensorData {
+                        name: name.to_string(),
+                        reason: format!("{} bytes, {expected} expected", bytes.len()),
+                    });
+                }
+                let data = bytes
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+                Ok(DenseMatrix::new_f16(rows, cols, data))
+            }
+            _ => {
+                // Row by row, so no full-size f32 copy is ever held.
+                let row_bytes = bitnet_quant::tensor_bytes(ty, cols).map_err(err)?;
+                if bytes.len() != row_bytes * rows {
+                    return Err(ModelError::TensorData {
+                        name: name.to_string(),
+                        reason: format!("{} bytes, {} expected", bytes.len(), row_bytes * rows),
+                    });
+                }
+                let mut row = vec![0.0f32; cols];
+                let mut data = Vec::with_capacity(rows * cols);
+                for chunk in bytes.chunks_exact(row_bytes) {
+                    bitnet_quant::dequantize(ty, chunk, cols, &mut row).map_err(err)?;
+                    data.extend(row.iter().map(|&v| f16::from_f32(v)));
+                }
+                Ok(DenseMatrix::new_f16(rows, cols, data))
+            }
+        }
     }
 
     /// The same matrix requantized to Q8_0 (ggml's rounding), for a smaller, faster head.
@@ -91,6 +122,25 @@ impl DenseMatrix {
             cols: self.cols,
             data: DenseData::Q8(q8),
         })
+    }
+
+    /// Whether this matrix holds exactly the values of a tensor stored as `ty` (so rows can be
+    /// read from it instead of from a second copy of that tensor).
+    pub fn is_exact_copy_of(&self, ty: GgmlType) -> bool {
+        matches!(
+            (&self.data, ty),
+            (DenseData::F16(_), GgmlType::F16) | (DenseData::F32(_), GgmlType::F32 | GgmlType::BF16)
+        )
+    }
+
+    /// Row `r` as f32 (F32 or F16 storage).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let span = r * self.cols..(r + 1) * self.cols;
+        match &self.data {
+            DenseData::F32(d) => out.copy_from_slice(&d[span]),
+            DenseData::F16(d) => out.iter_mut().zip(&d[span]).for_each(|(o, v)| *o = v.to_f32()),
+            DenseData::Q8(_) => unreachable!("a Q8_0 head never stands in for the embedding"),
+        }
     }
 
     /// Row `r` of f32 storage (the weights of output feature `r`).

@@ -14,6 +14,7 @@ use bitnet_kernels::pool::split_range;
 use bitnet_kernels::ThreadPool;
 
 use crate::config::ModelConfig;
+use crate::dense::DenseMatrix;
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
 use crate::linear::Linear;
@@ -30,7 +31,9 @@ struct AttentionRounding {
 /// A loaded model.
 pub struct Model {
     config: ModelConfig,
-    embedding: Embedding,
+    /// The token embedding table; `None` when the tied F16 head holds the same values and
+    /// rows are read from it (the table is then held once, not twice).
+    embedding: Option<Embedding>,
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
     head: Linear,
@@ -94,18 +97,28 @@ impl Model {
     /// [`Model::load`] with options (e.g. a Q8_0 head).
     pub fn load_with(file: &GgufFile, options: LoadOptions) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
-        let embedding = Embedding::load(file, &config)?;
         let layers = (0..config.n_layer)
             .map(|il| Layer::load(file, &config, il))
             .collect::<Result<Vec<_>, _>>()?;
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
         weights::check_no_unused_tensors(file, &config)?;
-        let head = match file.tensor("output.weight") {
-            Some(_) => Linear::load(file, "output.weight", config.n_embd, config.n_vocab, false)?,
-            None => Linear::Dense {
-                matrix: embedding.to_dense()?,
-                scale: None,
-            },
+        const EMBD: &str = "token_embd.weight";
+        let embd = file
+            .tensor(EMBD)
+            .ok_or_else(|| ModelError::MissingTensor(EMBD.to_string()))?;
+        let tied = file.tensor("output.weight").is_none();
+        let head = if tied {
+            weights::check_dims(EMBD, &embd.dims, &[config.n_embd as u64, config.n_vocab as u64])?;
+            let matrix = DenseMatrix::dequantized(
+                EMBD,
+                embd.ggml_type,
+                file.tensor_data(embd),
+                config.n_vocab,
+                config.n_embd,
+            )?;
+            Linear::Dense { matrix, scale: None }
+        } else {
+            Linear::load(file, "output.weight", config.n_embd, config.n_vocab, false)?
         };
         let head = match (options.head, head) {
             (HeadFormat::Q8_0, Linear::Dense { matrix, scale }) => Linear::Dense {
@@ -115,6 +128,14 @@ impl Model {
                 scale,
             },
             (_, head) => head,
+        };
+        // A tied head that holds the table's exact values serves the lookups too.
+        let shared = tied
+            && matches!(&head, Linear::Dense { matrix, .. } if matrix.is_exact_copy_of(embd.ggml_type));
+        let embedding = if shared {
+            None
+        } else {
+            Some(Embedding::load(file, &config)?)
         };
         Ok(Model {
             config,
@@ -145,9 +166,19 @@ impl Model {
         KvCache::with_precision(&self.config, capacity, precision)
     }
 
-    /// The token embedding table.
-    pub fn embedding(&self) -> &Embedding {
-        &self.embedding
+    /// Writes the embedding of token `id` into `out` (`n_embd` values).
+    pub fn embed(&self, id: u32, out: &mut [f32]) -> Result<(), ModelError> {
+        match (&self.embedding, &self.head) {
+            (Some(e), _) => e.row(id, out),
+            (None, Linear::Dense { matrix, .. }) => {
+                if id as usize >= self.config.n_vocab {
+                    return Err(ModelError::TokenOutOfRange { id, vocab: self.config.n_vocab });
+                }
+                matrix.row_into(id as usize, out);
+                Ok(())
+            }
+            (None, Linear::Ternary { .. }) => unreachable!("the embedding is shared only with a dense head"),
+        }
     }
 
     /// The final norm's weights.
@@ -192,7 +223,7 @@ impl Model {
 
         let mut x = vec![0.0f32; n * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
-            self.embedding.row(id, row)?;
+            self.embed(id, row)?;
         }
         if cfg.arch.scale_embeddings {
             let s = (d as f32).sqrt();

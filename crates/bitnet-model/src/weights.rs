@@ -5,7 +5,6 @@
 use bitnet_gguf::{GgmlType, GgufFile};
 
 use crate::config::ModelConfig;
-use crate::dense::DenseMatrix;
 use crate::error::ModelError;
 use crate::linear::Linear;
 
@@ -146,6 +145,11 @@ impl Embedding {
         })
     }
 
+    /// The storage type of the table.
+    pub fn ggml_type(&self) -> GgmlType {
+        self.ggml_type
+    }
+
     /// Writes the embedding of token `id` into `out` (`n_embd` values).
     pub fn row(&self, id: u32, out: &mut [f32]) -> Result<(), ModelError> {
         let i = id as usize;
@@ -162,17 +166,6 @@ impl Embedding {
                 reason: e.to_string(),
             }
         })
-    }
-
-    /// The whole table as a dense matrix (`n_vocab` rows of `n_embd`): the tied LM head.
-    pub fn to_dense(&self) -> Result<DenseMatrix, ModelError> {
-        DenseMatrix::dequantized(
-            "token_embd.weight",
-            self.ggml_type,
-            &self.data,
-            self.n_vocab,
-            self.n_embd,
-        )
     }
 }
 
