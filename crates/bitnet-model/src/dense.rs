@@ -129,7 +129,8 @@ impl DenseMatrix {
     pub fn is_exact_copy_of(&self, ty: GgmlType) -> bool {
         matches!(
             (&self.data, ty),
-            (DenseData::F16(_), GgmlType::F16) | (DenseData::F32(_), GgmlType::F32 | GgmlType::BF16)
+            (DenseData::F16(_), GgmlType::F16)
+                | (DenseData::F32(_), GgmlType::F32 | GgmlType::BF16)
         )
     }
 
@@ -138,7 +139,10 @@ impl DenseMatrix {
         let span = r * self.cols..(r + 1) * self.cols;
         match &self.data {
             DenseData::F32(d) => out.copy_from_slice(&d[span]),
-            DenseData::F16(d) => out.iter_mut().zip(&d[span]).for_each(|(o, v)| *o = v.to_f32()),
+            DenseData::F16(d) => out
+                .iter_mut()
+                .zip(&d[span])
+                .for_each(|(o, v)| *o = v.to_f32()),
             DenseData::Q8(_) => unreachable!("a Q8_0 head never stands in for the embedding"),
         }
     }

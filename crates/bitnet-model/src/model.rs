@@ -97,8 +97,21 @@ impl Model {
     /// [`Model::load`] with options (e.g. a Q8_0 head).
     pub fn load_with(file: &GgufFile, options: LoadOptions) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
-        let layers = (0..config.n_layer)
-            .map(|il| Layer::load(file, &config, il))
+        // Decoding and repacking the layers is the slow part of loading: spread it over the cores.
+        let slots: Vec<std::sync::Mutex<Option<Result<Layer, ModelError>>>> = (0..config.n_layer)
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        ThreadPool::global().run(config.n_layer, &|il| {
+            let layer = Layer::load(file, &config, il);
+            *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
+        });
+        let layers = slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expect("the pool runs every layer")
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
         weights::check_no_unused_tensors(file, &config)?;
@@ -108,7 +121,11 @@ impl Model {
             .ok_or_else(|| ModelError::MissingTensor(EMBD.to_string()))?;
         let tied = file.tensor("output.weight").is_none();
         let head = if tied {
-            weights::check_dims(EMBD, &embd.dims, &[config.n_embd as u64, config.n_vocab as u64])?;
+            weights::check_dims(
+                EMBD,
+                &embd.dims,
+                &[config.n_embd as u64, config.n_vocab as u64],
+            )?;
             let matrix = DenseMatrix::dequantized(
                 EMBD,
                 embd.ggml_type,
@@ -116,7 +133,10 @@ impl Model {
                 config.n_vocab,
                 config.n_embd,
             )?;
-            Linear::Dense { matrix, scale: None }
+            Linear::Dense {
+                matrix,
+                scale: None,
+            }
         } else {
             Linear::load(file, "output.weight", config.n_embd, config.n_vocab, false)?
         };
@@ -172,12 +192,17 @@ impl Model {
             (Some(e), _) => e.row(id, out),
             (None, Linear::Dense { matrix, .. }) => {
                 if id as usize >= self.config.n_vocab {
-                    return Err(ModelError::TokenOutOfRange { id, vocab: self.config.n_vocab });
+                    return Err(ModelError::TokenOutOfRange {
+                        id,
+                        vocab: self.config.n_vocab,
+                    });
                 }
                 matrix.row_into(id as usize, out);
                 Ok(())
             }
-            (None, Linear::Ternary { .. }) => unreachable!("the embedding is shared only with a dense head"),
+            (None, Linear::Ternary { .. }) => {
+                unreachable!("the embedding is shared only with a dense head")
+            }
         }
     }
 
