@@ -159,3 +159,21 @@ fn token_outside_the_vocabulary_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn inconsistent_head_counts_are_named() {
+    let file = base();
+    // 4 query heads cannot share 3 KV heads.
+    let bad = variant(
+        &file,
+        &[(
+            "bitnet-b1.58.attention.head_count_kv",
+            MetadataValue::U32(3),
+        )],
+        |n| keep(n, &file),
+    );
+    let err = Model::load(&bad).unwrap_err();
+    assert!(matches!(err, ModelError::InvalidConfig(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("head"), "{msg}");
+}
