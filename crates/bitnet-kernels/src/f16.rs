@@ -1,6 +1,9 @@
-//! `f16 × f32` matrix-vector products for the F16 LM head (the tied `token_embd` of BitNet
-//! 2B-4T: 128256 × 2560), threaded over output rows. Products and sums are in f32 with FMA on the
-//! SIMD paths; results agree with an f64 evaluation to f32 rounding of the sums.
+//! `f16 × f32` matrix products: the F16 LM head (the tied `token_embd` of BitNet 2B-4T:
+//! 128256 × 2560) and every weight of the llama-family models kept in F16 (SmolLM2, Gemma-3).
+//! One token (decode) streams each row once through a row dot, threaded over output rows; several
+//! tokens (prefill) on AVX2 / AVX-512 go through the register-tiled kernel of `f16::tiled`.
+//! Products and sums are in f32 with FMA on the SIMD paths; results agree with an f64 evaluation
+//! to f32 rounding of the sums.
 
 #![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
 
@@ -10,6 +13,9 @@ use std::sync::atomic::Ordering;
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
 use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+
+#[cfg(target_arch = "x86_64")]
+mod tiled;
 
 /// Rows handled per kernel call (they share activation loads).
 const ROWS_PER_CALL: usize = 4;
@@ -75,6 +81,10 @@ pub fn matmul_f16_with_isa(
     });
     if rows == 0 || cols == 0 || batch == 0 {
         out.fill(0.0);
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if tiled::worthwhile(isa, batch) && tiled::matmul(isa, w, rows, cols, x, batch, out, pool) {
         return Ok(());
     }
     let out = atomic_f32_view(out);

@@ -150,7 +150,8 @@ pub enum KernelId {
 }
 
 impl KernelId {
-    const ALL: [KernelId; 18] = [
+    /// Every kernel this build has.
+    pub const ALL: [KernelId; 18] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,

@@ -1,4 +1,4 @@
-//! F16 head matvec on every ISA against an f64 evaluation of the same products, within the
+//! F16 head matvec and batched (prefill) matmul on every ISA against an f64 evaluation of the same products, within the
 //! standard bound for an n-term f32 sum (n · 2⁻²⁴ · Σ|w·x|).
 
 use bitnet_kernels::f16::matmul_f16_with_isa;
@@ -42,6 +42,48 @@ proptest! {
                 check(rows, cols, batch, &w, &x, &out, isa);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Prefill-sized batches: the register-tiled path with ragged row panels (rows not a multiple
+    /// of 6 or 12), token tails (batch not a multiple of 8 or 16, odd) and cols not a multiple of 16.
+    #[test]
+    fn batched_every_isa_within_f32_sum_bound(
+        (rows, cols, batch, w, x) in (1usize..=29, 1usize..=200, 1usize..=53).prop_flat_map(|(rows, cols, batch)| (
+            Just(rows), Just(cols), Just(batch),
+            prop::collection::vec((-4.0f32..4.0).prop_map(f16::from_f32), rows * cols),
+            prop::collection::vec(-3.0f32..3.0, batch * cols),
+        ))
+    ) {
+        for threads in [1, 3] {
+            let pool = ThreadPool::new(threads);
+            for isa in Isa::supported() {
+                let mut out = vec![f32::NAN; batch * rows];
+                matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
+                check(rows, cols, batch, &w, &x, &out, isa);
+            }
+        }
+    }
+}
+
+#[test]
+fn prefill_shaped_matmul() {
+    // SmolLM2 FFN width (576 columns), 100 rows (not a multiple of the panels), 37 tokens.
+    let (rows, cols, batch) = (100, 576, 37);
+    let w: Vec<f16> = (0..rows * cols)
+        .map(|i| f16::from_f32(((i * 37 % 1001) as f32 - 500.0) / 700.0))
+        .collect();
+    let x: Vec<f32> = (0..batch * cols)
+        .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let pool = ThreadPool::new(2);
+    for isa in Isa::supported() {
+        let mut out = vec![f32::NAN; batch * rows];
+        matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
+        check(rows, cols, batch, &w, &x, &out, isa);
     }
 }
 
