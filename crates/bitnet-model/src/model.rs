@@ -10,7 +10,6 @@
 use std::path::Path;
 
 use bitnet_gguf::GgufFile;
-use bitnet_kernels::pool::split_range;
 use bitnet_kernels::ThreadPool;
 
 use crate::config::ModelConfig;
@@ -386,24 +385,23 @@ impl Model {
         } else {
             None
         };
-        let items = n * cfg.n_head;
-        let threads = pool.threads();
-        let parts: Vec<std::sync::Mutex<Vec<f32>>> = (0..threads)
-            .map(|_| std::sync::Mutex::new(Vec::new()))
+        // One chunk per token (all its heads), handed out dynamically: later tokens attend to
+        // more positions, so a static split would leave one thread with most of the work.
+        let rows: Vec<std::sync::Mutex<&mut [f32]>> = out
+            .chunks_exact_mut(q_dim)
+            .map(std::sync::Mutex::new)
             .collect();
-        pool.run(threads, &|t| {
-            let range = split_range(items, threads, t);
-            let mut buf = vec![0.0f32; range.len() * hd];
-            let mut scores = Vec::with_capacity(pos0 + n);
+        pool.run(n, &|i| {
+            let mut row = rows[i].lock().unwrap_or_else(|p| p.into_inner());
+            let p = pos0 + i;
+            let lo = match window {
+                Some(w) if p + 1 > w => p + 1 - w,
+                _ => 0,
+            };
+            let mut scores = Vec::with_capacity(p + 1 - lo);
             let mut qh = vec![0.0f32; hd];
-            for (slot, item) in range.enumerate() {
-                let (i, h) = (item / cfg.n_head, item % cfg.n_head);
+            for h in 0..cfg.n_head {
                 let g = h / group;
-                let p = pos0 + i;
-                let lo = match window {
-                    Some(w) if p + 1 > w => p + 1 - w,
-                    _ => 0,
-                };
                 qh.copy_from_slice(&q[i * q_dim + h * hd..i * q_dim + (h + 1) * hd]);
                 if rounding.q_f16 {
                     ops::round_to_f16(&mut qh);
@@ -420,7 +418,8 @@ impl Model {
                 if rounding.p_f16 {
                     ops::round_to_f16(&mut scores);
                 }
-                let o = &mut buf[slot * hd..(slot + 1) * hd];
+                let o = &mut row[h * hd..(h + 1) * hd];
+                o.fill(0.0);
                 for (j, &pj) in (lo..=p).zip(scores.iter()) {
                     let vj = &v_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
                     for (oe, &ve) in o.iter_mut().zip(vj) {
@@ -428,14 +427,7 @@ impl Model {
                     }
                 }
             }
-            *parts[t].lock().unwrap_or_else(|p| p.into_inner()) = buf;
         });
-        for (t, part) in parts.into_iter().enumerate() {
-            let range = split_range(items, threads, t);
-            let part = part.into_inner().unwrap_or_else(|p| p.into_inner());
-            // Items are (token, head) in row-major order, so they map to contiguous output.
-            out[range.start * hd..range.end * hd].copy_from_slice(&part);
-        }
     }
 }
 
