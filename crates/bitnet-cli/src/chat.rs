@@ -2,7 +2,10 @@
 //! generated. The KV cache is kept between turns (only the new part of the rendered conversation
 //! is evaluated). Commands: /help, /clear, /system TEXT, /metrics, /save FILE, /exit. A line
 //! ending in `\` continues on the next line. Ctrl-C stops the current answer, not the program.
-//! With stdin not a terminal, each line (or `\`-joined group) is one user turn.
+//! With stdin not a terminal, each line (or `\`-joined group) is one user turn. `--receipt FILE`
+//! writes one receipt at exit summing the session's completed answers (an answer stopped by
+//! Ctrl-C is not counted). With `--strict`, a model without its own chat template is refused
+//! unless `--template` names one.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use bitnet_engine::{generate, EngineError, GenerateRequest};
+use bitnet_engine::{generate, EngineError, GenerateRequest, RunTotals};
 use bitnet_kernels::ThreadPool;
 use bitnet_tokenizer::chat::{ChatTemplate, Message};
 use bitnet_tokenizer::Tokenizer;
@@ -37,6 +40,10 @@ pub struct ChatArgs {
     /// Threads (default: BITNET_THREADS, else the physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// At exit, write a receipt of the session (JSON: model hash, ISA, kernels that ran, token
+    /// counts and timings summed over the answers) here.
+    #[arg(long)]
+    pub receipt: Option<PathBuf>,
     #[command(flatten)]
     pub load: crate::load::LoadArgs,
     #[command(flatten)]
@@ -60,6 +67,13 @@ struct Metrics {
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let (file, model) = crate::load::load_model(&args.model, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
+    if args.load.strict && args.template.is_none() && tokenizer.chat_template().is_none() {
+        bail!(
+            "--strict: {} has no chat template (tokenizer.chat_template); without --strict a \
+             built-in one would be guessed. Name one with --template (see `bitnet templates`)",
+            args.model.display()
+        );
+    }
     let template = match &args.template {
         None => ChatTemplate::for_model(&tokenizer)?,
         Some(t) if std::path::Path::new(t).is_file() => {
@@ -99,6 +113,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let mut messages: Vec<Message> = system.iter().map(Message::system).collect();
     let mut in_cache: Vec<u32> = Vec::new();
     let mut metrics = Metrics::default();
+    let mut totals = RunTotals::default();
+    let mut session_output = String::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let stdout = std::io::stdout();
@@ -193,6 +209,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         writeln!(out)?;
         match result {
             Ok(g) => {
+                totals.add(&g);
+                session_output.push_str(&answer);
                 metrics = Metrics {
                     prompt_tokens: g.prompt_tokens,
                     prefill_seconds: g.prefill_seconds,
@@ -215,6 +233,20 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             Err(e) => bail!(e),
         }
         messages.push(Message::assistant(answer.trim_end()));
+    }
+    if let Some(path) = &args.receipt {
+        crate::receipt::write(
+            path,
+            &crate::receipt::RunSummary {
+                model_path: &args.model,
+                file: &file,
+                threads: pool.threads(),
+                totals: &totals,
+                max_tokens: args.n_predict,
+                output: &session_output,
+                sampling: &args.sampling.params(),
+            },
+        )?;
     }
     Ok(())
 }

@@ -1,11 +1,17 @@
-//! Model loading shared by the subcommands that run a model (`run`, `perplexity`, `bench`): the
-//! load-time options and one place that opens the file and reports errors.
+//! Model loading shared by the subcommands that run a model (`run`, `chat`, `perplexity`,
+//! `bench`): the load-time options, one place that opens the file and reports errors, the
+//! `--strict` checks that refuse a degraded run, and the progress bars (stderr, hidden when
+//! stderr is not a terminal).
 
+use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use bitnet_gguf::GgufFile;
+use bitnet_kernels::{active_isa, select_isa, Isa};
 use bitnet_model::{HeadFormat, LoadOptions, Model};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Load-time options.
 #[derive(clap::Args, Debug, Clone)]
@@ -14,16 +20,136 @@ pub struct LoadArgs {
     /// half the bytes read per token, near-lossless).
     #[arg(long, default_value = "f16", value_parser = parse_head)]
     pub head: HeadFormat,
+    /// Refuse instead of degrading silently: a slower instruction set than the CPU has (e.g.
+    /// BITNET_ISA=scalar on a SIMD CPU), a `<arch>.` metadata key the model does not read (it
+    /// could change the math), and, in `chat`, a model without its own chat template.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 fn parse_head(s: &str) -> Result<HeadFormat, String> {
     HeadFormat::from_name(s).ok_or_else(|| format!("unknown head format {s:?}: use f16 or q8_0"))
 }
 
-/// Opens `path` and loads the model in it.
+/// The `<arch>.` keys the model reads (bitnet-model's `ModelConfig::from_gguf`), plus
+/// `vocab_size`, which it takes from the embedding tensor instead. Under `--strict`, any other
+/// key in the architecture's namespace is refused: its meaning would be ignored.
+const KNOWN_ARCH_KEYS: &[&str] = &[
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.layer_norm_rms_epsilon",
+    "attention.sliding_window",
+    "attention.value_length",
+    "attn_logit_softcapping",
+    "block_count",
+    "context_length",
+    "embedding_length",
+    "feed_forward_length",
+    "final_logit_softcapping",
+    "hidden_activation",
+    "rope.dimension_count",
+    "rope.freq_base",
+    "rope.scaling.factor",
+    "rope.scaling.type",
+    "vocab_size",
+];
+
+/// Opens `path` and loads the model in it (with `--strict`, after its checks).
 pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Model)> {
+    if args.strict {
+        check_isa()?;
+    }
+    let bar = spinner(format!("loading {}", path.display()));
     let file = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
+    if args.strict {
+        check_arch_keys(&file)?;
+    }
     let model = Model::load_with(&file, LoadOptions { head: args.head })
         .with_context(|| format!("loading {}", path.display()))?;
+    bar.finish_and_clear();
     Ok((file, model))
+}
+
+/// `--strict`: the kernels must run at the best tier this CPU supports.
+fn check_isa() -> anyhow::Result<()> {
+    let best = Isa::best_supported();
+    if let Err(e) = select_isa() {
+        bail!("--strict: {e}; the kernels would fall back to {best}");
+    }
+    let active = active_isa();
+    if active < best {
+        bail!(
+            "--strict: BITNET_ISA forces the {active} kernels on a CPU that supports {best}; \
+             unset BITNET_ISA (or drop --strict) to run"
+        );
+    }
+    Ok(())
+}
+
+/// `--strict`: every `<arch>.` metadata key must be one the model reads.
+fn check_arch_keys(file: &GgufFile) -> anyhow::Result<()> {
+    let Some(arch) = file.architecture() else {
+        return Ok(()); // Model::load reports the missing architecture.
+    };
+    let prefix = format!("{arch}.");
+    let unknown: Vec<&str> = file
+        .metadata()
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| {
+            key.strip_prefix(&prefix)
+                .is_some_and(|rest| !KNOWN_ARCH_KEYS.contains(&rest))
+        })
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "--strict: the model has metadata this engine does not read and that may change the \
+             math: {}",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A bar on stderr for `len` steps, hidden when stderr is not a terminal.
+pub fn progress_bar(len: u64, message: impl Into<String>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), draw_target());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(message.into());
+    bar
+}
+
+/// A byte-count bar on stderr, hidden when stderr is not a terminal.
+pub fn bytes_bar(len: u64, message: impl Into<String>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), draw_target());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(message.into());
+    bar
+}
+
+/// A spinner on stderr for work of unknown length, hidden when stderr is not a terminal.
+pub fn spinner(message: impl Into<String>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, draw_target());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.into());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn draw_target() -> ProgressDrawTarget {
+    if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    }
 }

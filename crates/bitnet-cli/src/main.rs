@@ -9,6 +9,7 @@ mod convert;
 mod inspect;
 mod load;
 mod perplexity;
+mod receipt;
 mod run;
 mod sampling_args;
 mod synth;
@@ -44,6 +45,9 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write a random-weight ternary model of a real shape, for benchmarks.
     Synth(synth::SynthArgs),
+    /// Check a run receipt's gates (PASS/FAIL per gate; exit status 1 if any fails).
+    #[command(long_about = receipt::GATES_HELP)]
+    VerifyReceipt(receipt::VerifyReceiptArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::VerifyReceipt(args) => receipt::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! `bitnet perplexity`: llama-perplexity compatible scoring of a text file (chunks of `-c`
 //! tokens, second half of each scored), printing llama.cpp's `[i]running` list and its
-//! `Final estimate: PPL = X +/- Y` line.
+//! `Final estimate: PPL = X +/- Y` line. A progress bar over the chunks runs on stderr when it
+//! is a terminal.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -68,12 +69,15 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     );
     let start = Instant::now();
     let stdout = std::io::stdout();
+    let bar = crate::load::progress_bar(n_chunks as u64, "perplexity");
     let report = perplexity(&model, &tokens, params, &pool, |i, running| {
+        bar.set_position(i as u64 + 1);
         let mut out = stdout.lock();
         // Progress in llama-perplexity's format; write errors surface at the final line.
         let _ = write!(out, "[{}]{running:.4},", i + 1);
         let _ = out.flush();
     })?;
+    bar.finish_and_clear();
     let mut out = stdout.lock();
     writeln!(out)?;
     for (i, p) in report.chunk_ppl.iter().enumerate() {

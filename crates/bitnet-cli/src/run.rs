@@ -1,14 +1,15 @@
 //! `bitnet run`: one-shot generation. The prompt is tokenized (BOS iff the model adds it,
 //! special tokens parsed) and handed to the engine's generation loop, which streams the text to
 //! stdout until `-n` tokens, an end-of-generation token or a `--stop` string. Greedy by default
-//! (`--temp 0`); llama.cpp's sampling flags otherwise.
+//! (`--temp 0`); llama.cpp's sampling flags otherwise. `--receipt FILE` writes a JSON record of
+//! what ran (see `crate::receipt`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use bitnet_engine::{generate, GenerateRequest};
+use bitnet_engine::{generate, GenerateRequest, RunTotals};
 use bitnet_kernels::ThreadPool;
 use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 
@@ -36,6 +37,9 @@ pub struct RunArgs {
     /// Stop when this text is generated (not printed); may be repeated.
     #[arg(long = "stop")]
     pub stop: Vec<String>,
+    /// Write a receipt (JSON: model hash, ISA, kernels that ran, token counts, timings) here.
+    #[arg(long)]
+    pub receipt: Option<PathBuf>,
     #[command(flatten)]
     pub load: crate::load::LoadArgs,
     #[command(flatten)]
@@ -90,7 +94,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         stop_tokens: Vec::new(),
         show_special: false,
     };
+    let mut output = String::new();
     let generation = generate(&model, &tokenizer, &mut cache, &pool, &request, |text| {
+        output.push_str(text);
         write!(out, "{text}")
             .and_then(|()| out.flush())
             .map_err(|e| e.to_string())
@@ -106,5 +112,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         generation.decode_seconds,
         n as f64 / generation.decode_seconds.max(1e-9),
     );
+    if let Some(path) = &args.receipt {
+        let mut totals = RunTotals::default();
+        totals.add(&generation);
+        crate::receipt::write(
+            path,
+            &crate::receipt::RunSummary {
+                model_path: &args.model,
+                file: &file,
+                threads: pool.threads(),
+                totals: &totals,
+                max_tokens: args.n_predict,
+                output: &output,
+                sampling: &request.sampling,
+            },
+        )?;
+    }
     Ok(())
 }
