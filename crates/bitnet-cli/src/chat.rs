@@ -209,6 +209,12 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         writeln!(out)?;
         match result {
             Ok(g) => {
+                if g.finish == bitnet_engine::FinishReason::ContextFull {
+                    writeln!(
+                        out,
+                        "(stopped: the context is full; /clear to start over or give a larger -c)"
+                    )?;
+                }
                 totals.add(&g);
                 session_output.push_str(&answer);
                 metrics = Metrics {

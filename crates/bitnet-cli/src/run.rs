@@ -103,6 +103,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     writeln!(out)?;
     out.flush()?;
+    if generation.finish == bitnet_engine::FinishReason::ContextFull {
+        eprintln!(
+            "(stopped: the context of {} tokens is full; give a larger -c to generate more)",
+            cache.capacity()
+        );
+    }
     let n = generation.tokens.len();
     eprintln!(
         "load {load_s:.2} s | prompt {} tokens in {:.3} s ({:.1} t/s) | generated {n} tokens in {:.3} s ({:.1} t/s)",
