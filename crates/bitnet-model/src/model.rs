@@ -398,32 +398,42 @@ impl Model {
                 Some(w) if p + 1 > w => p + 1 - w,
                 _ => 0,
             };
-            let mut scores = Vec::with_capacity(p + 1 - lo);
-            let mut qh = vec![0.0f32; hd];
-            for h in 0..cfg.n_head {
-                let g = h / group;
-                qh.copy_from_slice(&q[i * q_dim + h * hd..i * q_dim + (h + 1) * hd]);
+            // The query heads of one KV group are done together, so each cached key and value
+            // row is loaded once per group; every dot and sum is the same arithmetic as one head
+            // at a time.
+            let span = p + 1 - lo;
+            let mut scores = vec![0.0f32; group * span];
+            let mut qs = vec![0.0f32; group * hd];
+            for g in 0..cfg.n_head_kv {
+                let heads = g * group..(g + 1) * group;
+                qs.copy_from_slice(&q[i * q_dim + heads.start * hd..i * q_dim + heads.end * hd]);
                 if rounding.q_f16 {
-                    ops::round_to_f16(&mut qh);
+                    ops::round_to_f16(&mut qs);
                 }
-                scores.clear();
-                for j in lo..=p {
+                for (jj, j) in (lo..=p).enumerate() {
                     let kj = &k_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
-                    scores.push(dot(&qh, kj) * score_scale);
+                    for (hh, qh) in qs.chunks_exact(hd).enumerate() {
+                        scores[hh * span + jj] = dot(qh, kj) * score_scale;
+                    }
                 }
-                if let Some(cap) = cfg.attn_logit_softcap {
-                    ops::soft_cap(&mut scores, cap);
+                for sc in scores.chunks_exact_mut(span) {
+                    if let Some(cap) = cfg.attn_logit_softcap {
+                        ops::soft_cap(sc, cap);
+                    }
+                    ops::softmax_in_place(sc);
+                    if rounding.p_f16 {
+                        ops::round_to_f16(sc);
+                    }
                 }
-                ops::softmax_in_place(&mut scores);
-                if rounding.p_f16 {
-                    ops::round_to_f16(&mut scores);
-                }
-                let o = &mut row[h * hd..(h + 1) * hd];
-                o.fill(0.0);
-                for (j, &pj) in (lo..=p).zip(scores.iter()) {
+                let o_group = &mut row[heads.start * hd..heads.end * hd];
+                o_group.fill(0.0);
+                for (jj, j) in (lo..=p).enumerate() {
                     let vj = &v_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
-                    for (oe, &ve) in o.iter_mut().zip(vj) {
-                        *oe += pj * ve;
+                    for (hh, o) in o_group.chunks_exact_mut(hd).enumerate() {
+                        let pj = scores[hh * span + jj];
+                        for (oe, &ve) in o.iter_mut().zip(vj) {
+                            *oe += pj * ve;
+                        }
                     }
                 }
             }
