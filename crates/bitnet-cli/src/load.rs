@@ -34,26 +34,6 @@ fn parse_head(s: &str) -> Result<HeadFormat, String> {
 /// The `<arch>.` keys the model reads (bitnet-model's `ModelConfig::from_gguf`), plus
 /// `vocab_size`, which it takes from the embedding tensor instead. Under `--strict`, any other
 /// key in the architecture's namespace is refused: its meaning would be ignored.
-const KNOWN_ARCH_KEYS: &[&str] = &[
-    "attention.head_count",
-    "attention.head_count_kv",
-    "attention.key_length",
-    "attention.layer_norm_rms_epsilon",
-    "attention.sliding_window",
-    "attention.value_length",
-    "attn_logit_softcapping",
-    "block_count",
-    "context_length",
-    "embedding_length",
-    "feed_forward_length",
-    "final_logit_softcapping",
-    "hidden_activation",
-    "rope.dimension_count",
-    "rope.freq_base",
-    "rope.scaling.factor",
-    "rope.scaling.type",
-    "vocab_size",
-];
 
 /// Opens `path` and loads the model in it (with `--strict`, after its checks).
 pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Model)> {
@@ -99,7 +79,7 @@ fn check_arch_keys(file: &GgufFile) -> anyhow::Result<()> {
         .map(|(key, _)| key.as_str())
         .filter(|key| {
             key.strip_prefix(&prefix)
-                .is_some_and(|rest| !KNOWN_ARCH_KEYS.contains(&rest))
+                .is_some_and(|rest| !bitnet_model::config::KNOWN_ARCH_KEYS.contains(&rest))
         })
         .collect();
     if !unknown.is_empty() {

@@ -74,19 +74,23 @@ pub fn matmul_f16_with_isa(
             });
         }
     }
-    record(match isa {
-        Isa::Scalar => KernelId::F16ScalarMatvec,
-        Isa::Avx2 => KernelId::F16Avx2Matvec,
-        Isa::Avx512 => KernelId::F16Avx512Matvec,
-    });
     if rows == 0 || cols == 0 || batch == 0 {
         out.fill(0.0);
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     if tiled::worthwhile(isa, batch) && tiled::matmul(isa, w, rows, cols, x, batch, out, pool) {
+        record(match isa {
+            Isa::Avx512 => KernelId::F16Avx512TiledMatmul,
+            _ => KernelId::F16Avx2TiledMatmul,
+        });
         return Ok(());
     }
+    record(match isa {
+        Isa::Scalar => KernelId::F16ScalarMatvec,
+        Isa::Avx2 => KernelId::F16Avx2Matvec,
+        Isa::Avx512 => KernelId::F16Avx512Matvec,
+    });
     let out = atomic_f32_view(out);
     let groups = rows.div_ceil(ROWS_PER_CALL);
     let chunks = pool.chunk_count(groups);

@@ -144,6 +144,8 @@ pub enum KernelId {
     F16ScalarMatvec,
     F16Avx2Matvec,
     F16Avx512Matvec,
+    F16Avx2TiledMatmul,
+    F16Avx512TiledMatmul,
     Q8ScalarMatvec,
     Q8Avx2Matvec,
     Q8Avx512Matvec,
@@ -151,7 +153,7 @@ pub enum KernelId {
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 18] = [
+    pub const ALL: [KernelId; 20] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -167,6 +169,8 @@ impl KernelId {
         KernelId::F16ScalarMatvec,
         KernelId::F16Avx2Matvec,
         KernelId::F16Avx512Matvec,
+        KernelId::F16Avx2TiledMatmul,
+        KernelId::F16Avx512TiledMatmul,
         KernelId::Q8ScalarMatvec,
         KernelId::Q8Avx2Matvec,
         KernelId::Q8Avx512Matvec,
@@ -190,6 +194,8 @@ impl KernelId {
             KernelId::F16ScalarMatvec => "f16_scalar_matvec",
             KernelId::F16Avx2Matvec => "f16_avx2_f16c_matvec",
             KernelId::F16Avx512Matvec => "f16_avx512_matvec",
+            KernelId::F16Avx2TiledMatmul => "f16_avx2_f16c_tiled_matmul",
+            KernelId::F16Avx512TiledMatmul => "f16_avx512_tiled_matmul",
             KernelId::Q8ScalarMatvec => "q8_0_scalar_matvec",
             KernelId::Q8Avx2Matvec => "q8_0_avx2_matvec",
             KernelId::Q8Avx512Matvec => "q8_0_avx512_vnni_matvec",

@@ -106,3 +106,34 @@ fn head_shaped_matvec() {
     let mut out = vec![0f32; rows];
     assert!(matvec_f16(&w, rows, cols, &x[..cols - 1], &mut out, &pool).is_err());
 }
+
+/// Receipts report what ran: a batched product on a SIMD tier records the tiled kernel's id.
+#[test]
+fn batched_product_records_the_tiled_kernel() {
+    for (isa, name) in [
+        (Isa::Avx2, "f16_avx2_f16c_tiled_matmul"),
+        (Isa::Avx512, "f16_avx512_tiled_matmul"),
+    ] {
+        if !isa.is_supported() {
+            continue;
+        }
+        let (rows, cols, batch) = (24, 64, 16);
+        let w = vec![f16::from_f32(0.5); rows * cols];
+        let x = vec![1.0f32; batch * cols];
+        let mut out = vec![0.0f32; batch * rows];
+        matmul_f16_with_isa(
+            isa,
+            &w,
+            rows,
+            cols,
+            &x,
+            batch,
+            &mut out,
+            &ThreadPool::new(1),
+        )
+        .unwrap();
+        assert!(out.iter().all(|&v| v == 32.0));
+        let used = bitnet_kernels::kernels_used();
+        assert!(used.contains(&name), "{used:?}");
+    }
+}

@@ -187,3 +187,54 @@ impl ModelConfig {
         self.n_head_kv * self.head_dim
     }
 }
+
+/// Every `<arch>.` metadata key (without the prefix) that [`ModelConfig::from_gguf`] reads or
+/// knows to be harmless; `--strict` refuses files with others, since they may change the math.
+/// Keep it next to the code that reads them.
+pub const KNOWN_ARCH_KEYS: &[&str] = &[
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.key_length",
+    "attention.layer_norm_rms_epsilon",
+    "attention.sliding_window",
+    "attention.value_length",
+    "attn_logit_softcapping",
+    "block_count",
+    "context_length",
+    "embedding_length",
+    "feed_forward_length",
+    "final_logit_softcapping",
+    "hidden_activation",
+    "rope.dimension_count",
+    "rope.freq_base",
+    "rope.scaling.factor",
+    "rope.scaling.type",
+    "vocab_size",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::KNOWN_ARCH_KEYS;
+
+    /// Every `<arch>.` key named in this file's reading code is in the list `--strict` uses.
+    #[test]
+    fn every_key_read_is_known() {
+        let source = include_str!("config.rs");
+        let code = &source[..source.find("pub const KNOWN_ARCH_KEYS").unwrap()];
+        let mut read = 0;
+        for call in ["key(\"", "req_u64(\""] {
+            for part in code.split(call).skip(1) {
+                let name = &part[..part.find('"').unwrap()];
+                assert!(
+                    KNOWN_ARCH_KEYS.contains(&name),
+                    "`{name}` is read but not in KNOWN_ARCH_KEYS"
+                );
+                read += 1;
+            }
+        }
+        assert!(
+            read >= 12,
+            "found only {read} keys: the pattern no longer matches the code"
+        );
+    }
+}
