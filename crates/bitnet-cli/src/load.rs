@@ -31,10 +31,6 @@ fn parse_head(s: &str) -> Result<HeadFormat, String> {
     HeadFormat::from_name(s).ok_or_else(|| format!("unknown head format {s:?}: use f16 or q8_0"))
 }
 
-/// The `<arch>.` keys the model reads (bitnet-model's `ModelConfig::from_gguf`), plus
-/// `vocab_size`, which it takes from the embedding tensor instead. Under `--strict`, any other
-/// key in the architecture's namespace is refused: its meaning would be ignored.
-
 /// Opens `path` and loads the model in it (with `--strict`, after its checks).
 pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Model)> {
     if args.strict {

@@ -188,9 +188,9 @@ impl ModelConfig {
     }
 }
 
-/// Every `<arch>.` metadata key (without the prefix) that [`ModelConfig::from_gguf`] reads or
-/// knows to be harmless; `--strict` refuses files with others, since they may change the math.
-/// Keep it next to the code that reads them.
+/// Every `<arch>.` metadata key (without the prefix) that [`ModelConfig::from_gguf`] reads, plus
+/// `vocab_size` (taken from the embedding tensor instead). `--strict` refuses files with any other
+/// key in the architecture's namespace: its meaning would be ignored.
 pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "attention.head_count",
     "attention.head_count_kv",
