@@ -6,7 +6,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cache=${BITNET_CACHE:-$HOME/.cache/bitnet-rs}
+cache=${BITNET_CACHE:-${HOME:-/tmp}/.cache/bitnet-rs}
 mkdir -p "$cache/models" "$cache/tokenizers/llama3" "$cache/downloads"
 
 log() { printf '[fetch-test-data] %s\n' "$*" >&2; }
