@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use bitnet_engine::{generate, EngineError, GenerateRequest, RunTotals};
-use bitnet_kernels::ThreadPool;
 use bitnet_tokenizer::chat::{ChatTemplate, Message};
 use bitnet_tokenizer::Tokenizer;
 
@@ -83,10 +82,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         }
         Some(name) => ChatTemplate::builtin(name)?.with_special_tokens_of(&tokenizer),
     };
-    let pool = match args.threads {
-        Some(t) => ThreadPool::new(t),
-        None => ThreadPool::with_default_threads(),
-    };
+    let pool = crate::load::thread_pool(args.threads);
     let capacity = args
         .ctx_size
         .unwrap_or_else(|| match model.config().n_ctx_train {

@@ -31,6 +31,14 @@ fn parse_head(s: &str) -> Result<HeadFormat, String> {
     HeadFormat::from_name(s).ok_or_else(|| format!("unknown head format {s:?}: use f16 or q8_0"))
 }
 
+/// The compute pool for `-t N`, or the default (`BITNET_THREADS`, else the physical cores).
+pub fn thread_pool(threads: Option<usize>) -> bitnet_kernels::ThreadPool {
+    match threads {
+        Some(t) => bitnet_kernels::ThreadPool::new(t),
+        None => bitnet_kernels::ThreadPool::with_default_threads(),
+    }
+}
+
 /// Opens `path` and loads the model in it (with `--strict`, after its checks).
 pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Model)> {
     if args.strict {

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_kernels::ThreadPool;
 use bitnet_model::{perplexity, PerplexityParams};
 use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 
@@ -40,10 +39,7 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let pool = match args.threads {
-        Some(t) => ThreadPool::new(t),
-        None => ThreadPool::with_default_threads(),
-    };
+    let pool = crate::load::thread_pool(args.threads);
     let tokens = tokenizer.encode_with(
         &text,
         EncodeOptions {

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bitnet_engine::{generate, GenerateRequest, RunTotals};
-use bitnet_kernels::ThreadPool;
 use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 
 /// Arguments of `bitnet run`.
@@ -52,10 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let (file, model) = crate::load::load_model(&args.model, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let load_s = load_start.elapsed().as_secs_f64();
-    let pool = match args.threads {
-        Some(t) => ThreadPool::new(t),
-        None => ThreadPool::with_default_threads(),
-    };
+    let pool = crate::load::thread_pool(args.threads);
 
     let prompt = tokenizer.encode_with(
         &args.prompt,
