@@ -8,8 +8,8 @@ use bitnet_kernels::ThreadPool;
 use bitnet_model::{KvCache, Model, ModelError};
 use bitnet_tokenizer::{Tokenizer, TokenizerError};
 
-use crate::sampling::{Sampler, SamplingParams};
-use crate::stop::StopMatcher;
+use crate::sampling::SamplingParams;
+use crate::sequence::SequenceState;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -87,53 +87,22 @@ pub fn generate(
             capacity: cache.capacity(),
         });
     }
-    let mut sampler = Sampler::new(request.sampling.clone());
-    prompt.iter().for_each(|&t| sampler.accept(t));
-    let mut stops = StopMatcher::new(request.stop.iter().cloned());
-    let mut decoder = tokenizer
-        .stream_decoder(request.show_special)
-        .continuation();
-    let mut emit = |text: &str| on_text(text).map_err(EngineError::Output);
-
+    let mut sequence = SequenceState::new(tokenizer, request);
     let start = Instant::now();
     let mut logits = model.forward(prompt, cache, prompt.len() - 1, pool)?;
     let prefill_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let mut tokens = Vec::new();
     let finish = loop {
-        if tokens.len() == request.max_tokens {
-            break FinishReason::Length;
+        let step = sequence.step(&logits, cache.len() == cache.capacity())?;
+        on_text(&step.text).map_err(EngineError::Output)?;
+        match (step.finish, step.token) {
+            (Some(finish), _) => break finish,
+            (None, Some(next)) => logits = model.forward(&[next], cache, 0, pool)?,
+            (None, None) => unreachable!("a step without a token always finishes"),
         }
-        let next = sampler.sample(&logits);
-        tokens.push(next);
-        if tokenizer.is_end_of_generation(next) || request.stop_tokens.contains(&next) {
-            break FinishReason::EndOfGeneration;
-        }
-        sampler.accept(next);
-        let piece = decoder.push(next)?;
-        let out = stops.push(&piece);
-        emit(&out.text)?;
-        if out.stopped {
-            break FinishReason::StopString;
-        }
-        if tokens.len() == request.max_tokens {
-            break FinishReason::Length;
-        }
-        if cache.len() == cache.capacity() {
-            break FinishReason::ContextFull;
-        }
-        logits = model.forward(&[next], cache, 0, pool)?;
     };
-    if finish != FinishReason::StopString {
-        let rest = decoder.finish();
-        let out = stops.push(&rest);
-        emit(&out.text)?;
-        if !out.stopped {
-            emit(&stops.finish())?;
-        }
-    }
     Ok(Generation {
-        tokens,
+        tokens: sequence.tokens().to_vec(),
         finish,
         prompt_tokens: prompt.len(),
         prefill_seconds,

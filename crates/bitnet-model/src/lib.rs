@@ -30,5 +30,5 @@ pub use config::ModelConfig;
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvPrecision};
 pub use linear::Linear;
-pub use model::{HeadFormat, LoadOptions, Model};
+pub use model::{BatchSegment, HeadFormat, LoadOptions, Model};
 pub use perplexity::{perplexity, PerplexityParams, PerplexityReport};

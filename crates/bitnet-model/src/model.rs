@@ -46,7 +46,21 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Scratch buffers of one forward call.
+/// One sequence of a [`Model::forward_batch`] call: its new tokens, its cache (the tokens go
+/// at positions `cache.len()..`) and the first token whose logits are wanted.
+pub struct BatchSegment<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub logits_from: usize,
+}
+
+/// Where a segment starts and which roundings its attention follows.
+struct SegmentPlan {
+    pos0: usize,
+    rounding: AttentionRounding,
+}
+
+/// A segment's cached keys and values widened to f32 for one layer.
 #[derive(Default)]
 struct Scratch {
     k_all: Vec<f32>,
@@ -232,29 +246,81 @@ impl Model {
         logits_from: usize,
         pool: &ThreadPool,
     ) -> Result<Vec<f32>, ModelError> {
+        let mut segments = [BatchSegment {
+            tokens,
+            cache,
+            logits_from,
+        }];
+        Ok(self
+            .forward_batch(&mut segments, pool)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Runs several sequences in one pass: every segment's tokens go through the weights
+    /// together (one matrix product per weight for all rows), while RoPE, the KV cache and
+    /// attention stay per segment. Each segment gets exactly what [`Model::forward`] would give
+    /// it alone (the same roundings: a one-token segment follows the decode path); the float
+    /// sums of the dense layers may be ordered differently for a different batch size.
+    ///
+    /// Returns each segment's logits (rows `logits_from..tokens.len()`), in segment order.
+    /// Nothing is written to any cache unless every segment fits.
+    pub fn forward_batch(
+        &self,
+        segments: &mut [BatchSegment<'_>],
+        pool: &ThreadPool,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
-        let n = tokens.len();
-        if n == 0 {
+        for seg in segments.iter() {
+            if seg.tokens.is_empty() {
+                return Err(ModelError::EmptyBatch);
+            }
+            seg.cache.check_shape(cfg)?;
+            seg.cache.ensure_room(seg.tokens.len())?;
+        }
+        if segments.is_empty() {
             return Err(ModelError::EmptyBatch);
         }
-        cache.check_shape(cfg)?;
-        cache.ensure_room(n)?;
-        let logits_from = logits_from.min(n);
-        let f16_rules = cache.precision() == KvPrecision::F16;
-        let decode_f16 = f16_rules && n == 1;
-        let pos0 = cache.len();
+        // Row `r` of the batch is token `i` of segment `s`.
+        let rows: Vec<(usize, usize)> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(s, seg)| (0..seg.tokens.len()).map(move |i| (s, i)))
+            .collect();
+        let first_row: Vec<usize> = segments
+            .iter()
+            .scan(0, |acc, seg| {
+                let start = *acc;
+                *acc += seg.tokens.len();
+                Some(start)
+            })
+            .collect();
+        let plans: Vec<SegmentPlan> = segments
+            .iter()
+            .map(|seg| {
+                let f16_rules = seg.cache.precision() == KvPrecision::F16;
+                SegmentPlan {
+                    pos0: seg.cache.len(),
+                    rounding: AttentionRounding {
+                        q_f16: f16_rules,
+                        p_f16: f16_rules && seg.tokens.len() == 1,
+                    },
+                }
+            })
+            .collect();
+        let n = rows.len();
         let d = cfg.n_embd;
 
         let mut x = vec![0.0f32; n * d];
-        for (row, &id) in x.chunks_exact_mut(d).zip(tokens) {
-            self.embed(id, row)?;
+        for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&rows) {
+            self.embed(segments[s].tokens[i], row)?;
         }
         if cfg.arch.scale_embeddings {
             let s = (d as f32).sqrt();
             x.iter_mut().for_each(|v| *v *= s);
         }
 
-        let mut scratch = Scratch::default();
+        let mut kv_scratch: Vec<Scratch> = segments.iter().map(|_| Scratch::default()).collect();
         let mut normed = vec![0.0f32; n * d];
         let mut q = vec![0.0f32; n * cfg.q_dim()];
         let mut k = vec![0.0f32; n * cfg.kv_dim()];
@@ -263,6 +329,7 @@ impl Model {
         let mut proj = vec![0.0f32; n * d];
         let mut gate = vec![0.0f32; n * cfg.n_ff];
         let mut up = vec![0.0f32; n * cfg.n_ff];
+        let (q_dim, kv_dim) = (cfg.q_dim(), cfg.kv_dim());
 
         for (il, layer) in self.layers.iter().enumerate() {
             // Attention block.
@@ -275,26 +342,39 @@ impl Model {
                 ops::rms_norm_rows_in_place(&mut q, qn, cfg.rms_eps);
                 ops::rms_norm_rows_in_place(&mut k, kn, cfg.rms_eps);
             }
-            self.apply_rope(il, pos0, &mut q, &mut k);
+            for ((seg, plan), (&r0, scratch)) in segments
+                .iter_mut()
+                .zip(&plans)
+                .zip(first_row.iter().zip(kv_scratch.iter_mut()))
+            {
+                let rows_of = r0..r0 + seg.tokens.len();
+                let (qs, ks) = (
+                    &mut q[rows_of.start * q_dim..rows_of.end * q_dim],
+                    &mut k[rows_of.start * kv_dim..rows_of.end * kv_dim],
+                );
+                self.apply_rope(il, plan.pos0, qs, ks);
+                seg.cache
+                    .store(il, ks, &v[rows_of.start * kv_dim..rows_of.end * kv_dim]);
+                seg.cache.read(
+                    il,
+                    plan.pos0 + seg.tokens.len(),
+                    &mut scratch.k_all,
+                    &mut scratch.v_all,
+                );
+            }
             let score_scale = if cfg.arch.scale_q_before_attention {
                 q.iter_mut().for_each(|v| *v *= cfg.attention_scale);
                 1.0
             } else {
                 cfg.attention_scale
             };
-            cache.store(il, &k, &v);
-            cache.read(il, pos0 + n, &mut scratch.k_all, &mut scratch.v_all);
             self.attention(
                 il,
                 &q,
-                &scratch.k_all,
-                &scratch.v_all,
-                pos0,
+                &rows,
+                &plans,
+                &kv_scratch,
                 score_scale,
-                AttentionRounding {
-                    q_f16: f16_rules,
-                    p_f16: decode_f16,
-                },
                 &mut attn,
                 pool,
             );
@@ -322,23 +402,39 @@ impl Model {
             }
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
-        cache.advance(n);
+        for seg in segments.iter_mut() {
+            seg.cache.advance(seg.tokens.len());
+        }
 
-        let n_out = n - logits_from;
-        if n_out == 0 {
-            return Ok(Vec::new());
+        // The head runs once over every segment's requested rows.
+        let mut h = Vec::new();
+        let mut counts = Vec::with_capacity(segments.len());
+        for ((seg, plan), &r0) in segments.iter().zip(&plans).zip(&first_row) {
+            let from = seg.logits_from.min(seg.tokens.len());
+            let start = h.len();
+            h.extend_from_slice(&x[(r0 + from) * d..(r0 + seg.tokens.len()) * d]);
+            ops::rms_norm_rows_in_place(&mut h[start..], &self.output_norm, cfg.rms_eps);
+            if plan.rounding.p_f16 {
+                ops::round_to_f16(&mut h[start..]);
+            }
+            counts.push(seg.tokens.len() - from);
         }
-        let mut h = x[logits_from * d..].to_vec();
-        ops::rms_norm_rows_in_place(&mut h, &self.output_norm, cfg.rms_eps);
-        if decode_f16 {
-            ops::round_to_f16(&mut h);
-        }
+        let n_out = h.len() / d;
         let mut logits = vec![0.0f32; n_out * cfg.n_vocab];
-        self.head.forward(&h, n_out, &mut logits, pool)?;
-        if let Some(cap) = cfg.final_logit_softcap {
-            ops::soft_cap(&mut logits, cap);
+        if n_out > 0 {
+            self.head.forward(&h, n_out, &mut logits, pool)?;
+            if let Some(cap) = cfg.final_logit_softcap {
+                ops::soft_cap(&mut logits, cap);
+            }
         }
-        Ok(logits)
+        let mut out = Vec::with_capacity(counts.len());
+        let mut rest = logits.as_slice();
+        for count in counts {
+            let (mine, tail) = rest.split_at(count * cfg.n_vocab);
+            out.push(mine.to_vec());
+            rest = tail;
+        }
+        Ok(out)
     }
 
     /// RoPE on the Q and K rows of a batch starting at position `pos0`.
@@ -360,18 +456,18 @@ impl Model {
     }
 
     /// Causal (optionally sliding-window) multi-head attention with grouped KV heads.
-    /// `q` holds the batch's queries; `k_all`/`v_all` the cached keys/values of positions
-    /// `0..pos0 + n`. Writes `n × q_dim` into `out`.
+    /// `q` holds the batch's queries, row `r` being token `rows[r].1` of segment `rows[r].0`,
+    /// whose cached keys/values (positions `0..pos0 + its length`) are in `kv[segment]`.
+    /// Writes `n × q_dim` into `out`.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         il: usize,
         q: &[f32],
-        k_all: &[f32],
-        v_all: &[f32],
-        pos0: usize,
+        rows: &[(usize, usize)],
+        plans: &[SegmentPlan],
+        kv: &[Scratch],
         score_scale: f32,
-        rounding: AttentionRounding,
         out: &mut [f32],
         pool: &ThreadPool,
     ) {
@@ -379,7 +475,6 @@ impl Model {
         let hd = cfg.head_dim;
         let (q_dim, kv_dim) = (cfg.q_dim(), cfg.kv_dim());
         let group = cfg.n_head / cfg.n_head_kv;
-        let n = q.len() / q_dim;
         let window = if cfg.swa_layers[il] {
             cfg.sliding_window
         } else {
@@ -387,13 +482,16 @@ impl Model {
         };
         // One chunk per token (all its heads), handed out dynamically: later tokens attend to
         // more positions, so a static split would leave one thread with most of the work.
-        let rows: Vec<std::sync::Mutex<&mut [f32]>> = out
+        let out_rows: Vec<std::sync::Mutex<&mut [f32]>> = out
             .chunks_exact_mut(q_dim)
             .map(std::sync::Mutex::new)
             .collect();
-        pool.run(n, &|i| {
-            let mut row = rows[i].lock().unwrap_or_else(|p| p.into_inner());
-            let p = pos0 + i;
+        pool.run(rows.len(), &|r| {
+            let mut row = out_rows[r].lock().unwrap_or_else(|p| p.into_inner());
+            let (s, i) = rows[r];
+            let (plan, k_all, v_all) = (&plans[s], &kv[s].k_all, &kv[s].v_all);
+            let rounding = plan.rounding;
+            let p = plan.pos0 + i;
             let lo = match window {
                 Some(w) if p + 1 > w => p + 1 - w,
                 _ => 0,
@@ -406,7 +504,7 @@ impl Model {
             let mut qs = vec![0.0f32; group * hd];
             for g in 0..cfg.n_head_kv {
                 let heads = g * group..(g + 1) * group;
-                qs.copy_from_slice(&q[i * q_dim + heads.start * hd..i * q_dim + heads.end * hd]);
+                qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
                 if rounding.q_f16 {
                     ops::round_to_f16(&mut qs);
                 }

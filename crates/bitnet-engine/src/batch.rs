@@ -1,0 +1,474 @@
+//! Continuous batching: one engine thread owns the model's compute pool and a fixed number of
+//! sequence slots (each with its own KV cache). Every step it admits queued requests into free
+//! slots, then runs ONE batched forward pass over all sequences in flight — one new token for each
+//! decoding sequence, a chunk of the prompt for each sequence still in prefill — and samples each
+//! sequence's next token. Sequences finish, are cancelled (their event sink reports the receiver
+//! gone) or are admitted between steps, so requests join and leave a running batch.
+//!
+//! Callers submit a [`SequenceRequest`] with an [`EventSink`]; the queue in front of the slots is
+//! bounded, and a full queue is refused at once ([`SubmitError::QueueFull`]).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bitnet_kernels::ThreadPool;
+use bitnet_model::{BatchSegment, KvCache, Model};
+use bitnet_tokenizer::Tokenizer;
+
+use crate::generate::{FinishReason, GenerateRequest};
+use crate::sequence::{token_logprob, SequenceState, TokenLogprob};
+
+/// Sizes of the batch engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Sequences decoded together (each holds a KV cache of `context` positions).
+    pub slots: usize,
+    /// Positions per sequence (prompt + generated tokens).
+    pub context: usize,
+    /// Requests that may wait for a slot; more are refused.
+    pub queue: usize,
+    /// Most prompt tokens evaluated in one step (all prefilling sequences together), so a long
+    /// prompt does not stall the sequences already decoding.
+    pub prefill_chunk: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            slots: 4,
+            context: 2048,
+            queue: 64,
+            prefill_chunk: 256,
+        }
+    }
+}
+
+/// One request to the engine.
+#[derive(Debug, Clone)]
+pub struct SequenceRequest {
+    pub generate: GenerateRequest,
+    /// `Some(n)`: report each generated token's log-probability with the `n` most likely
+    /// alternatives.
+    pub logprobs: Option<usize>,
+}
+
+/// Something that happened to a sequence, in order: tokens, then exactly one `Finished` or
+/// `Failed` (none after a cancellation).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SequenceEvent {
+    /// The first step of the sequence ran (its prompt is evaluated).
+    Started {
+        prompt_tokens: usize,
+    },
+    Token(TokenEvent),
+    Finished(SequenceSummary),
+    Failed(String),
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEvent {
+    pub token: u32,
+    /// The text this token completes (may be empty while UTF-8 or a stop string is pending;
+    /// an end-of-generation token has no text of its own but may release held-back text).
+    pub text: String,
+    pub logprob: Option<TokenLogprob>,
+}
+
+/// How a sequence ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceSummary {
+    pub finish: FinishReason,
+    /// Text released at the end (held back until then), possibly empty.
+    pub text: String,
+    pub prompt_tokens: usize,
+    /// Generated tokens, an end-of-generation token included.
+    pub completion_tokens: usize,
+    /// Waiting in the queue.
+    pub queued_seconds: f64,
+    /// From admission to the first generated token.
+    pub prefill_seconds: f64,
+    /// From the first generated token to the end.
+    pub decode_seconds: f64,
+}
+
+/// Receives a sequence's events on the engine thread; returns `false` when nobody listens any
+/// more, which cancels the sequence and frees its slot.
+pub type EventSink = Box<dyn FnMut(SequenceEvent) -> bool + Send>;
+
+/// Why a request was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("the prompt has {prompt} tokens but the context holds {capacity}: shorten the prompt or start the server with a larger --ctx")]
+    PromptTooLong { prompt: usize, capacity: usize },
+    #[error("the queue is full ({queue} requests waiting): retry later")]
+    QueueFull { queue: usize },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Counters shared between the engine thread and its callers.
+#[derive(Debug, Default)]
+struct Counters {
+    queued: AtomicUsize,
+    active: AtomicUsize,
+    steps: AtomicU64,
+    batched_rows: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    pub slots: usize,
+    /// Requests waiting for a slot.
+    pub queued: usize,
+    /// Sequences in flight.
+    pub active: usize,
+    /// Forward passes run so far.
+    pub steps: u64,
+    /// Token rows evaluated over all steps (prompt and generated).
+    pub batched_rows: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+struct Pending {
+    request: SequenceRequest,
+    sink: EventSink,
+    queued_at: Instant,
+}
+
+/// The batch engine (see the module docs). Dropping it lets the sequences in flight finish,
+/// then stops the thread.
+pub struct BatchEngine {
+    sender: Option<SyncSender<Pending>>,
+    counters: Arc<Counters>,
+    options: BatchOptions,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BatchEngine {
+    /// Starts the engine thread. `pool` runs every forward pass; `options.slots` and
+    /// `options.context` size the KV caches (allocated on first use, then reused).
+    pub fn start(
+        model: Arc<Model>,
+        tokenizer: Arc<Tokenizer>,
+        pool: ThreadPool,
+        options: BatchOptions,
+    ) -> BatchEngine {
+        let options = BatchOptions {
+            slots: options.slots.max(1),
+            context: options.context.max(2),
+            queue: options.queue.max(1),
+            prefill_chunk: options.prefill_chunk.max(1),
+        };
+        let (sender, receiver) = mpsc::sync_channel(options.queue);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("bitnet-batch".into())
+            .spawn(move || {
+                run_engine(
+                    &model,
+                    &tokenizer,
+                    &pool,
+                    options,
+                    &receiver,
+                    &thread_counters,
+                )
+            })
+            .expect("spawning the engine thread");
+        BatchEngine {
+            sender: Some(sender),
+            counters,
+            options,
+            thread: Some(thread),
+        }
+    }
+
+    /// The sizes the engine runs with.
+    pub fn options(&self) -> BatchOptions {
+        self.options
+    }
+
+    /// Queues a request; its events go to `sink` from the engine thread.
+    pub fn submit(&self, request: SequenceRequest, sink: EventSink) -> Result<(), SubmitError> {
+        let prompt = request.generate.prompt.len();
+        if prompt == 0 {
+            return Err(SubmitError::EmptyPrompt);
+        }
+        if prompt >= self.options.context {
+            return Err(SubmitError::PromptTooLong {
+                prompt,
+                capacity: self.options.context,
+            });
+        }
+        let sender = self.sender.as_ref().ok_or(SubmitError::Stopped)?;
+        self.counters.queued.fetch_add(1, Ordering::SeqCst);
+        let pending = Pending {
+            request,
+            sink,
+            queued_at: Instant::now(),
+        };
+        sender.try_send(pending).map_err(|e| {
+            self.counters.queued.fetch_sub(1, Ordering::SeqCst);
+            match e {
+                TrySendError::Full(_) => SubmitError::QueueFull {
+                    queue: self.options.queue,
+                },
+                TrySendError::Disconnected(_) => SubmitError::Stopped,
+            }
+        })
+    }
+
+    /// The engine's counters now.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.counters;
+        EngineStats {
+            slots: self.options.slots,
+            queued: c.queued.load(Ordering::SeqCst),
+            active: c.active.load(Ordering::SeqCst),
+            steps: c.steps.load(Ordering::Relaxed),
+            batched_rows: c.batched_rows.load(Ordering::Relaxed),
+            prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens: c.completion_tokens.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for BatchEngine {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A sequence in a slot.
+struct Active<'t> {
+    state: SequenceState<'t>,
+    sink: EventSink,
+    cache: KvCache,
+    prompt: Vec<u32>,
+    /// Prompt tokens already evaluated.
+    prefilled: usize,
+    /// The sampled token to feed next (decode phase).
+    next: Option<u32>,
+    logprobs: Option<usize>,
+    queued_seconds: f64,
+    admitted_at: Instant,
+    first_token_at: Option<Instant>,
+}
+
+impl Active<'_> {
+    fn send(&mut self, event: SequenceEvent) -> bool {
+        (self.sink)(event)
+    }
+
+    fn summary(&self, finish: FinishReason, text: String) -> SequenceSummary {
+        let now = Instant::now();
+        let first = self.first_token_at.unwrap_or(now);
+        SequenceSummary {
+            finish,
+            text,
+            prompt_tokens: self.prompt.len(),
+            completion_tokens: self.state.tokens().len(),
+            queued_seconds: self.queued_seconds,
+            prefill_seconds: (first - self.admitted_at).as_secs_f64(),
+            decode_seconds: (now - first).as_secs_f64(),
+        }
+    }
+}
+
+fn run_engine(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    pool: &ThreadPool,
+    options: BatchOptions,
+    receiver: &Receiver<Pending>,
+    counters: &Counters,
+) {
+    let mut free_caches: Vec<KvCache> = Vec::new();
+    let mut active: Vec<Active<'_>> = Vec::new();
+    let mut closed = false;
+    loop {
+        // Admit waiting requests into free slots (block only when nothing is in flight).
+        while active.len() < options.slots && !closed {
+            let pending = if active.is_empty() {
+                match receiver.recv() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            } else {
+                match receiver.try_recv() {
+                    Ok(p) => p,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            };
+            counters.queued.fetch_sub(1, Ordering::SeqCst);
+            let mut cache = free_caches
+                .pop()
+                .unwrap_or_else(|| model.new_cache(options.context));
+            cache.clear();
+            counters.active.fetch_add(1, Ordering::SeqCst);
+            active.push(Active {
+                state: SequenceState::new(tokenizer, &pending.request.generate),
+                sink: pending.sink,
+                cache,
+                prompt: pending.request.generate.prompt,
+                prefilled: 0,
+                next: None,
+                logprobs: pending.request.logprobs,
+                queued_seconds: pending.queued_at.elapsed().as_secs_f64(),
+                admitted_at: Instant::now(),
+                first_token_at: None,
+            });
+        }
+        if active.is_empty() {
+            if closed {
+                return;
+            }
+            continue;
+        }
+
+        // One forward pass over every sequence in flight.
+        let mut budget = options.prefill_chunk;
+        let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(active.len());
+        for seq in &active {
+            inputs.push(match seq.next {
+                Some(token) => vec![token],
+                None if budget > 0 => {
+                    let take = (seq.prompt.len() - seq.prefilled).min(budget);
+                    budget -= take;
+                    seq.prompt[seq.prefilled..seq.prefilled + take].to_vec()
+                }
+                None => Vec::new(),
+            });
+        }
+        let mut segments: Vec<BatchSegment<'_>> = Vec::new();
+        let mut in_batch = Vec::new();
+        for (i, (seq, tokens)) in active.iter_mut().zip(&inputs).enumerate() {
+            if tokens.is_empty() {
+                continue;
+            }
+            // Only a chunk that completes the prompt (or a decode token) needs logits.
+            let completes = seq.next.is_some() || seq.prefilled + tokens.len() == seq.prompt.len();
+            segments.push(BatchSegment {
+                tokens,
+                cache: &mut seq.cache,
+                logits_from: if completes {
+                    tokens.len() - 1
+                } else {
+                    tokens.len()
+                },
+            });
+            in_batch.push(i);
+        }
+        let rows: usize = segments.iter().map(|s| s.tokens.len()).sum();
+        let result = model.forward_batch(&mut segments, pool);
+        drop(segments);
+        counters.steps.fetch_add(1, Ordering::Relaxed);
+        counters
+            .batched_rows
+            .fetch_add(rows as u64, Ordering::Relaxed);
+
+        // `done[i]`: the sequence leaves its slot, with this last event (none when cancelled),
+        // sent once the slot is free so the counters already show it.
+        let mut done: Vec<Option<Option<SequenceEvent>>> = vec![None; active.len()];
+        match result {
+            Err(e) => {
+                for &i in &in_batch {
+                    done[i] = Some(Some(SequenceEvent::Failed(e.to_string())));
+                }
+            }
+            Ok(all_logits) => {
+                for (&i, logits) in in_batch.iter().zip(all_logits) {
+                    let seq = &mut active[i];
+                    let fed = inputs[i].len();
+                    if seq.next.is_none() {
+                        seq.prefilled += fed;
+                        counters
+                            .prompt_tokens
+                            .fetch_add(fed as u64, Ordering::Relaxed);
+                        if seq.prefilled < seq.prompt.len() {
+                            continue;
+                        }
+                        let prompt_tokens = seq.prompt.len();
+                        if !seq.send(SequenceEvent::Started { prompt_tokens }) {
+                            done[i] = Some(None);
+                            continue;
+                        }
+                    }
+                    done[i] = step_sequence(seq, &logits, counters);
+                }
+            }
+        }
+        let mut kept = Vec::with_capacity(active.len());
+        for (mut seq, leaving) in active.drain(..).zip(done) {
+            if let Some(last_event) = leaving {
+                counters.active.fetch_sub(1, Ordering::SeqCst);
+                if let Some(event) = last_event {
+                    (seq.sink)(event);
+                }
+                free_caches.push(seq.cache);
+            } else {
+                kept.push(seq);
+            }
+        }
+        active = kept;
+    }
+}
+
+/// Samples a sequence's next token from its logits and reports it. Returns `None` while the
+/// sequence goes on, else `Some(last event)` (`Some(None)`: cancelled, nothing more to send).
+fn step_sequence(
+    seq: &mut Active<'_>,
+    logits: &[f32],
+    counters: &Counters,
+) -> Option<Option<SequenceEvent>> {
+    let cache_full = seq.cache.len() == seq.cache.capacity();
+    let step = match seq.state.step(logits, cache_full) {
+        Ok(step) => step,
+        Err(e) => return Some(Some(SequenceEvent::Failed(e.to_string()))),
+    };
+    let (mut finish_text, mut text) = (String::new(), step.text);
+    if let Some(token) = step.token {
+        counters.completion_tokens.fetch_add(1, Ordering::Relaxed);
+        seq.first_token_at.get_or_insert_with(Instant::now);
+        let logprob = seq.logprobs.map(|n| token_logprob(logits, token, n));
+        let event = TokenEvent {
+            token,
+            text: std::mem::take(&mut text),
+            logprob,
+        };
+        if !seq.send(SequenceEvent::Token(event)) {
+            return Some(None);
+        }
+    } else {
+        finish_text = text;
+    }
+    match step.finish {
+        Some(finish) => Some(Some(SequenceEvent::Finished(
+            seq.summary(finish, finish_text),
+        ))),
+        None => {
+            seq.next = step.token;
+            None
+        }
+    }
+}
