@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// Thread counts, comma-separated.
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     threads: Vec<usize>,
+    /// Sequences decoded together in the tg test (comma-separated): each step runs one
+    /// batched forward pass with one new token per sequence, as the server's continuous
+    /// batching does; t/s is then the aggregate over all sequences.
+    #[arg(short = 'b', long = "batch", default_value = "1", value_delimiter = ',')]
+    batch: Vec<usize>,
     /// Print JSON instead of a markdown table.
     #[arg(long)]
     json: bool,
@@ -84,6 +89,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.repetitions == 0 {
         bail!("-r must be at least 1");
     }
+    if args.batch.contains(&0) {
+        bail!("batch sizes must be at least 1");
+    }
     if args.bandwidth {
         return bandwidth(&threads, args.repetitions, args.json);
     }
@@ -129,25 +137,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             if n > n_ctx {
                 bail!("-n {n} is longer than the model's context ({n_ctx})");
             }
-            let mut samples = Vec::new();
-            for rep in 0..=args.repetitions {
-                let mut cache = model.new_cache(n);
-                let start = Instant::now();
-                for i in 0..n {
-                    model.forward(&[token(i)], &mut cache, 0, &pool)?;
+            for &b in &args.batch {
+                let mut samples = Vec::new();
+                for rep in 0..=args.repetitions {
+                    let mut caches: Vec<_> = (0..b).map(|_| model.new_cache(n)).collect();
+                    let start = Instant::now();
+                    for i in 0..n {
+                        // Each sequence gets its own token stream.
+                        let tokens: Vec<[u32; 1]> = (0..b).map(|s| [token(i + s * n)]).collect();
+                        let mut segments: Vec<_> = caches
+                            .iter_mut()
+                            .zip(&tokens)
+                            .map(|(cache, t)| bitnet_model::BatchSegment {
+                                tokens: t,
+                                cache,
+                                logits_from: 0,
+                            })
+                            .collect();
+                        model.forward_batch(&mut segments, &pool)?;
+                    }
+                    let secs = start.elapsed().as_secs_f64();
+                    if rep > 0 {
+                        samples.push((b * n) as f64 / secs);
+                    }
                 }
-                let secs = start.elapsed().as_secs_f64();
-                if rep > 0 {
-                    samples.push(n as f64 / secs);
-                }
+                rows.push(BenchRow {
+                    test: if b == 1 {
+                        format!("tg{n}")
+                    } else {
+                        format!("tg{n} x{b}")
+                    },
+                    threads: t,
+                    n_prompt: 0,
+                    n_gen: n,
+                    samples_ts: samples,
+                });
             }
-            rows.push(BenchRow {
-                test: format!("tg{n}"),
-                threads: t,
-                n_prompt: 0,
-                n_gen: n,
-                samples_ts: samples,
-            });
         }
     }
 
