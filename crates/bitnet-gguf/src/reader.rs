@@ -178,6 +178,23 @@ impl GgufFile {
         }
     }
 
+    /// Tells the OS this process is done with a tensor's mapped bytes, so the pages leave its
+    /// resident set (the page cache keeps them; touching the bytes again re-reads them). A loader
+    /// that copies or repacks every tensor calls this as it goes, so the mapped file and the
+    /// loaded weights are not both resident. A no-op for in-memory files; failures are ignored
+    /// (it is advice).
+    pub fn release_tensor_pages(&self, t: &TensorInfo) {
+        if let Storage::Mapped(map) = &self.storage {
+            let start = self.data_offset.saturating_add(t.offset);
+            let end = start.saturating_add(t.n_bytes).min(map.len() as u64);
+            if let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) {
+                if start < end {
+                    release_mapped_range(map, start, end - start);
+                }
+            }
+        }
+    }
+
     /// File offset of the tensor data section.
     pub fn data_offset(&self) -> u64 {
         self.data_offset
@@ -203,8 +220,9 @@ impl GgufFile {
     }
 }
 
-/// Maps a file read-only. The one `unsafe` of the workspace outside the kernels: every crate that
-/// maps a file (GGUF, safetensors checkpoints) goes through here.
+/// Maps a file read-only. With [`release_mapped_range`], the only `unsafe` of the workspace
+/// outside the kernels: every crate that maps a file (GGUF, safetensors checkpoints) goes
+/// through here.
 #[allow(unsafe_code)]
 pub fn map_read_only(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the map is read-only and private to this process; the GGUF files this engine
@@ -212,6 +230,18 @@ pub fn map_read_only(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // truncated the file the OS would fault on access; this is the usual contract of
     // memory-mapped model loading, as in llama.cpp.)
     unsafe { memmap2::Mmap::map(file) }
+}
+
+/// Drops the resident pages of `map[offset..offset + len]` (`MADV_DONTNEED`).
+#[allow(unsafe_code)]
+fn release_mapped_range(map: &memmap2::Mmap, offset: usize, len: usize) {
+    #[cfg(unix)]
+    // SAFETY: `map` is a read-only mapping of a file that is never written through it, so
+    // discarding its pages loses nothing: the next access reads the same bytes back from the
+    // file. The range is within the map (checked by the caller).
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    #[cfg(not(unix))]
+    let _ = (map, offset, len);
 }
 
 fn index_by_name<T>(items: &[T], name: impl Fn(&T) -> &String) -> HashMap<String, usize> {

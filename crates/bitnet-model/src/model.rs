@@ -110,22 +110,6 @@ impl Model {
     /// [`Model::load`] with options (e.g. a Q8_0 head).
     pub fn load_with(file: &GgufFile, options: LoadOptions) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
-        // Decoding and repacking the layers is the slow part of loading: spread it over the cores.
-        let slots: Vec<std::sync::Mutex<Option<Result<Layer, ModelError>>>> = (0..config.n_layer)
-            .map(|_| std::sync::Mutex::new(None))
-            .collect();
-        ThreadPool::global().run(config.n_layer, &|il| {
-            let layer = Layer::load(file, &config, il);
-            *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
-        });
-        let layers = slots
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expect("the pool runs every layer")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
         weights::check_no_unused_tensors(file, &config)?;
         const EMBD: &str = "token_embd.weight";
@@ -170,6 +154,38 @@ impl Model {
         } else {
             Some(Embedding::load(file, &config)?)
         };
+        // The head and table are copied out first, their mapped pages released, then the
+        // layers: the mapped file and the loaded weights are never both resident in full.
+        for name in [EMBD, "output.weight"] {
+            if let Some(t) = file.tensor(name) {
+                file.release_tensor_pages(t);
+            }
+        }
+        // Decoding and repacking the layers is the slow part of loading: spread it over the cores.
+        let slots: Vec<std::sync::Mutex<Option<Result<Layer, ModelError>>>> = (0..config.n_layer)
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        ThreadPool::global().run(config.n_layer, &|il| {
+            let layer = Layer::load(file, &config, il);
+            // The layer's weights are copied out: its mapped pages need not stay resident.
+            let prefix = format!("blk.{il}.");
+            for t in file
+                .tensors()
+                .iter()
+                .filter(|t| t.name.starts_with(&prefix))
+            {
+                file.release_tensor_pages(t);
+            }
+            *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
+        });
+        let layers = slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .expect("the pool runs every layer")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Model {
             config,
             embedding,
