@@ -30,13 +30,8 @@ pub(crate) fn i2s_scale(bytes: &[u8], n: usize) -> f32 {
     f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-/// Calls `f(i, code)` for every element `i < n` (codes 0..=2); fails if any code is 3.
-pub(crate) fn i2s_codes(
-    bytes: &[u8],
-    n: usize,
-    mut f: impl FnMut(usize, u8),
-) -> Result<(), QuantError> {
-    let codes = &bytes[..n / 4];
+/// Fails with the first element whose code is 3 (not ternary).
+fn check_i2s_codes(codes: &[u8]) -> Result<(), QuantError> {
     // A 2-bit field equals 3 exactly when both of its bits are set.
     if let Some(p) = codes.iter().position(|&b| b & (b >> 1) & 0x55 != 0) {
         let group = (0..4)
@@ -48,12 +43,42 @@ pub(crate) fn i2s_codes(
             code: 3,
         });
     }
+    Ok(())
+}
+
+/// Calls `f(i, code)` for every element `i < n` (codes 0..=2); fails if any code is 3.
+pub(crate) fn i2s_codes(
+    bytes: &[u8],
+    n: usize,
+    mut f: impl FnMut(usize, u8),
+) -> Result<(), QuantError> {
+    let codes = &bytes[..n / 4];
+    check_i2s_codes(codes)?;
     for (block, chunk) in codes.chunks_exact(32).enumerate() {
         for group in 0..4 {
             let first = block * I2S_BLOCK_LEN + 32 * group;
             let shift = 6 - 2 * group;
             for (m, &b) in chunk.iter().enumerate() {
                 f(first + m, (b >> shift) & 3);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the ternary values (code − 1) of the first `n` elements into `out` (`n` long): the
+/// loader's path, written block by block so it vectorises. Fails if any code is 3.
+pub(crate) fn i2s_values(bytes: &[u8], n: usize, out: &mut [i8]) -> Result<(), QuantError> {
+    let codes = &bytes[..n / 4];
+    check_i2s_codes(codes)?;
+    for (chunk, block) in codes
+        .chunks_exact(32)
+        .zip(out.chunks_exact_mut(I2S_BLOCK_LEN))
+    {
+        for (group, dst) in block.chunks_exact_mut(32).enumerate() {
+            let shift = 6 - 2 * group;
+            for (d, &b) in dst.iter_mut().zip(chunk) {
+                *d = ((b >> shift) & 3) as i8 - 1;
             }
         }
     }

@@ -6,7 +6,7 @@
 use bitnet_gguf::GgmlType;
 
 use crate::float::{f16_at, f32_to_f16_bits};
-use crate::i2s::{bn32_codes, i2s_codes, i2s_scale, put_bn32, put_i2s, BN32_BYTES, BN32_LEN};
+use crate::i2s::{bn32_codes, i2s_scale, i2s_values, put_bn32, put_i2s, BN32_BYTES, BN32_LEN};
 use crate::size::{check_bytes, tensor_bytes, tensor_bytes_for_shape};
 use crate::tl::{self, tl_shape, tl_tiles};
 use crate::tq::{put_tq1, put_tq2, tq1_codes, tq2_codes, QK, TQ1_BYTES, TQ2_BYTES};
@@ -206,7 +206,7 @@ fn decode_ternary_dims(
         GgmlType::I2S => {
             check_bytes(ty, bytes, n)?;
             let mut values = vec![0i8; n];
-            i2s_codes(bytes, n, |i, c| values[i] = c as i8 - 1)?;
+            i2s_values(bytes, n, &mut values)?;
             TernaryTensor::decoded(
                 rows,
                 cols,
