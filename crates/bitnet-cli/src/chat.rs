@@ -20,9 +20,9 @@ use bitnet_tokenizer::Tokenizer;
 /// Arguments of `bitnet chat`.
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
-    /// GGUF model file.
+    /// GGUF model file (default: the shipped model in `models/`).
     #[arg(short = 'm', long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
@@ -64,13 +64,14 @@ struct Metrics {
 
 /// Runs `bitnet chat`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let (file, model) = crate::load::load_model(&args.model, &args.load)?;
+    let model_path = crate::load::model_or_default(args.model.as_deref())?;
+    let (file, model) = crate::load::load_model(&model_path, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     if args.load.strict && args.template.is_none() && tokenizer.chat_template().is_none() {
         bail!(
             "--strict: {} has no chat template (tokenizer.chat_template); without --strict a \
              built-in one would be guessed. Name one with --template (see `bitnet templates`)",
-            args.model.display()
+            model_path.display()
         );
     }
     let template = match &args.template {
@@ -100,7 +101,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     if interactive {
         eprintln!(
             "chatting with {} (template: {}). /help for commands.",
-            args.model.display(),
+            model_path.display(),
             template.name()
         );
     }
@@ -240,7 +241,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         crate::receipt::write(
             path,
             &crate::receipt::RunSummary {
-                model_path: &args.model,
+                model_path: &model_path,
                 file: &file,
                 threads: pool.threads(),
                 totals: &totals,

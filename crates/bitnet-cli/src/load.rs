@@ -1,10 +1,10 @@
 //! Model loading shared by the subcommands that run a model (`run`, `chat`, `perplexity`,
 //! `bench`): the load-time options, one place that opens the file and reports errors, the
-//! `--strict` checks that refuse a degraded run, and the progress bars (stderr, hidden when
-//! stderr is not a terminal).
+//! `--strict` checks that refuse a degraded run, the shipped default model used when no `-m` is
+//! given, and the progress bars (stderr, hidden when stderr is not a terminal).
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -36,6 +36,38 @@ pub fn thread_pool(threads: Option<usize>) -> bitnet_kernels::ThreadPool {
     match threads {
         Some(t) => bitnet_kernels::ThreadPool::new(t),
         None => bitnet_kernels::ThreadPool::with_default_threads(),
+    }
+}
+
+/// The model shipped in the repository's `models/` (a small BitNet b1.58 trained on the King
+/// James Bible and Canterbury corpus texts, see `models/README.md`), resolved at run time from
+/// this source tree. `run`, `chat` and `serve` use it when no `-m` is given.
+pub const DEFAULT_MODEL_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../models/bitnet-b158-kjv-29m.gguf"
+);
+
+/// The model to load: `model` when given, else the shipped default (named on stderr). A missing
+/// default is an error saying where it was looked for and what to do.
+pub fn model_or_default(model: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = model {
+        return Ok(path.to_path_buf());
+    }
+    let path = Path::new(DEFAULT_MODEL_PATH);
+    match path.canonicalize() {
+        Ok(resolved) if resolved.is_file() => {
+            eprintln!(
+                "no -m given: using the shipped model {} (a 29M-parameter BitNet b1.58 \
+                 trained on the KJV Bible and Canterbury texts)",
+                resolved.display()
+            );
+            Ok(resolved)
+        }
+        _ => bail!(
+            "no -m given and the shipped default model is missing ({}): pass -m MODEL.gguf, \
+             or restore the file from the repository (`git checkout -- models/`)",
+            path.display()
+        ),
     }
 }
 

@@ -15,9 +15,9 @@ use bitnet_tokenizer::{EncodeOptions, Tokenizer};
 /// Arguments of `bitnet run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// GGUF model file.
+    /// GGUF model file (default: the shipped model in `models/`).
     #[arg(short = 'm', long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Prompt text.
     #[arg(short = 'p', long)]
     pub prompt: String,
@@ -47,8 +47,9 @@ pub struct RunArgs {
 
 /// Runs `bitnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let model_path = crate::load::model_or_default(args.model.as_deref())?;
     let load_start = Instant::now();
-    let (file, model) = crate::load::load_model(&args.model, &args.load)?;
+    let (file, model) = crate::load::load_model(&model_path, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let load_s = load_start.elapsed().as_secs_f64();
     let pool = crate::load::thread_pool(args.threads);
@@ -120,7 +121,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         crate::receipt::write(
             path,
             &crate::receipt::RunSummary {
-                model_path: &args.model,
+                model_path: &model_path,
                 file: &file,
                 threads: pool.threads(),
                 totals: &totals,
