@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use bitnet_engine::{generate, EngineError, GenerateRequest, RunTotals};
-use bitnet_tokenizer::chat::{ChatTemplate, Message};
+use bitnet_tokenizer::chat::Message;
 use bitnet_tokenizer::Tokenizer;
 
 /// Arguments of `bitnet chat`.
@@ -74,22 +74,11 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             model_path.display()
         );
     }
-    let template = match &args.template {
-        None => ChatTemplate::for_model(&tokenizer)?,
-        Some(t) if std::path::Path::new(t).is_file() => {
-            let source = std::fs::read_to_string(t).with_context(|| format!("reading {t}"))?;
-            ChatTemplate::from_jinja(t.clone(), source, Vec::new())?
-                .with_special_tokens_of(&tokenizer)
-        }
-        Some(name) => ChatTemplate::builtin(name)?.with_special_tokens_of(&tokenizer),
-    };
+    let template = crate::load::chat_template(args.template.as_deref(), &tokenizer)?;
     let pool = crate::load::thread_pool(args.threads);
     let capacity = args
         .ctx_size
-        .unwrap_or_else(|| match model.config().n_ctx_train {
-            0 => 4096,
-            n => n.min(4096),
-        });
+        .unwrap_or_else(|| crate::load::default_context(&model));
     let mut cache = model.new_cache(capacity);
     let interrupted = Arc::new(AtomicBool::new(false));
     {

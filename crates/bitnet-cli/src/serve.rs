@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use bitnet_engine::BatchOptions;
 use bitnet_server::{Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
-use bitnet_tokenizer::chat::ChatTemplate;
 use bitnet_tokenizer::Tokenizer;
 
 /// Arguments of `bitnet serve`.
@@ -111,19 +110,10 @@ fn model_stem(path: &Path) -> String {
 fn load_backend(path: &Path, args: &ServeArgs) -> anyhow::Result<Backend> {
     let (file, model) = crate::load::load_model(path, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
-    let template = match &args.template {
-        None => ChatTemplate::for_model(&tokenizer)?,
-        Some(t) if Path::new(t).is_file() => {
-            let source = std::fs::read_to_string(t).with_context(|| format!("reading {t}"))?;
-            ChatTemplate::from_jinja(t.clone(), source, Vec::new())?
-                .with_special_tokens_of(&tokenizer)
-        }
-        Some(name) => ChatTemplate::builtin(name)?.with_special_tokens_of(&tokenizer),
-    };
-    let context = args.ctx.unwrap_or(match model.config().n_ctx_train {
-        0 => 4096,
-        n => n.min(4096),
-    });
+    let template = crate::load::chat_template(args.template.as_deref(), &tokenizer)?;
+    let context = args
+        .ctx
+        .unwrap_or_else(|| crate::load::default_context(&model));
     let options = BatchOptions {
         slots: args.parallel.max(1),
         context,
