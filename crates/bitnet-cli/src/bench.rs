@@ -40,7 +40,12 @@ pub struct BenchArgs {
     /// Sequences decoded together in the tg test (comma-separated): each step runs one
     /// batched forward pass with one new token per sequence, as the server's continuous
     /// batching does; t/s is then the aggregate over all sequences.
-    #[arg(short = 'b', long = "batch", default_value = "1", value_delimiter = ',')]
+    #[arg(
+        short = 'b',
+        long = "batch",
+        default_value = "1",
+        value_delimiter = ','
+    )]
     batch: Vec<usize>,
     /// Print JSON instead of a markdown table.
     #[arg(long)]

@@ -178,6 +178,29 @@ impl GgufFile {
         }
     }
 
+    /// Maps a tensor's bytes into this process in one request (`MADV_POPULATE_READ` where the
+    /// OS has it), instead of one page fault per 4 KiB page as they are first read. A loader about
+    /// to read the whole tensor calls this first. A no-op for in-memory files; failures are
+    /// ignored (it is advice: the reads fault the pages in anyway).
+    pub fn prefetch_tensor_pages(&self, t: &TensorInfo) {
+        if let Storage::Mapped(map) = &self.storage {
+            if let Some((start, len)) = self.mapped_range(map, t) {
+                #[cfg(target_os = "linux")]
+                let _ = map.advise_range(memmap2::Advice::PopulateRead, start, len);
+                #[cfg(not(target_os = "linux"))]
+                let _ = (start, len);
+            }
+        }
+    }
+
+    /// The in-map byte range of a tensor's data, if non-empty.
+    fn mapped_range(&self, map: &memmap2::Mmap, t: &TensorInfo) -> Option<(usize, usize)> {
+        let start = self.data_offset.saturating_add(t.offset);
+        let end = start.saturating_add(t.n_bytes).min(map.len() as u64);
+        let (start, end) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+        (start < end).then_some((start, end - start))
+    }
+
     /// Tells the OS this process is done with a tensor's mapped bytes, so the pages leave its
     /// resident set (the page cache keeps them; touching the bytes again re-reads them). A loader
     /// that copies or repacks every tensor calls this as it goes, so the mapped file and the
@@ -185,12 +208,8 @@ impl GgufFile {
     /// (it is advice).
     pub fn release_tensor_pages(&self, t: &TensorInfo) {
         if let Storage::Mapped(map) = &self.storage {
-            let start = self.data_offset.saturating_add(t.offset);
-            let end = start.saturating_add(t.n_bytes).min(map.len() as u64);
-            if let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) {
-                if start < end {
-                    release_mapped_range(map, start, end - start);
-                }
+            if let Some((start, len)) = self.mapped_range(map, t) {
+                release_mapped_range(map, start, len);
             }
         }
     }

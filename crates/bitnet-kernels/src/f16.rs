@@ -2,8 +2,13 @@
 //! 128256 × 2560) and every weight of the llama-family models kept in F16 (SmolLM2, Gemma-3).
 //! One token (decode) streams each row once through a row dot, threaded over output rows; several
 //! tokens (prefill) on AVX2 / AVX-512 go through the register-tiled kernel of `f16::tiled`.
-//! Products and sums are in f32 with FMA on the SIMD paths; results agree with an f64 evaluation
-//! to f32 rounding of the sums.
+//!
+//! Every output follows the order of [`crate::order`] with [`LANES`] = 32 lanes and a fused
+//! multiply-add per term (`acc = w·x + acc`, the weight widened to f32 exactly): lane `l` takes
+//! columns `j ≡ l (mod 32)` in order, the lanes fold by the halving tree, the last `cols mod 32`
+//! columns follow in order. So scalar, AVX2 and AVX-512, one token or a tiled batch, give the
+//! same bits. (32 lanes are the two 16-float accumulators the AVX-512 row dot needs anyway to
+//! keep the FMA latency off its stream; AVX2 holds them in four registers.)
 
 #![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
 
@@ -12,13 +17,18 @@ use std::sync::atomic::Ordering;
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
+use crate::order::fold;
 use crate::pool::{atomic_f32_view, split_range, ThreadPool};
 
+#[cfg(target_arch = "x86_64")]
+mod multi;
 #[cfg(target_arch = "x86_64")]
 mod tiled;
 
 /// Rows handled per kernel call (they share activation loads).
 const ROWS_PER_CALL: usize = 4;
+/// Accumulator lanes of the summation order (see the module docs).
+pub const LANES: usize = 32;
 
 /// `out[r] = Σ_j w[r·cols + j] · x[j]` for a row-major F16 matrix.
 pub fn matvec_f16(
@@ -99,6 +109,23 @@ pub fn matmul_f16_with_isa(
             let first = group * ROWS_PER_CALL;
             let count = ROWS_PER_CALL.min(rows - first);
             let block = &w[first * cols..(first + count) * cols];
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512 && batch > 1 {
+                // Several tokens: widen each weight once for up to 8 of them (same bits).
+                for first_token in (0..batch).step_by(multi::MAX_TOKENS) {
+                    let tokens = multi::MAX_TOKENS.min(batch - first_token);
+                    let xs = &x[first_token * cols..(first_token + tokens) * cols];
+                    for r in 0..count {
+                        let mut dots = [0f32; multi::MAX_TOKENS];
+                        multi::row_dots(&block[r * cols..(r + 1) * cols], xs, tokens, &mut dots);
+                        for (t, &dot) in dots[..tokens].iter().enumerate() {
+                            let at = (first_token + t) * rows + first + r;
+                            out[at].store(dot.to_bits(), Ordering::Relaxed);
+                        }
+                    }
+                }
+                continue;
+            }
             for b in 0..batch {
                 let xb = &x[b * cols..(b + 1) * cols];
                 let mut dots = [0f32; ROWS_PER_CALL];
@@ -129,17 +156,36 @@ fn rows_dot(isa: Isa, block: &[f16], count: usize, x: &[f32], dots: &mut [f32; R
     }
 }
 
-/// The scalar reference: f32 products summed in order.
+/// The scalar reference, in the order of the module docs.
 fn dot_scalar(w: &[f16], x: &[f32]) -> f32 {
-    w.iter().zip(x).map(|(w, x)| w.to_f32() * x).sum()
+    let body = x.len() - x.len() % LANES;
+    let mut lanes = [0f32; LANES];
+    for (wc, xc) in w[..body]
+        .chunks_exact(LANES)
+        .zip(x[..body].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            lanes[l] = wc[l].to_f32().mul_add(xc[l], lanes[l]);
+        }
+    }
+    dot_tail(fold(lanes), &w[body..], &x[body..])
+}
+
+/// `sum` followed by the fused products of the tail columns, in order.
+#[inline(always)]
+fn dot_tail(sum: f32, w: &[f16], x: &[f32]) -> f32 {
+    w.iter()
+        .zip(x)
+        .fold(sum, |acc, (w, &x)| w.to_f32().mul_add(x, acc))
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! F16C / AVX-512 row dots: 16 (8) halves converted per instruction, FMA into f32 lanes with
-    //! two accumulators, software prefetch ahead of the stream.
+    //! F16C / AVX-512 row dots: 16 (8) halves converted per instruction, FMA into the 32 lanes
+    //! of the order (two zmm / four ymm accumulators), software prefetch ahead of the stream.
 
-    use super::dot_scalar;
+    use super::{dot_tail, LANES};
+    use crate::order::x86::{fold_256x4, fold_512x2};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -161,7 +207,7 @@ mod x86 {
     #[target_feature(enable = "avx512f,fma,f16c")]
     unsafe fn row_dot_avx512_impl(row: &[f16], x: &[f32]) -> f32 {
         let cols = x.len();
-        let body = cols - cols % 32;
+        let body = cols - cols % LANES;
         let w = row.as_ptr().cast::<u16>();
         let mut acc0 = _mm512_setzero_ps();
         let mut acc1 = _mm512_setzero_ps();
@@ -181,7 +227,7 @@ mod x86 {
             }
             j += 32;
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + dot_scalar(&row[body..], &x[body..])
+        dot_tail(fold_512x2(acc0, acc1), &row[body..], &x[body..])
     }
 
     /// Dot of one row with `x`.
@@ -199,31 +245,24 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn row_dot_avx2_impl(row: &[f16], x: &[f32]) -> f32 {
         let cols = x.len();
-        let body = cols - cols % 16;
+        let body = cols - cols % LANES;
         let w = row.as_ptr().cast::<u16>();
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); 4];
         let mut j = 0;
         while j < body {
-            // SAFETY: j + 16 <= body <= cols for x and the row; the prefetch address may lie past
+            // SAFETY: j + 32 <= body <= cols for x and the row; the prefetch address may lie past
             // the end (prefetches never fault), hence the wrapping pointer.
             unsafe {
                 let p = w.add(j);
-                if j % 32 == 0 {
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_HALVES).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_HALVES).cast());
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_loadu_ps(x.as_ptr().add(j + 8 * v));
+                    let wv = _mm256_cvtph_ps(_mm_loadu_si128(p.add(8 * v).cast()));
+                    *acc = _mm256_fmadd_ps(wv, xv, *acc);
                 }
-                let x0 = _mm256_loadu_ps(x.as_ptr().add(j));
-                let x1 = _mm256_loadu_ps(x.as_ptr().add(j + 8));
-                let w0 = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
-                let w1 = _mm256_cvtph_ps(_mm_loadu_si128(p.add(8).cast()));
-                acc0 = _mm256_fmadd_ps(w0, x0, acc0);
-                acc1 = _mm256_fmadd_ps(w1, x1, acc1);
             }
-            j += 16;
+            j += LANES;
         }
-        let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` holds 8 f32.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc0, acc1)) };
-        lanes.iter().sum::<f32>() + dot_scalar(&row[body..], &x[body..])
+        dot_tail(fold_256x4(acc), &row[body..], &x[body..])
     }
 }

@@ -7,7 +7,10 @@
 //! - [`ternary`]: the packed in-memory ternary weight layout and its matvec / matmul kernels.
 //! - [`mod@f16`]: `f16 × f32` matvec for the F16 (tied embedding) LM head.
 //! - [`q8`]: Q8_0 matrices and their matvec, for a quantized LM head.
+//! - [`attention`]: the score and weighted-value loops of attention over cached rows.
 //! - [`norm`]: RMSNorm with ggml's exact rounding.
+//! - [`order`]: the one summation order of the float kernels (bit-identical on every ISA and
+//!   batch size).
 //!
 //! The crate depends on no other bitnet crate: it knows nothing about files, only about values.
 //!
@@ -23,10 +26,12 @@
 //! # Ok::<(), bitnet_kernels::KernelError>(())
 //! ```
 
+pub mod attention;
 mod error;
 pub mod f16;
 pub mod isa;
 pub mod norm;
+pub mod order;
 pub mod pool;
 pub mod q8;
 pub mod quantize;

@@ -2,12 +2,15 @@
 //! `s = Σ (x_i · x_i as f32) in f64; scale = 1 / sqrtf((s / n) as f32 + eps); y_i = (x_i · scale) · w_i`
 //! (the weight multiply is a separate f32 rounding, as ggml's `rms_norm` then `mul`).
 //!
-//! The SIMD paths form the same f32 squares and add them in f64 lanes; the f64 sum can differ from
-//! the sequential one in its last bits only, which the rounding to f32 absorbs in all but
-//! vanishingly rare cases.
+//! Summation order (the same on every ISA, see [`crate::order`]): the f32 squares, widened to f64,
+//! are added into 8 f64 lanes (lane `l` takes `i ≡ l (mod 8)`), the lanes fold by the halving
+//! tree and the last `n mod 8` squares are added in order. This f64 sum can differ from ggml's
+//! sequential one in its last bits only, which the rounding to f32 absorbs in all but vanishingly
+//! rare cases.
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, Isa};
+use crate::order::fold;
 
 /// RMS-normalises `x` into `out`, multiplying by `weight` when given (all the same length).
 pub fn rms_norm(
@@ -68,15 +71,30 @@ pub fn rms_norm_with_isa(
     Ok(())
 }
 
-/// The scalar reference: f32 squares summed in order in f64.
+/// The scalar reference, in the order of the module docs.
 fn sum_of_squares_scalar(x: &[f32]) -> f64 {
-    x.iter().map(|&v| f64::from(v * v)).sum()
+    let body = x.len() - x.len() % 8;
+    let mut lanes = [0f64; 8];
+    for chunk in x[..body].chunks_exact(8) {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(v * v);
+        }
+    }
+    add_tail(fold(lanes), &x[body..])
+}
+
+/// `sum` plus the squares of `tail`, in order.
+#[inline(always)]
+fn add_tail(sum: f64, tail: &[f32]) -> f64 {
+    tail.iter().fold(sum, |acc, &v| acc + f64::from(v * v))
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! AVX f64 accumulation of f32 squares (8 squares per step, two 4-lane f64 accumulators).
 
+    use super::add_tail;
+    use crate::order::x86::fold_256d_x2;
     use std::arch::x86_64::*;
 
     pub(super) fn sum_of_squares_f64(x: &[f32]) -> f64 {
@@ -99,10 +117,6 @@ mod x86 {
             hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(squares)));
             i += 8;
         }
-        let mut lanes = [0f64; 4];
-        // SAFETY: `lanes` holds 4 f64.
-        unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), _mm256_add_pd(lo, hi)) };
-        let tail: f64 = x[body..].iter().map(|&v| f64::from(v * v)).sum();
-        (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]) + tail
+        add_tail(fold_256d_x2(lo, hi), &x[body..])
     }
 }

@@ -5,6 +5,12 @@
 //! `q = roundf(x / d)` (half away from zero; computed as `x · (1/d)` in f32, 0 when d = 0).
 //! [`Q8Matrix::matmul`] quantizes each activation row the same way and returns, per output,
 //! `Σ_blocks (d_w · d_x) · Σ q_w q_x` in f32 (ggml's `vec_dot_q8_0_q8_0`).
+//!
+//! Summation order (the same on every ISA, see [`crate::order`]): each block `b` gives 8 exact
+//! integer dots `D_{b,k}` of its bytes `4k..4k+4`; the term `(D_{b,k} as f32) · s_b` (with
+//! `s_b = d_w · d_x` rounded to f32) is fused into lane `8·(b mod 2) + k` of 16 lanes, blocks in
+//! order (an odd last block feeds lanes 0–7 only); the 16 lanes fold by the halving tree. This is
+//! what one 256-bit register per block parity computes, as in ggml's AVX2 kernel.
 
 #![allow(clippy::needless_range_loop)] // SIMD lanes and rows read best as indexed loops.
 
@@ -15,6 +21,7 @@ use half::f16;
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
+use crate::order::fold;
 use crate::pool::{atomic_f32_view, split_range, ThreadPool};
 
 /// Values per Q8_0 block.
@@ -270,29 +277,34 @@ fn rows_dot(
     dots
 }
 
-/// The scalar reference: exact integer block dots, scaled and summed in block order.
+/// The scalar reference, in the order of the module docs.
 fn row_dot_scalar(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
-    let mut sum = 0f32;
+    let mut lanes = [0f32; 16];
     for (b, (qb, xb)) in q
         .chunks_exact(Q8_BLOCK)
         .zip(xq.chunks_exact(Q8_BLOCK))
         .enumerate()
     {
-        let dot: i32 = qb
-            .iter()
-            .zip(xb)
-            .map(|(&a, &c)| i32::from(a) * i32::from(c))
-            .sum();
-        sum += dot as f32 * (w[b].to_f32() * xs[b]);
+        let scale = w[b].to_f32() * xs[b];
+        let half = 8 * (b % 2);
+        for (k, (qk, xk)) in qb.chunks_exact(4).zip(xb.chunks_exact(4)).enumerate() {
+            let dot: i32 = qk
+                .iter()
+                .zip(xk)
+                .map(|(&a, &c)| i32::from(a) * i32::from(c))
+                .sum();
+            lanes[half + k] = (dot as f32).mul_add(scale, lanes[half + k]);
+        }
     }
-    sum
+    fold(lanes)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! Q8_0 row dots: `|w|` (unsigned) × `x·sign(w)` (signed) byte products, one block per
-    //! 256-bit vector, scaled per block into f32 lanes.
+    //! 256-bit vector, scaled per block into f32 lanes (one register per block parity).
 
+    use crate::order::x86::fold_256x2;
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -345,7 +357,7 @@ mod x86 {
                 }
             }
         }
-        hsum(_mm256_add_ps(acc0, acc1))
+        fold_256x2(acc0, acc1)
     }
 
     /// `d_w · d_x` for blocks `first..first + 8` (fewer at the end of the row) into `scales`.
@@ -407,14 +419,6 @@ mod x86 {
                 }
             }
         }
-        hsum(_mm256_add_ps(acc0, acc1))
-    }
-
-    #[target_feature(enable = "avx")]
-    fn hsum(v: __m256) -> f32 {
-        let mut lanes = [0f32; 8];
-        // SAFETY: `lanes` holds 8 f32.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-        lanes.iter().sum()
+        fold_256x2(acc0, acc1)
     }
 }

@@ -138,7 +138,7 @@ fn f16_head_quantizes_like_its_f32_values() {
 
 mod random_shapes {
     //! Odd block counts (tails of the 8-block scale groups) on every ISA, against f64 evaluation
-    //! of the quantized operands.
+    //! of the quantized operands, and bit for bit equal across ISAs.
     use super::*;
     use proptest::prelude::*;
 
@@ -159,9 +159,17 @@ mod random_shapes {
             quantize_q8_0(&x, &mut xq, &mut xs).unwrap();
             let blocks = cols / 32;
             let pool = ThreadPool::new(2);
+            let mut scalar_bits = Vec::new();
             for isa in Isa::supported() {
                 let mut out = vec![f32::NAN; batch * rows];
                 m.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                // One summation order on every ISA: the same bits as the scalar path.
+                let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                if isa == Isa::Scalar {
+                    scalar_bits = bits;
+                } else {
+                    prop_assert_eq!(&bits, &scalar_bits, "isa {} differs from scalar", isa);
+                }
                 for b in 0..batch {
                     for r in 0..rows {
                         let (mut exact, mut magnitude) = (0f64, 0f64);

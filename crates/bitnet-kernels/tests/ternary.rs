@@ -1,5 +1,6 @@
 //! Every ternary kernel path (scalar, AVX2, AVX-512 VNNI) against the definition of the product,
-//! `D[b][r] = Σ_j t[r][j] · q[b][j]`, evaluated naively from the unpacked values.
+//! `D[b][r] = Σ_j t[r][j] · q[b][j]`, evaluated naively from the unpacked values; the block-scaled
+//! float product against an f64 evaluation, bit-identical across ISAs and thread counts.
 
 use bitnet_kernels::ternary::{Scales, TernaryMatrix};
 use bitnet_kernels::{Isa, KernelError, ThreadPool};
@@ -96,10 +97,17 @@ proptest! {
         let matrix = TernaryMatrix::from_values(
             rows, cols, &values, Scales::PerBlock { block_len, scales: scales.clone() },
         ).unwrap();
+        let mut first_bits: Option<Vec<u32>> = None;
         for pool in pools() {
             for isa in Isa::supported() {
                 let mut out = vec![f32::NAN; batch * rows];
                 matrix.matmul_scaled_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                // One summation order on every ISA and thread count: identical bits.
+                let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                match &first_bits {
+                    None => first_bits = Some(bits),
+                    Some(first) => prop_assert_eq!(&bits, first, "isa {} threads {}", isa, pool.threads()),
+                }
                 for b in 0..batch {
                     for r in 0..rows {
                         // The kernels sum exact 4-column partial dots, scaled, in f32: bound the

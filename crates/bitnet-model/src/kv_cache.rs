@@ -2,6 +2,7 @@
 //! (`n_head_kv · head_dim` wide), stored as F16 by default like bitnet.cpp's and llama.cpp's
 //! cache, or as F32 for a float-exact reference mode.
 
+use bitnet_kernels::attention::KvData;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -136,20 +137,12 @@ impl KvCache {
         }
     }
 
-    /// Keys and values of layer `il` for positions `0..n_pos` as f32 (F16 widened exactly).
-    pub(crate) fn read(&self, il: usize, n_pos: usize, k: &mut Vec<f32>, v: &mut Vec<f32>) {
-        let n = n_pos * self.kv_dim;
-        k.resize(n, 0.0);
-        v.resize(n, 0.0);
+    /// Layer `il`'s stored keys and values (every position the cache holds; rows `kv_dim`
+    /// wide), as the attention kernels read them.
+    pub(crate) fn layer(&self, il: usize) -> (KvData<'_>, KvData<'_>) {
         match &self.store {
-            Store::F16 { keys, values } => {
-                keys[il][..n].convert_to_f32_slice(k);
-                values[il][..n].convert_to_f32_slice(v);
-            }
-            Store::F32 { keys, values } => {
-                k.copy_from_slice(&keys[il][..n]);
-                v.copy_from_slice(&values[il][..n]);
-            }
+            Store::F16 { keys, values } => (KvData::F16(&keys[il]), KvData::F16(&values[il])),
+            Store::F32 { keys, values } => (KvData::F32(&keys[il]), KvData::F32(&values[il])),
         }
     }
 

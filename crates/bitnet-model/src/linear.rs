@@ -98,8 +98,18 @@ impl Linear {
             name: name.to_string(),
             reason,
         };
-        let t = bitnet_quant::decode_ternary(info.ggml_type, file.tensor_data(info), &info.dims)
-            .map_err(|e| data_err(e.to_string()))?;
+        // Each loading thread decodes into the same values buffer, tensor after tensor.
+        thread_local! {
+            static VALUES: std::cell::Cell<Vec<i8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let buffer = VALUES.with(|v| v.take());
+        let t = bitnet_quant::decode_ternary_reusing(
+            info.ggml_type,
+            file.tensor_data(info),
+            &info.dims,
+            buffer,
+        )
+        .map_err(|e| data_err(e.to_string()))?;
         if t.rows != rows || t.cols != cols {
             return Err(data_err(format!(
                 "decoded as {}×{}, expected {rows}×{cols}",
@@ -110,8 +120,9 @@ impl Linear {
             TernaryScales::PerTensor(s) => Scales::PerTensor(s),
             TernaryScales::PerBlock { block_len, scales } => Scales::PerBlock { block_len, scales },
         };
-        let matrix = TernaryMatrix::from_values(rows, cols, &t.values, scales)
-            .map_err(|e| data_err(e.to_string()))?;
+        let matrix = TernaryMatrix::from_values(rows, cols, &t.values, scales);
+        VALUES.with(|v| v.set(t.values));
+        let matrix = matrix.map_err(|e| data_err(e.to_string()))?;
         Ok(Linear::Ternary { matrix, scale })
     }
 

@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use bitnet_gguf::GgufFile;
+use bitnet_kernels::attention::{attention_scores, attention_values, CachedRows, KvData};
 use bitnet_kernels::ThreadPool;
 
 use crate::config::ModelConfig;
@@ -58,13 +59,6 @@ pub struct BatchSegment<'a> {
 struct SegmentPlan {
     pos0: usize,
     rounding: AttentionRounding,
-}
-
-/// A segment's cached keys and values widened to f32 for one layer.
-#[derive(Default)]
-struct Scratch {
-    k_all: Vec<f32>,
-    v_all: Vec<f32>,
 }
 
 /// How the output head is held in memory.
@@ -117,6 +111,11 @@ impl Model {
             .tensor(EMBD)
             .ok_or_else(|| ModelError::MissingTensor(EMBD.to_string()))?;
         let tied = file.tensor("output.weight").is_none();
+        for name in [EMBD, "output.weight"] {
+            if let Some(t) = file.tensor(name) {
+                file.prefetch_tensor_pages(t);
+            }
+        }
         let head = if tied {
             weights::check_dims(
                 EMBD,
@@ -166,16 +165,16 @@ impl Model {
             .map(|_| std::sync::Mutex::new(None))
             .collect();
         ThreadPool::global().run(config.n_layer, &|il| {
+            let prefix = format!("blk.{il}.");
+            let tensors = || {
+                file.tensors()
+                    .iter()
+                    .filter(|t| t.name.starts_with(&prefix))
+            };
+            tensors().for_each(|t| file.prefetch_tensor_pages(t));
             let layer = Layer::load(file, &config, il);
             // The layer's weights are copied out: its mapped pages need not stay resident.
-            let prefix = format!("blk.{il}.");
-            for t in file
-                .tensors()
-                .iter()
-                .filter(|t| t.name.starts_with(&prefix))
-            {
-                file.release_tensor_pages(t);
-            }
+            tensors().for_each(|t| file.release_tensor_pages(t));
             *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
         });
         let layers = slots
@@ -275,9 +274,9 @@ impl Model {
 
     /// Runs several sequences in one pass: every segment's tokens go through the weights
     /// together (one matrix product per weight for all rows), while RoPE, the KV cache and
-    /// attention stay per segment. Each segment gets exactly what [`Model::forward`] would give
-    /// it alone (the same roundings: a one-token segment follows the decode path); the float
-    /// sums of the dense layers may be ordered differently for a different batch size.
+    /// attention stay per segment. Each segment gets exactly the logits [`Model::forward`] would
+    /// give it alone, bit for bit: the same roundings (a one-token segment follows the decode
+    /// path) and kernels whose every sum has one order whatever the batch size.
     ///
     /// Returns each segment's logits (rows `logits_from..tokens.len()`), in segment order.
     /// Nothing is written to any cache unless every segment fits.
@@ -336,7 +335,6 @@ impl Model {
             x.iter_mut().for_each(|v| *v *= s);
         }
 
-        let mut kv_scratch: Vec<Scratch> = segments.iter().map(|_| Scratch::default()).collect();
         let mut normed = vec![0.0f32; n * d];
         let mut q = vec![0.0f32; n * cfg.q_dim()];
         let mut k = vec![0.0f32; n * cfg.kv_dim()];
@@ -358,11 +356,7 @@ impl Model {
                 ops::rms_norm_rows_in_place(&mut q, qn, cfg.rms_eps);
                 ops::rms_norm_rows_in_place(&mut k, kn, cfg.rms_eps);
             }
-            for ((seg, plan), (&r0, scratch)) in segments
-                .iter_mut()
-                .zip(&plans)
-                .zip(first_row.iter().zip(kv_scratch.iter_mut()))
-            {
+            for ((seg, plan), &r0) in segments.iter_mut().zip(&plans).zip(&first_row) {
                 let rows_of = r0..r0 + seg.tokens.len();
                 let (qs, ks) = (
                     &mut q[rows_of.start * q_dim..rows_of.end * q_dim],
@@ -371,12 +365,6 @@ impl Model {
                 self.apply_rope(il, plan.pos0, qs, ks);
                 seg.cache
                     .store(il, ks, &v[rows_of.start * kv_dim..rows_of.end * kv_dim]);
-                seg.cache.read(
-                    il,
-                    plan.pos0 + seg.tokens.len(),
-                    &mut scratch.k_all,
-                    &mut scratch.v_all,
-                );
             }
             let score_scale = if cfg.arch.scale_q_before_attention {
                 q.iter_mut().for_each(|v| *v *= cfg.attention_scale);
@@ -384,16 +372,8 @@ impl Model {
             } else {
                 cfg.attention_scale
             };
-            self.attention(
-                il,
-                &q,
-                &rows,
-                &plans,
-                &kv_scratch,
-                score_scale,
-                &mut attn,
-                pool,
-            );
+            let kv: Vec<_> = segments.iter().map(|seg| seg.cache.layer(il)).collect();
+            self.attention(il, &q, &rows, &plans, &kv, score_scale, &mut attn, pool);
             if let Some(sub) = &layer.attn_sub_norm {
                 ops::rms_norm_rows_in_place(&mut attn, sub, cfg.rms_eps);
             }
@@ -473,7 +453,7 @@ impl Model {
 
     /// Causal (optionally sliding-window) multi-head attention with grouped KV heads.
     /// `q` holds the batch's queries, row `r` being token `rows[r].1` of segment `rows[r].0`,
-    /// whose cached keys/values (positions `0..pos0 + its length`) are in `kv[segment]`.
+    /// whose cache layer (keys, values; positions `0..pos0 + its length` filled) is `kv[segment]`.
     /// Writes `n × q_dim` into `out`.
     #[allow(clippy::too_many_arguments)]
     fn attention(
@@ -482,7 +462,7 @@ impl Model {
         q: &[f32],
         rows: &[(usize, usize)],
         plans: &[SegmentPlan],
-        kv: &[Scratch],
+        kv: &[(KvData<'_>, KvData<'_>)],
         score_scale: f32,
         out: &mut [f32],
         pool: &ThreadPool,
@@ -505,7 +485,7 @@ impl Model {
         pool.run(rows.len(), &|r| {
             let mut row = out_rows[r].lock().unwrap_or_else(|p| p.into_inner());
             let (s, i) = rows[r];
-            let (plan, k_all, v_all) = (&plans[s], &kv[s].k_all, &kv[s].v_all);
+            let (plan, (k_all, v_all)) = (&plans[s], kv[s]);
             let rounding = plan.rounding;
             let p = plan.pos0 + i;
             let lo = match window {
@@ -524,12 +504,13 @@ impl Model {
                 if rounding.q_f16 {
                     ops::round_to_f16(&mut qs);
                 }
-                for (jj, j) in (lo..=p).enumerate() {
-                    let kj = &k_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
-                    for (hh, qh) in qs.chunks_exact(hd).enumerate() {
-                        scores[hh * span + jj] = dot(qh, kj) * score_scale;
-                    }
-                }
+                let rows_of = |data| CachedRows {
+                    data,
+                    stride: kv_dim,
+                    offset: g * hd,
+                    head_dim: hd,
+                };
+                attention_scores(&qs, rows_of(k_all), lo..p + 1, score_scale, &mut scores);
                 for sc in scores.chunks_exact_mut(span) {
                     if let Some(cap) = cfg.attn_logit_softcap {
                         ops::soft_cap(sc, cap);
@@ -540,33 +521,8 @@ impl Model {
                     }
                 }
                 let o_group = &mut row[heads.start * hd..heads.end * hd];
-                o_group.fill(0.0);
-                for (jj, j) in (lo..=p).enumerate() {
-                    let vj = &v_all[j * kv_dim + g * hd..j * kv_dim + (g + 1) * hd];
-                    for (hh, o) in o_group.chunks_exact_mut(hd).enumerate() {
-                        let pj = scores[hh * span + jj];
-                        for (oe, &ve) in o.iter_mut().zip(vj) {
-                            *oe += pj * ve;
-                        }
-                    }
-                }
+                attention_values(&scores, rows_of(v_all), lo..p + 1, o_group);
             }
         });
     }
-}
-
-/// f32 dot product in 8 lane accumulators (vectorisable).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let main = a.len() - a.len() % 8;
-    for (ca, cb) in a[..main].chunks_exact(8).zip(b[..main].chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += ca[l] * cb[l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for j in main..a.len() {
-        s += a[j] * b[j];
-    }
-    s
 }

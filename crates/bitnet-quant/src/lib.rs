@@ -37,7 +37,8 @@ pub use error::QuantError;
 pub use float::{bf16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
 pub use size::{block_len, tensor_bytes, tensor_bytes_for_shape, I2S_BLOCK_LEN, I2S_TRAILER_BYTES};
 pub use ternary::{
-    decode_ternary, encode_ternary, ternarize_absmean, TernaryScales, TernaryTensor,
+    decode_ternary, decode_ternary_reusing, encode_ternary, ternarize_absmean, TernaryScales,
+    TernaryTensor,
 };
 pub use tl::{tl_tiles, TlTiles, TL1_TILES, TL2_TILES};
 

@@ -169,6 +169,18 @@ pub fn decode_ternary<D: Copy + TryInto<u64>>(
     bytes: &[u8],
     dims: &[D],
 ) -> Result<TernaryTensor, QuantError> {
+    decode_ternary_reusing(ty, bytes, dims, Vec::new())
+}
+
+/// [`decode_ternary`] writing the values into `buffer`'s memory (its contents are discarded): a
+/// loader that decodes tensor after tensor hands each result's `values` back in, so the memory is
+/// allocated (and faulted in) once instead of once per tensor.
+pub fn decode_ternary_reusing<D: Copy + TryInto<u64>>(
+    ty: GgmlType,
+    bytes: &[u8],
+    dims: &[D],
+    buffer: Vec<i8>,
+) -> Result<TernaryTensor, QuantError> {
     let dims = dims
         .iter()
         .map(|&d| d.try_into().ok())
@@ -178,16 +190,18 @@ pub fn decode_ternary<D: Copy + TryInto<u64>>(
             shape: Vec::new(),
             reason: "a dimension does not fit in u64",
         })?;
-    decode_ternary_dims(ty, bytes, &dims)
+    decode_ternary_dims(ty, bytes, &dims, buffer)
 }
 
 fn decode_ternary_dims(
     ty: GgmlType,
     bytes: &[u8],
     dims: &[u64],
+    mut buffer: Vec<i8>,
 ) -> Result<TernaryTensor, QuantError> {
     let (rows, cols) = matrix_shape(ty, dims)?;
     let n = rows * cols;
+    buffer.clear();
     match ty {
         GgmlType::TL1 | GgmlType::TL2 => {
             let tiles = tl_shape(ty, dims)?;
@@ -205,7 +219,8 @@ fn decode_ternary_dims(
         }
         GgmlType::I2S => {
             check_bytes(ty, bytes, n)?;
-            let mut values = vec![0i8; n];
+            let mut values = buffer;
+            values.resize(n, 0);
             i2s_values(bytes, n, &mut values)?;
             TernaryTensor::decoded(
                 rows,
@@ -222,7 +237,8 @@ fn decode_ternary_dims(
             } else {
                 (TQ1_BYTES, 52)
             };
-            let mut values = Vec::with_capacity(n);
+            let mut values = buffer;
+            values.reserve(n);
             let mut scales = Vec::with_capacity(n / QK);
             for (b, block) in bytes.chunks_exact(block_bytes).enumerate() {
                 let codes = if ty == GgmlType::TQ2_0 {
@@ -246,7 +262,8 @@ fn decode_ternary_dims(
         GgmlType::BitNet32F16 => {
             require_row_blocks(ty, dims, cols, BN32_LEN)?;
             check_bytes(ty, bytes, n)?;
-            let mut values = Vec::with_capacity(n);
+            let mut values = buffer;
+            values.reserve(n);
             let mut scales = Vec::with_capacity(n / BN32_LEN);
             for (b, block) in bytes.chunks_exact(BN32_BYTES).enumerate() {
                 push_codes(ty, &bn32_codes(block), b * BN32_LEN, &mut values)?;

@@ -41,6 +41,11 @@ const CHUNK_COLS: usize = 256;
 const GROUP_COLS: usize = 32;
 /// Tokens whose activation sums are computed together (bounded stack buffer).
 const TOKEN_BLOCK: usize = 64;
+/// Lanes of the block-scaled summation order ([`crate::order`]): the term of quad `k` (columns
+/// `4k..4k+4`, an exact integer dot times its group's scale) is fused into lane `k mod 16`, quads
+/// in order, the lanes fold by the halving tree (`cols / 4` is a multiple of 16: no tail). One
+/// AVX-512 register, or two AVX2 registers (lanes 0–7 and 8–15).
+const SCALED_LANES: usize = 16;
 
 /// Weight scales of a ternary matrix.
 #[derive(Debug, Clone, PartialEq)]

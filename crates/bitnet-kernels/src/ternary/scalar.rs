@@ -2,7 +2,8 @@
 
 #![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
 
-use super::{code_position, CHUNK_COLS, GROUP_COLS, ROW_TILE};
+use super::{code_position, CHUNK_COLS, GROUP_COLS, ROW_TILE, SCALED_LANES};
+use crate::order::fold;
 
 /// Calls `visit(r, col, code)` for every weight of a row tile, in storage order.
 fn for_each_code(weights: &[u8], cols: usize, mut visit: impl FnMut(usize, usize, i32)) {
@@ -47,8 +48,9 @@ pub(super) fn tile_code_dots<const T: usize>(
     acc
 }
 
-/// `Σ_g (Σ_{j∈g} c·q − Σ_{j∈g} q) · s[r][g]` over 32-column groups `g`, one token. The group's
-/// activation sum comes from `quad_sums` (sums of 4 consecutive columns).
+/// `Σ_g (Σ_{j∈g} c·q − Σ_{j∈g} q) · s[r][g]` over 32-column groups `g`, one token, in the
+/// order of [`super::SCALED_LANES`]: quad `k` (columns `4k..4k+4`) gives the exact integer
+/// `D_k = Σ c·q − quad_sums[k]`, fused as `(D_k as f32) · s` into lane `k mod 16`.
 pub(super) fn tile_scaled_dots(
     weights: &[u8],
     x: &[i8],
@@ -59,16 +61,19 @@ pub(super) fn tile_scaled_dots(
     let groups = cols / GROUP_COLS;
     let mut out = [0.0f32; ROW_TILE];
     for (r, o) in out.iter_mut().enumerate() {
-        for g in 0..groups {
-            let code_dot: i32 = (g * GROUP_COLS..(g + 1) * GROUP_COLS)
+        let mut lanes = [0f32; SCALED_LANES];
+        for (k, &q_sum) in quad_sums.iter().enumerate() {
+            let code_dot: i32 = (4 * k..4 * k + 4)
                 .map(|col| {
                     let (byte, shift) = code_position(r, col, cols);
                     i32::from((weights[byte] >> shift) & 3) * i32::from(x[col])
                 })
                 .sum();
-            let q_sum: i32 = quad_sums[g * 8..(g + 1) * 8].iter().sum();
-            *o += (code_dot - q_sum) as f32 * scales[r * groups + g];
+            let scale = scales[r * groups + 4 * k / GROUP_COLS];
+            let lane = &mut lanes[k % SCALED_LANES];
+            *lane = ((code_dot - q_sum) as f32).mul_add(scale, *lane);
         }
+        *o = fold(lanes);
     }
     out
 }

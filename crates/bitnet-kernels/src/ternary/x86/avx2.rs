@@ -6,7 +6,8 @@
 use std::arch::x86_64::*;
 
 use super::super::{CHUNK_COLS, GROUP_COLS, ROW_TILE};
-use super::{hsum_epi32_256, hsum_ps_256};
+use super::hsum_epi32_256;
+use crate::order::x86::fold_256x2;
 
 fn features_present() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -137,7 +138,9 @@ unsafe fn tile_scaled_dots_impl(
     let mask = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
     let groups = cols / GROUP_COLS;
-    let mut acc = [_mm256_setzero_ps(); ROW_TILE];
+    // acc[r][h]: lanes 8h..8h+8 of the 16 of the order; a 32-column run of quads starting at
+    // quad k feeds half (k / 8) mod 2.
+    let mut acc = [[_mm256_setzero_ps(); 2]; ROW_TILE];
     for (offset, row_stride, col, step) in pieces(cols) {
         // SAFETY (whole block): as in `tile_code_dots_impl`; quad sums are read at
         // (col + step·s)/4 + 8 <= cols/4 and scales at r·groups + (col + step·s)/32 < 4·groups.
@@ -153,14 +156,15 @@ unsafe fn tile_scaled_dots_impl(
                     let dots = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), ones);
                     let d = _mm256_cvtepi32_ps(_mm256_sub_epi32(dots, q4));
                     let scale = _mm256_set1_ps(*scales.add(r * groups + first / GROUP_COLS));
-                    acc[r] = _mm256_fmadd_ps(d, scale, acc[r]);
+                    let half = (first / GROUP_COLS) % 2;
+                    acc[r][half] = _mm256_fmadd_ps(d, scale, acc[r][half]);
                 }
             }
         }
     }
     let mut out = [0f32; ROW_TILE];
     for r in 0..ROW_TILE {
-        out[r] = hsum_ps_256(acc[r]);
+        out[r] = fold_256x2(acc[r][0], acc[r][1]);
     }
     out
 }

@@ -5,7 +5,8 @@
 use std::arch::x86_64::*;
 
 use super::super::{CHUNK_COLS, GROUP_COLS, ROW_TILE};
-use super::{hsum_epi32_256, hsum_ps_256};
+use super::hsum_epi32_256;
+use crate::order::x86::fold_512;
 
 /// How far ahead of the current chunk weights are prefetched.
 const PREFETCH_BYTES: usize = 8192;
@@ -209,34 +210,40 @@ unsafe fn tile_scaled_dots_impl(
             }
         }
     }
-    let mut out = [0f32; ROW_TILE];
-    for r in 0..ROW_TILE {
-        out[r] = _mm512_reduce_add_ps(acc[r]);
-    }
     if !cols.is_multiple_of(CHUNK_COLS) {
+        // The 128-column tail: shifts s and s + 1 of a row's 32 bytes cover 64 consecutive
+        // columns (tail + 64·pair ..), i.e. quads 16 apart from the chunks' — the same lanes.
         let tail = full * CHUNK_COLS;
-        let mask = _mm256_set1_epi8(3);
-        let mut acc = [_mm256_setzero_ps(); ROW_TILE];
-        // SAFETY: the tail holds 4 × 32 bytes at `tail`; activations, quad sums and the 4 group
-        // scales per row of the tail lie within their slices (checked lengths).
+        // SAFETY: the tail holds 4 × 32 bytes at `tail`; activations tail + 64·pair + 64 <=
+        // cols, quad sums tail/4 + 16·pair + 16 <= cols/4, and each row's 4 tail group scales
+        // at r·groups + tail/32 + 4 <= 4·groups lie within their slices (checked lengths).
         unsafe {
-            for s in 0..4 {
-                let a = _mm256_loadu_si256(x.add(tail + 32 * s).cast());
-                let q4 = _mm256_loadu_si256(quad_sums.add(tail / 4 + 8 * s).cast());
+            for pair in 0..2 {
+                let a = _mm512_loadu_si512(x.add(tail + 64 * pair).cast());
+                let q4 = _mm512_loadu_si512(quad_sums.add(tail / 4 + 16 * pair).cast());
+                let low_shift = _mm_cvtsi32_si128(4 * pair as i32);
+                let high_shift = _mm_cvtsi32_si128(4 * pair as i32 + 2);
                 for r in 0..ROW_TILE {
                     let raw = _mm256_loadu_si256(w.add(tail + r * 32).cast());
-                    let shifted = _mm256_srlv_epi16(raw, _mm256_set1_epi16(2 * s as i16));
-                    let codes = _mm256_and_si256(shifted, mask);
-                    let dots = _mm256_dpbusd_epi32(_mm256_setzero_si256(), codes, a);
-                    let d = _mm256_cvtepi32_ps(_mm256_sub_epi32(dots, q4));
-                    let scale = _mm256_set1_ps(*scales.add(r * groups + tail / GROUP_COLS + s));
-                    acc[r] = _mm256_fmadd_ps(d, scale, acc[r]);
+                    let shifted = _mm512_inserti64x4::<1>(
+                        _mm512_castsi256_si512(_mm256_srl_epi16(raw, low_shift)),
+                        _mm256_srl_epi16(raw, high_shift),
+                    );
+                    let codes = _mm512_and_si512(shifted, mask);
+                    let dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, a);
+                    let d = _mm512_cvtepi32_ps(_mm512_sub_epi32(dots, q4));
+                    let tail_scales = _mm512_castps128_ps512(_mm_loadu_ps(
+                        scales.add(r * groups + tail / GROUP_COLS),
+                    ));
+                    let scale = _mm512_permutexvar_ps(spread[pair], tail_scales);
+                    acc[r] = _mm512_fmadd_ps(d, scale, acc[r]);
                 }
             }
         }
-        for r in 0..ROW_TILE {
-            out[r] += hsum_ps_256(acc[r]);
-        }
+    }
+    let mut out = [0f32; ROW_TILE];
+    for r in 0..ROW_TILE {
+        out[r] = fold_512(acc[r]);
     }
     out
 }

@@ -14,13 +14,3 @@ fn hsum_epi32_256(v: __m256i) -> i32 {
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
     lanes.iter().sum()
 }
-
-/// Sum of the 8 f32 lanes (pairwise, in a fixed order).
-#[target_feature(enable = "avx")]
-fn hsum_ps_256(v: __m256) -> f32 {
-    let mut lanes = [0f32; 8];
-    // SAFETY: `lanes` holds 8 f32 (32 bytes); the store is unaligned.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
-}

@@ -1,0 +1,623 @@
+//! The two inner loops of attention over a cached span of positions, for the query heads that
+//! share one KV head: scores (`q_h · k_j`, scaled) and the probability-weighted sum of values
+//! (`o_h = Σ_j p_hj · v_j`). Keys and values are read straight from the KV cache, F16 (widened to
+//! f32 exactly as they are loaded) or f32, one row per position at a stride (this KV head's slice
+//! at an offset).
+//!
+//! Arithmetic order (the same on every ISA, see [`crate::order`]): a score is a dot product in
+//! 16 lanes, each step a fused multiply-add `q·k + acc`, folded by the halving tree, the tail
+//! added in order by fused multiply-adds, then multiplied by the scale; an output element is the
+//! fused multiply-add chain `o = fma(p_j, v_j, o)` over the positions in order, from `+0.0`.
+
+use std::ops::Range;
+
+use half::f16;
+
+use crate::isa::{active_isa, Isa};
+use crate::order::fold;
+
+const LANES: usize = 16;
+
+/// The cache's storage of one layer's keys or values.
+#[derive(Debug, Clone, Copy)]
+pub enum KvData<'a> {
+    F16(&'a [f16]),
+    F32(&'a [f32]),
+}
+
+impl KvData<'_> {
+    fn len(&self) -> usize {
+        match self {
+            KvData::F16(d) => d.len(),
+            KvData::F32(d) => d.len(),
+        }
+    }
+}
+
+/// Where one KV head's rows sit in a layer of the cache: row `j` is
+/// `data[j * stride + offset..j * stride + offset + head_dim]`.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedRows<'a> {
+    pub data: KvData<'a>,
+    pub stride: usize,
+    pub offset: usize,
+    pub head_dim: usize,
+}
+
+impl CachedRows<'_> {
+    /// Start of row `j`.
+    fn start(&self, j: usize) -> usize {
+        j * self.stride + self.offset
+    }
+
+    fn check(&self, positions: &Range<usize>) {
+        assert!(
+            positions.is_empty()
+                || self.start(positions.end - 1) + self.head_dim <= self.data.len(),
+            "positions outside the cache"
+        );
+    }
+}
+
+/// An element type of the cache, widened exactly to f32.
+trait Element: Copy {
+    fn widen(self) -> f32;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Element for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// `out[h · span + (j − positions.start)] = (q_h · k_j) · scale` for the heads `q_h` of `q`
+/// (`heads × head_dim`) and `j` in `positions` (`span` of them).
+///
+/// # Panics
+/// If the lengths disagree or a position lies outside `keys`.
+pub fn attention_scores(
+    q: &[f32],
+    keys: CachedRows<'_>,
+    positions: Range<usize>,
+    scale: f32,
+    out: &mut [f32],
+) {
+    attention_scores_with_isa(active_isa(), q, keys, positions, scale, out)
+}
+
+/// [`attention_scores`] on a chosen instruction set (scalar where it is not supported).
+pub fn attention_scores_with_isa(
+    isa: Isa,
+    q: &[f32],
+    keys: CachedRows<'_>,
+    positions: Range<usize>,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let hd = keys.head_dim;
+    assert!(hd > 0 && q.len().is_multiple_of(hd), "q is not whole heads");
+    assert_eq!(out.len(), q.len() / hd * positions.len(), "scores length");
+    keys.check(&positions);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if isa.is_supported() => x86::scores_avx512(q, keys, positions, scale, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => {
+            x86::scores_avx2(q, keys, positions, scale, out)
+        }
+        _ => match keys.data {
+            KvData::F16(d) => scores_with(dot_scalar, q, d, keys, positions, scale, out),
+            KvData::F32(d) => scores_with(dot_scalar, q, d, keys, positions, scale, out),
+        },
+    }
+}
+
+/// `out_h = Σ_j p[h · span + (j − positions.start)] · v_j` for each head `h` of `out`
+/// (`heads × head_dim`), `j` in `positions` (`span` of them).
+///
+/// # Panics
+/// If the lengths disagree or a position lies outside `values`.
+pub fn attention_values(
+    p: &[f32],
+    values: CachedRows<'_>,
+    positions: Range<usize>,
+    out: &mut [f32],
+) {
+    attention_values_with_isa(active_isa(), p, values, positions, out)
+}
+
+/// [`attention_values`] on a chosen instruction set (scalar where it is not supported).
+pub fn attention_values_with_isa(
+    isa: Isa,
+    p: &[f32],
+    values: CachedRows<'_>,
+    positions: Range<usize>,
+    out: &mut [f32],
+) {
+    let hd = values.head_dim;
+    assert!(
+        hd > 0 && out.len().is_multiple_of(hd),
+        "out is not whole heads"
+    );
+    assert_eq!(
+        p.len(),
+        out.len() / hd * positions.len(),
+        "probabilities length"
+    );
+    values.check(&positions);
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if isa.is_supported() => x86::values_avx512(p, values, positions, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => {
+            x86::values_avx2(p, values, positions, out)
+        }
+        _ => match values.data {
+            KvData::F16(d) => values_with(axpy_scalar, p, d, values, positions, out),
+            KvData::F32(d) => values_with(axpy_scalar, p, d, values, positions, out),
+        },
+    }
+}
+
+/// The score loops around one dot product (inlined into each ISA's compiled copy).
+#[inline(always)]
+fn scores_with<T>(
+    dot: impl Fn(&[f32], &[T]) -> f32,
+    q: &[f32],
+    data: &[T],
+    rows: CachedRows<'_>,
+    positions: Range<usize>,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let span = positions.len();
+    let hd = rows.head_dim;
+    for (jj, j) in positions.enumerate() {
+        let k = &data[rows.start(j)..rows.start(j) + hd];
+        for (h, qh) in q.chunks_exact(hd).enumerate() {
+            out[h * span + jj] = dot(qh, k) * scale;
+        }
+    }
+}
+
+/// The value loops around one fused axpy (inlined into each ISA's compiled copy).
+#[inline(always)]
+fn values_with<T>(
+    axpy: impl Fn(f32, &[T], &mut [f32]),
+    p: &[f32],
+    data: &[T],
+    rows: CachedRows<'_>,
+    positions: Range<usize>,
+    out: &mut [f32],
+) {
+    let span = positions.len();
+    let hd = rows.head_dim;
+    out.fill(0.0);
+    for (jj, j) in positions.enumerate() {
+        let v = &data[rows.start(j)..rows.start(j) + hd];
+        for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+            axpy(p[h * span + jj], v, o);
+        }
+    }
+}
+
+/// The scalar reference dot (module docs' order).
+fn dot_scalar<T: Element>(q: &[f32], k: &[T]) -> f32 {
+    let body = q.len() - q.len() % LANES;
+    let mut lanes = [0f32; LANES];
+    for (cq, ck) in q[..body]
+        .chunks_exact(LANES)
+        .zip(k[..body].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            lanes[l] = cq[l].mul_add(ck[l].widen(), lanes[l]);
+        }
+    }
+    dot_tail(fold(lanes), &q[body..], &k[body..])
+}
+
+/// `sum` plus the tail products, in order, by fused multiply-adds.
+#[inline(always)]
+fn dot_tail<T: Element>(sum: f32, q: &[f32], k: &[T]) -> f32 {
+    q.iter()
+        .zip(k)
+        .fold(sum, |acc, (&x, &y)| x.mul_add(y.widen(), acc))
+}
+
+/// The scalar reference of `y = fma(alpha, x, y)`.
+fn axpy_scalar<T: Element>(alpha: f32, x: &[T], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = alpha.mul_add(v.widen(), *o);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX2 (two 8-lane registers = lanes 0–7 and 8–15) and AVX-512 (one 16-lane register)
+    //! copies of the loops, loading F16 rows through F16C conversions; the CPU features are
+    //! checked once per call.
+
+    use super::{axpy_scalar, dot_tail, scores_with, values_with, CachedRows, KvData, LANES};
+    use crate::order::x86::{fold_256x2, fold_512};
+    use half::f16;
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    fn has_avx512() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+
+    fn has_avx2() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
+
+    /// 16 values from `p` (f32) as one 512-bit vector.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16_f32(p: *const f32) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable values at p.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+
+    /// 16 halves from `p`, widened.
+    #[target_feature(enable = "avx512f,f16c")]
+    #[inline]
+    unsafe fn load16_f16(p: *const f16) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable halves at p.
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+
+    /// 8 values from `p` (f32).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load8_f32(p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable values at p.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+
+    /// 8 halves from `p`, widened.
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn load8_f16(p: *const f16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable halves at p.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    }
+
+    /// Generates the 16-lane AVX-512 dot and axpy for one element type.
+    macro_rules! avx512_pair {
+        ($dot:ident, $axpy:ident, $t:ty, $load:ident) => {
+            #[target_feature(enable = "avx512f,fma,f16c")]
+            #[inline]
+            unsafe fn $dot(q: &[f32], k: &[$t]) -> f32 {
+                let n = q.len().min(k.len());
+                let body = n - n % LANES;
+                let mut acc = _mm512_setzero_ps();
+                let mut i = 0;
+                while i < body {
+                    // SAFETY: i + 16 <= body <= length of both.
+                    let (x, y) =
+                        unsafe { (load16_f32(q.as_ptr().add(i)), $load(k.as_ptr().add(i))) };
+                    acc = _mm512_fmadd_ps(x, y, acc);
+                    i += LANES;
+                }
+                dot_tail(fold_512(acc), &q[body..n], &k[body..n])
+            }
+
+            #[target_feature(enable = "avx512f,fma,f16c")]
+            #[inline]
+            unsafe fn $axpy(alpha: f32, x: &[$t], y: &mut [f32]) {
+                let n = x.len().min(y.len());
+                let body = n - n % 16;
+                let a = _mm512_set1_ps(alpha);
+                let mut i = 0;
+                while i < body {
+                    // SAFETY: i + 16 <= body <= length of both.
+                    unsafe {
+                        let py = y.as_mut_ptr().add(i);
+                        let r = _mm512_fmadd_ps(a, $load(x.as_ptr().add(i)), _mm512_loadu_ps(py));
+                        _mm512_storeu_ps(py, r);
+                    }
+                    i += 16;
+                }
+                axpy_scalar(alpha, &x[body..n], &mut y[body..n]);
+            }
+        };
+    }
+
+    /// Generates the 16-lane (two 8-lane halves) AVX2 dot and 8-wide axpy for one element type.
+    macro_rules! avx2_pair {
+        ($dot:ident, $axpy:ident, $t:ty, $load:ident) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn $dot(q: &[f32], k: &[$t]) -> f32 {
+                let n = q.len().min(k.len());
+                let body = n - n % LANES;
+                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut i = 0;
+                while i < body {
+                    // SAFETY: i + 16 <= body <= length of both.
+                    unsafe {
+                        let (pq, pk) = (q.as_ptr().add(i), k.as_ptr().add(i));
+                        lo = _mm256_fmadd_ps(load8_f32(pq), $load(pk), lo);
+                        hi = _mm256_fmadd_ps(load8_f32(pq.add(8)), $load(pk.add(8)), hi);
+                    }
+                    i += LANES;
+                }
+                dot_tail(fold_256x2(lo, hi), &q[body..n], &k[body..n])
+            }
+
+            #[target_feature(enable = "avx2,fma,f16c")]
+            #[inline]
+            unsafe fn $axpy(alpha: f32, x: &[$t], y: &mut [f32]) {
+                let n = x.len().min(y.len());
+                let body = n - n % 8;
+                let a = _mm256_set1_ps(alpha);
+                let mut i = 0;
+                while i < body {
+                    // SAFETY: i + 8 <= body <= length of both.
+                    unsafe {
+                        let py = y.as_mut_ptr().add(i);
+                        let r = _mm256_fmadd_ps(a, $load(x.as_ptr().add(i)), _mm256_loadu_ps(py));
+                        _mm256_storeu_ps(py, r);
+                    }
+                    i += 8;
+                }
+                axpy_scalar(alpha, &x[body..n], &mut y[body..n]);
+            }
+        };
+    }
+
+    avx512_pair!(dot512_f32, axpy512_f32, f32, load16_f32);
+    avx512_pair!(dot512_f16, axpy512_f16, f16, load16_f16);
+    avx2_pair!(dot256_f32, axpy256_f32, f32, load8_f32);
+    avx2_pair!(dot256_f16, axpy256_f16, f16, load8_f16);
+
+    pub(super) fn scores_avx512(
+        q: &[f32],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        assert!(has_avx512());
+        // SAFETY: the features are checked; every slice access inside is bounds-checked.
+        unsafe { scores_avx512_impl(q, keys, positions, scale, out) }
+    }
+
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    unsafe fn scores_avx512_impl(
+        q: &[f32],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        // SAFETY (both closures): this function has the features the dots need.
+        match keys.data {
+            KvData::F16(d) => scores_with(
+                |a, b| unsafe { dot512_f16(a, b) },
+                q,
+                d,
+                keys,
+                positions,
+                scale,
+                out,
+            ),
+            KvData::F32(d) => scores_with(
+                |a, b| unsafe { dot512_f32(a, b) },
+                q,
+                d,
+                keys,
+                positions,
+                scale,
+                out,
+            ),
+        }
+    }
+
+    pub(super) fn scores_avx2(
+        q: &[f32],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        assert!(has_avx2());
+        // SAFETY: the features are checked; every slice access inside is bounds-checked.
+        unsafe { scores_avx2_impl(q, keys, positions, scale, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_avx2_impl(
+        q: &[f32],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        // SAFETY (both closures): this function has the features the dots need.
+        match keys.data {
+            KvData::F16(d) => scores_with(
+                |a, b| unsafe { dot256_f16(a, b) },
+                q,
+                d,
+                keys,
+                positions,
+                scale,
+                out,
+            ),
+            KvData::F32(d) => scores_with(
+                |a, b| unsafe { dot256_f32(a, b) },
+                q,
+                d,
+                keys,
+                positions,
+                scale,
+                out,
+            ),
+        }
+    }
+
+    pub(super) fn values_avx512(
+        p: &[f32],
+        values: CachedRows<'_>,
+        positions: Range<usize>,
+        out: &mut [f32],
+    ) {
+        assert!(has_avx512());
+        // SAFETY: the features are checked; every slice access inside is bounds-checked.
+        unsafe { values_avx512_impl(p, values, positions, out) }
+    }
+
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    unsafe fn values_avx512_impl(
+        p: &[f32],
+        values: CachedRows<'_>,
+        positions: Range<usize>,
+        out: &mut [f32],
+    ) {
+        // SAFETY (both closures): this function has the features the axpys need.
+        match values.data {
+            KvData::F16(d) => values_with(
+                |a, x, y| unsafe { axpy512_f16(a, x, y) },
+                p,
+                d,
+                values,
+                positions,
+                out,
+            ),
+            KvData::F32(d) => values_with(
+                |a, x, y| unsafe { axpy512_f32(a, x, y) },
+                p,
+                d,
+                values,
+                positions,
+                out,
+            ),
+        }
+    }
+
+    pub(super) fn values_avx2(
+        p: &[f32],
+        values: CachedRows<'_>,
+        positions: Range<usize>,
+        out: &mut [f32],
+    ) {
+        assert!(has_avx2());
+        // SAFETY: the features are checked; every slice access inside is bounds-checked.
+        unsafe { values_avx2_impl(p, values, positions, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn values_avx2_impl(
+        p: &[f32],
+        values: CachedRows<'_>,
+        positions: Range<usize>,
+        out: &mut [f32],
+    ) {
+        // SAFETY (both closures): this function has the features the axpys need.
+        match values.data {
+            KvData::F16(d) => values_with(
+                |a, x, y| unsafe { axpy256_f16(a, x, y) },
+                p,
+                d,
+                values,
+                positions,
+                out,
+            ),
+            KvData::F32(d) => values_with(
+                |a, x, y| unsafe { axpy256_f32(a, x, y) },
+                p,
+                d,
+                values,
+                positions,
+                out,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rows(data: KvData<'_>, stride: usize, offset: usize, head_dim: usize) -> CachedRows<'_> {
+        CachedRows {
+            data,
+            stride,
+            offset,
+            head_dim,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Every ISA this CPU has gives the scalar reference's bits, for F16 and f32 caches, and
+        /// an F16 cache gives the bits of the same values widened into an f32 cache.
+        #[test]
+        fn every_isa_equals_the_scalar_reference(
+            heads in 1usize..5,
+            head_dim in 1usize..80,
+            span in 1usize..40,
+            seed in any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            };
+            let stride = 2 * head_dim;
+            let first = 3;
+            let positions = first..first + span;
+            let halves: Vec<f16> = (0..(first + span) * stride).map(|_| f16::from_f32(next())).collect();
+            let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+            let q: Vec<f32> = (0..heads * head_dim).map(|_| next()).collect();
+            let p: Vec<f32> = (0..heads * span).map(|_| next().abs()).collect();
+            let reference = rows(KvData::F32(&widened), stride, head_dim, head_dim);
+            let mut want_s = vec![0f32; heads * span];
+            let mut want_o = vec![0f32; heads * head_dim];
+            attention_scores_with_isa(Isa::Scalar, &q, reference, positions.clone(), 0.125, &mut want_s);
+            attention_values_with_isa(Isa::Scalar, &p, reference, positions.clone(), &mut want_o);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for data in [KvData::F32(&widened), KvData::F16(&halves)] {
+                let kv = rows(data, stride, head_dim, head_dim);
+                for isa in Isa::supported() {
+                    let mut s = vec![f32::NAN; heads * span];
+                    let mut o = vec![f32::NAN; heads * head_dim];
+                    attention_scores_with_isa(isa, &q, kv, positions.clone(), 0.125, &mut s);
+                    attention_values_with_isa(isa, &p, kv, positions.clone(), &mut o);
+                    prop_assert_eq!(bits(&s), bits(&want_s), "scores on {}", isa.name());
+                    prop_assert_eq!(bits(&o), bits(&want_o), "values on {}", isa.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scores_and_values_are_the_textbook_sums() {
+        // Exact small integers: every order gives the same result.
+        let cache = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let kv = rows(KvData::F32(&cache), 2, 0, 2);
+        let mut s = [0f32; 3];
+        attention_scores(&[1.0, -1.0], kv, 0..3, 2.0, &mut s);
+        assert_eq!(s, [-2.0, -2.0, -2.0]);
+        let mut o = [0f32; 2];
+        attention_values(&[1.0, 0.0, 2.0], kv, 0..3, &mut o);
+        assert_eq!(o, [11.0, 14.0]);
+    }
+}

@@ -1,0 +1,71 @@
+//! AVX-512 row dots for a few tokens at once (batched decode: the server's sequences in flight):
+//! each 32 weights of a row are widened from F16 once and multiplied into the accumulators of up
+//! to [`MAX_TOKENS`] tokens, instead of once per token. Every token's dot keeps exactly the
+//! arithmetic of the one-token row dot (the 32-lane order of the parent module: two 16-lane
+//! accumulators, `w·x + acc` per step, the halving fold, then the tail in order), so a token's
+//! output has the same bits in a batch as alone.
+
+use half::f16;
+use std::arch::x86_64::*;
+
+use super::{dot_tail, LANES};
+use crate::order::x86::fold_512x2;
+
+/// How far ahead (in halves) the row is prefetched, as in the one-token row dot.
+const PREFETCH_HALVES: usize = 1024;
+
+/// Most tokens one call accumulates together (two accumulators each: 16 of the 32 registers).
+pub(super) const MAX_TOKENS: usize = 8;
+
+/// `dots[t] = row · x[t·cols..(t+1)·cols]` for the `tokens` (≤ [`MAX_TOKENS`]) tokens of `x`.
+pub(super) fn row_dots(row: &[f16], x: &[f32], tokens: usize, dots: &mut [f32; MAX_TOKENS]) {
+    assert!(
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    );
+    let cols = row.len();
+    assert!((1..=MAX_TOKENS).contains(&tokens) && x.len() >= tokens * cols);
+    // SAFETY: features checked; the kernels read `cols` halves of the row and `cols` floats of
+    // each of the `tokens` rows of x (lengths checked above).
+    unsafe {
+        match tokens {
+            1 => row_dots_impl::<1>(row, x, dots),
+            2 => row_dots_impl::<2>(row, x, dots),
+            3 => row_dots_impl::<3>(row, x, dots),
+            4 => row_dots_impl::<4>(row, x, dots),
+            5 => row_dots_impl::<5>(row, x, dots),
+            6 => row_dots_impl::<6>(row, x, dots),
+            7 => row_dots_impl::<7>(row, x, dots),
+            _ => row_dots_impl::<8>(row, x, dots),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,fma,f16c")]
+unsafe fn row_dots_impl<const T: usize>(row: &[f16], x: &[f32], dots: &mut [f32; MAX_TOKENS]) {
+    let cols = row.len();
+    let body = cols - cols % LANES;
+    let w = row.as_ptr().cast::<u16>();
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut j = 0;
+    while j < body {
+        // SAFETY: j + 32 <= body <= cols for the row and for each token's row of x; the prefetch
+        // address may lie past the end (prefetches never fault), hence the wrapping pointer.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(w.add(j).wrapping_add(PREFETCH_HALVES).cast());
+            let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(j).cast()));
+            let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(j + 16).cast()));
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let xt = x.as_ptr().add(t * cols + j);
+                acc[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[0]);
+                acc[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt.add(16)), acc[1]);
+            }
+        }
+        j += LANES;
+    }
+    for (t, acc) in acc.iter().enumerate() {
+        let xt = &x[t * cols..(t + 1) * cols];
+        dots[t] = dot_tail(fold_512x2(acc[0], acc[1]), &row[body..], &xt[body..]);
+    }
+}
