@@ -81,6 +81,12 @@ pub async fn chat_completions(
         random_u64(),
     )?;
     let stream = request.stream.unwrap_or(false);
+    let include_usage = stream
+        && request
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
     let delivery = if stream {
         Delivery::Stream
     } else {
@@ -105,21 +111,9 @@ pub async fn chat_completions(
         model: state.config.model_id.clone(),
         tokenizer: Arc::clone(tokenizer),
         logprobs: logprobs.is_some(),
-        usage_in_chunks: false,
+        usage_in_chunks: include_usage,
     };
-    if stream {
-        let include_usage = request
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let shape = ChatShape {
-            usage_in_chunks: include_usage,
-            ..shape
-        };
-        Ok(generation.stream(shape, include_usage))
-    } else {
-        generation.respond(shape).await
-    }
+    generation.finish(shape, stream, include_usage).await
 }
 
 /// The chat format's JSON (see [`Shape`]).

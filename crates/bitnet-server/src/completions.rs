@@ -87,6 +87,12 @@ pub async fn completions(
         random_u64(),
     )?;
     let stream = request.stream.unwrap_or(false);
+    let include_usage = stream
+        && request
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
     let delivery = if stream {
         Delivery::Stream
     } else {
@@ -113,22 +119,10 @@ pub async fn completions(
         tokenizer: Arc::clone(tokenizer),
         logprobs: logprobs.is_some(),
         offset: prefix.chars().count(),
-        usage_in_chunks: false,
+        usage_in_chunks: include_usage,
     };
     generation = generation.with_prefix(prefix);
-    if stream {
-        let include_usage = request
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let shape = CompletionShape {
-            usage_in_chunks: include_usage,
-            ..shape
-        };
-        Ok(generation.stream(shape, include_usage))
-    } else {
-        generation.respond(shape).await
-    }
+    generation.finish(shape, stream, include_usage).await
 }
 
 /// The legacy completions JSON (see [`Shape`]).

@@ -147,6 +147,21 @@ impl Generation {
             .observe_latency(self.endpoint, self.arrived.elapsed().as_secs_f64());
     }
 
+    /// Answers as the client asked: an SSE stream (with a usage chunk before `[DONE]` when
+    /// `include_usage`) or one JSON body.
+    pub async fn finish<S: Shape>(
+        self,
+        shape: S,
+        stream: bool,
+        include_usage: bool,
+    ) -> Result<Response, ApiError> {
+        if stream {
+            Ok(self.stream(shape, include_usage))
+        } else {
+            self.respond(shape).await
+        }
+    }
+
     /// Waits for the whole answer and shapes it.
     pub async fn respond<S: Shape>(mut self, mut shape: S) -> Result<Response, ApiError> {
         let mut text = std::mem::take(&mut self.prefix);
