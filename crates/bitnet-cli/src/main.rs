@@ -18,6 +18,12 @@ mod tokenize;
 
 use clap::{Parser, Subcommand};
 
+/// Weights, KV caches and other large buffers in transparent huge pages (see
+/// `bitnet_kernels::memory`): decode streams every weight per token.
+#[global_allocator]
+static ALLOCATOR: bitnet_kernels::memory::HugePageAllocator =
+    bitnet_kernels::memory::HugePageAllocator;
+
 /// bitnet: inference for 1-bit (ternary) LLMs and llama-family GGUF models.
 #[derive(Parser)]
 #[command(name = "bitnet", version)]

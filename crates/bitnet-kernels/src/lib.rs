@@ -9,6 +9,7 @@
 //! - [`q8`]: Q8_0 matrices and their matvec, for a quantized LM head.
 //! - [`attention`]: the score and weighted-value loops of attention over cached rows.
 //! - [`norm`]: RMSNorm with ggml's exact rounding.
+//! - [`memory`]: the huge-page allocator the binary puts weights and caches in.
 //! - [`order`]: the one summation order of the float kernels (bit-identical on every ISA and
 //!   batch size).
 //!
@@ -30,6 +31,7 @@ pub mod attention;
 mod error;
 pub mod f16;
 pub mod isa;
+pub mod memory;
 pub mod norm;
 pub mod order;
 pub mod pool;
