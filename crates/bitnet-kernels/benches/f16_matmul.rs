@@ -1,6 +1,7 @@
 //! Batched F16 matmul (prefill of llama-family models with F16 weights) in the SmolLM2-135M and
 //! Gemma-3-270M shapes: `f16_matmul_b512/*` are the FFN up projections (576→1536, 640→2048) at
-//! 512 tokens, `f16_matmul_b64/576to49152` the SmolLM2 head at 64 tokens. Throughput in elements =
+//! 512 tokens, `f16_matmul_b64/576to49152` the SmolLM2 head at 64 tokens, `f16_matmul_b8/*` batched decode
+//! of 8 sequences (a cache-resident attention projection, and the head streamed from memory). Throughput in elements =
 //! multiply-adds.
 //!
 //! Run: `cargo bench -p bitnet-kernels --bench f16_matmul -- --quick` (BITNET_ISA picks the ISA).
@@ -12,10 +13,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use half::f16;
 
 /// (rows, cols, batch, group, name)
-const SHAPES: [(usize, usize, usize, &str, &str); 3] = [
+const SHAPES: [(usize, usize, usize, &str, &str); 5] = [
     (1536, 576, 512, "f16_matmul_b512", "576to1536"),
     (2048, 640, 512, "f16_matmul_b512", "640to2048"),
     (49152, 576, 64, "f16_matmul_b64", "576to49152"),
+    (576, 576, 8, "f16_matmul_b8", "576to576"),
+    (49152, 576, 8, "f16_matmul_b8", "576to49152"),
 ];
 
 fn bench_f16_matmul(c: &mut Criterion) {

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
+use crate::memory::CacheAligned;
 use crate::order::fold;
 use crate::pool::{atomic_f32_view, split_range, ThreadPool};
 
@@ -29,6 +30,24 @@ mod tiled;
 const ROWS_PER_CALL: usize = 4;
 /// Accumulator lanes of the summation order (see the module docs).
 pub const LANES: usize = 32;
+
+thread_local! {
+    /// The caller's copy of the activations, cache-line aligned (see [`with_aligned`]).
+    static ALIGNED_X: std::cell::RefCell<CacheAligned<f32>> =
+        std::cell::RefCell::new(CacheAligned::new());
+}
+
+/// Calls `f` with `x`, or with a cache-line aligned copy of it when `x` is not aligned (in a
+/// per-thread buffer: no allocation per token).
+fn with_aligned<R>(x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    if x.as_ptr().align_offset(64) == 0 {
+        return f(x);
+    }
+    ALIGNED_X.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => f(buf.copy_from(x)),
+        Err(_) => f(x), // re-entered from `f` itself: unaligned is only slower
+    })
+}
 
 /// `out[r] = Σ_j w[r·cols + j] · x[j]` for a row-major F16 matrix.
 pub fn matvec_f16(
@@ -101,6 +120,13 @@ pub fn matmul_f16_with_isa(
         Isa::Avx2 => KernelId::F16Avx2Matvec,
         Isa::Avx512 => KernelId::F16Avx512Matvec,
     });
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && batch > 1 {
+        // The few-token kernel loads every activation vector once per 32 weights of every row:
+        // from 64-byte aligned rows those loads never split a cache line (twice the load slots).
+        with_aligned(x, |x| multi::matmul(w, rows, cols, x, batch, out, pool));
+        return Ok(());
+    }
     let out = atomic_f32_view(out);
     let groups = rows.div_ceil(ROWS_PER_CALL);
     let chunks = pool.chunk_count(groups);
@@ -109,23 +135,6 @@ pub fn matmul_f16_with_isa(
             let first = group * ROWS_PER_CALL;
             let count = ROWS_PER_CALL.min(rows - first);
             let block = &w[first * cols..(first + count) * cols];
-            #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx512 && batch > 1 {
-                // Several tokens: widen each weight once for up to 8 of them (same bits).
-                for first_token in (0..batch).step_by(multi::MAX_TOKENS) {
-                    let tokens = multi::MAX_TOKENS.min(batch - first_token);
-                    let xs = &x[first_token * cols..(first_token + tokens) * cols];
-                    for r in 0..count {
-                        let mut dots = [0f32; multi::MAX_TOKENS];
-                        multi::row_dots(&block[r * cols..(r + 1) * cols], xs, tokens, &mut dots);
-                        for (t, &dot) in dots[..tokens].iter().enumerate() {
-                            let at = (first_token + t) * rows + first + r;
-                            out[at].store(dot.to_bits(), Ordering::Relaxed);
-                        }
-                    }
-                }
-                continue;
-            }
             for b in 0..batch {
                 let xb = &x[b * cols..(b + 1) * cols];
                 let mut dots = [0f32; ROWS_PER_CALL];

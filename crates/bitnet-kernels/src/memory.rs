@@ -1,6 +1,12 @@
-//! Where large buffers live: [`HugePageAllocator`], the global allocator of the `bitnet`
-//! binary, puts every allocation of 2 MiB or more (weights, KV caches, logits) on a 2 MiB
-//! boundary and asks Linux to back it with transparent huge pages (`MADV_HUGEPAGE`).
+//! Where buffers live.
+//!
+//! [`CacheAligned`]: the kernels' scratch for activations, starting on a cache line so that
+//! their 64-byte loads never split one (a split load takes two load slots; the few-token F16
+//! kernel ran 60% faster from aligned activations).
+//!
+//! [`HugePageAllocator`], the global allocator of the `bitnet` binary, puts every allocation of
+//! 2 MiB or more (weights, KV caches, logits) on a 2 MiB boundary and asks Linux to back it with
+//! transparent huge pages (`MADV_HUGEPAGE`).
 //!
 //! Decode streams every weight once per token. With 4 KiB pages that is ~290,000 TLB misses per
 //! token of a 2B model, and the hardware prefetchers stop at each 4 KiB page boundary; with
@@ -9,6 +15,97 @@
 //! no free huge pages) the memory is ordinary memory and everything works the same, only slower.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::marker::PhantomData;
+
+/// Numbers for which every bit pattern of their size is a value (so a zeroed cache line is a
+/// line of zeros of them). Implemented for the kernels' activation types only.
+pub trait PlainNumber: Copy + sealed::Sealed {}
+impl PlainNumber for i8 {}
+impl PlainNumber for i32 {}
+impl PlainNumber for f32 {}
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for i8 {}
+    impl Sealed for i32 {}
+    impl Sealed for f32 {}
+}
+
+/// 64 bytes on a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct CacheLine([u8; 64]);
+
+/// A reusable buffer of `T` whose first element starts on a cache line. It keeps its capacity
+/// between uses, so a kernel called once per token allocates only while it grows.
+pub struct CacheAligned<T: PlainNumber> {
+    lines: Vec<CacheLine>,
+    len: usize,
+    _of: PhantomData<T>,
+}
+
+impl<T: PlainNumber> Default for CacheAligned<T> {
+    fn default() -> Self {
+        CacheAligned {
+            lines: Vec::new(),
+            len: 0,
+            _of: PhantomData,
+        }
+    }
+}
+
+impl<T: PlainNumber> Clone for CacheAligned<T> {
+    fn clone(&self) -> Self {
+        CacheAligned {
+            lines: self.lines.clone(),
+            len: self.len,
+            _of: PhantomData,
+        }
+    }
+}
+
+impl<T: PlainNumber + std::fmt::Debug> std::fmt::Debug for CacheAligned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<T: PlainNumber> CacheAligned<T> {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `len` elements (their values: whatever the buffer held, zero where it grew), to be
+    /// overwritten by the caller.
+    pub fn resize(&mut self, len: usize) -> &mut [T] {
+        let bytes = len * size_of::<T>();
+        self.lines.resize(bytes.div_ceil(64), CacheLine([0; 64]));
+        self.len = len;
+        self.as_mut_slice()
+    }
+
+    /// The buffer holding a copy of `src`.
+    pub fn copy_from(&mut self, src: &[T]) -> &[T] {
+        self.resize(src.len()).copy_from_slice(src);
+        self.as_slice()
+    }
+
+    /// The elements.
+    #[allow(unsafe_code)]
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: `lines` holds at least `len · size_of::<T>()` initialised bytes (see `resize`),
+        // aligned to 64 ≥ align_of::<T>(), and any bit pattern is a `T` (`PlainNumber`); the
+        // borrow has `self`'s lifetime.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<T>(), self.len) }
+    }
+
+    /// The elements, mutably.
+    #[allow(unsafe_code)]
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in `as_slice`, borrowed mutably through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len) }
+    }
+}
 
 /// Size and alignment of an x86-64 / aarch64 Linux transparent huge page.
 pub const HUGE_PAGE: usize = 2 << 20;
@@ -107,6 +204,19 @@ fn advise_huge_pages(ptr: *mut u8, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_aligned_buffers_start_on_a_line_and_hold_what_was_copied() {
+        let mut b = CacheAligned::<f32>::new();
+        for len in [1usize, 15, 16, 17, 1000, 3] {
+            let src: Vec<f32> = (0..len).map(|i| i as f32 * 0.5).collect();
+            assert_eq!(b.copy_from(&src), &src[..]);
+            assert_eq!(b.as_slice().as_ptr().align_offset(64), 0);
+        }
+        let mut c = CacheAligned::<i8>::new();
+        assert_eq!(c.resize(130), &[0i8; 130][..]);
+        assert_eq!(c.as_mut_slice().as_ptr().align_offset(64), 0);
+    }
 
     #[test]
     fn large_layouts_get_huge_page_alignment_small_ones_do_not() {

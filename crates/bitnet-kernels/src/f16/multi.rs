@@ -8,8 +8,11 @@
 use half::f16;
 use std::arch::x86_64::*;
 
-use super::{dot_tail, LANES};
+use std::sync::atomic::Ordering;
+
+use super::{dot_tail, LANES, ROWS_PER_CALL};
 use crate::order::x86::fold_512x2;
+use crate::pool::{atomic_f32_view, split_range, ThreadPool};
 
 /// How far ahead (in halves) the row is prefetched: twice the one-token row dot's distance, as a
 /// row takes several times longer here (measured on SmolLM2 at 8 tokens: +10–20% over 1024).
@@ -17,6 +20,42 @@ const PREFETCH_HALVES: usize = 2048;
 
 /// Most tokens one call accumulates together (two accumulators each: 16 of the 32 registers).
 pub(super) const MAX_TOKENS: usize = 8;
+
+/// `out[b·rows + r] = row r · token b` for 2–31 tokens, threaded over rows: each row's weights
+/// are widened once for up to [`MAX_TOKENS`] tokens (the same bits as one token at a time).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul(
+    w: &[f16],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    batch: usize,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let out = atomic_f32_view(out);
+    let groups = rows.div_ceil(ROWS_PER_CALL);
+    let chunks = pool.chunk_count(groups);
+    pool.run(chunks, &|chunk| {
+        for group in split_range(groups, chunks, chunk) {
+            let first = group * ROWS_PER_CALL;
+            let count = ROWS_PER_CALL.min(rows - first);
+            let block = &w[first * cols..(first + count) * cols];
+            for first_token in (0..batch).step_by(MAX_TOKENS) {
+                let tokens = MAX_TOKENS.min(batch - first_token);
+                let xs = &x[first_token * cols..(first_token + tokens) * cols];
+                for r in 0..count {
+                    let mut dots = [0f32; MAX_TOKENS];
+                    row_dots(&block[r * cols..(r + 1) * cols], xs, tokens, &mut dots);
+                    for (t, &dot) in dots[..tokens].iter().enumerate() {
+                        let at = (first_token + t) * rows + first + r;
+                        out[at].store(dot.to_bits(), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    });
+}
 
 /// `dots[t] = row · x[t·cols..(t+1)·cols]` for the `tokens` (≤ [`MAX_TOKENS`]) tokens of `x`.
 pub(super) fn row_dots(row: &[f16], x: &[f32], tokens: usize, dots: &mut [f32; MAX_TOKENS]) {

@@ -4,6 +4,7 @@
 
 use crate::error::KernelError;
 use crate::isa::Isa;
+use crate::memory::CacheAligned;
 use crate::pool::ThreadPool;
 use crate::quantize::quantize_activations_with_isa;
 
@@ -12,7 +13,8 @@ use super::{Scales, TernaryMatrix};
 /// Reusable buffers for [`TernaryMatrix::bitlinear`], so decode allocates nothing per token.
 #[derive(Debug, Default, Clone)]
 pub struct BitLinearScratch {
-    codes: Vec<i8>,
+    /// Cache-line aligned: the kernels load them 64 bytes at a time.
+    codes: CacheAligned<i8>,
     activation_scales: Vec<f32>,
     dots: Vec<i32>,
     scaled: Vec<f32>,
@@ -64,7 +66,7 @@ impl TernaryMatrix {
             dots,
             scaled,
         } = scratch;
-        codes.resize(x.len(), 0);
+        let codes = codes.resize(x.len());
         activation_scales.resize(batch, 0.0);
         for ((x, q), a) in x
             .chunks_exact(cols)
