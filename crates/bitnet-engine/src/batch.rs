@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use bitnet_kernels::ThreadPool;
-use bitnet_model::{BatchSegment, KvCache, Model};
+use bitnet_model::{BatchSegment, KvCache, Model, ModelError};
 use bitnet_tokenizer::Tokenizer;
 
 use crate::generate::{FinishReason, GenerateRequest};
@@ -380,7 +380,13 @@ fn run_engine(
             in_batch.push(i);
         }
         let rows: usize = segments.iter().map(|s| s.tokens.len()).sum();
-        let result = model.forward_batch(&mut segments, pool);
+        // A panic inside the forward pass (a broken internal invariant, never bad input: inputs
+        // are checked before) fails the sequences of this step and leaves the engine serving
+        // the next requests, instead of taking the engine thread and every request down with it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.forward_batch(&mut segments, pool)
+        }))
+        .unwrap_or_else(|panic| Err(ModelError::Internal(panic_message(panic.as_ref()))));
         drop(segments);
         counters.steps.fetch_add(1, Ordering::Relaxed);
         counters
@@ -432,6 +438,15 @@ fn run_engine(
         }
         active = kept;
     }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic without a message".to_string())
 }
 
 /// Samples a sequence's next token from its logits and reports it. Returns `None` while the

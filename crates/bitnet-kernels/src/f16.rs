@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
+#[cfg(target_arch = "x86_64")]
 use crate::memory::CacheAligned;
 use crate::order::fold;
 use crate::pool::{atomic_f32_view, split_range, ThreadPool};
@@ -31,6 +32,7 @@ const ROWS_PER_CALL: usize = 4;
 /// Accumulator lanes of the summation order (see the module docs).
 pub const LANES: usize = 32;
 
+#[cfg(target_arch = "x86_64")]
 thread_local! {
     /// The caller's copy of the activations, cache-line aligned (see [`with_aligned`]).
     static ALIGNED_X: std::cell::RefCell<CacheAligned<f32>> =
@@ -39,6 +41,7 @@ thread_local! {
 
 /// Calls `f` with `x`, or with a cache-line aligned copy of it when `x` is not aligned (in a
 /// per-thread buffer: no allocation per token).
+#[cfg(target_arch = "x86_64")]
 fn with_aligned<R>(x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
     if x.as_ptr().align_offset(64) == 0 {
         return f(x);

@@ -33,6 +33,7 @@ pub fn fold<T: Copy + Add<Output = T>, const N: usize>(mut lanes: [T; N]) -> T {
 /// tree is folding them in adjacent pairs when they are visited in this order, so leaves
 /// produced one after another (the tiled matmul computes one lane of a whole tile at a time) can
 /// be merged on a small stack as they come.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn bit_reverse(i: usize, bits: u32) -> usize {
     if bits == 0 {
         0

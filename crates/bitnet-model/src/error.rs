@@ -48,4 +48,9 @@ pub enum ModelError {
     /// A forward call with no tokens.
     #[error("empty token batch")]
     EmptyBatch,
+    /// The forward pass broke one of its own invariants (a bug: please report it with the model
+    /// and request). The batch engine turns a panic into this and fails only that step's
+    /// sequences.
+    #[error("internal error in the forward pass (a bug, please report it): {0}")]
+    Internal(String),
 }

@@ -86,18 +86,9 @@ pub async fn completions(
         tokenizer.end_of_generation(),
         random_u64(),
     )?;
-    let stream = request.stream.unwrap_or(false);
-    let include_usage = stream
-        && request
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-    let delivery = if stream {
-        Delivery::Stream
-    } else {
-        Delivery::Whole
-    };
+    let (delivery, include_usage) =
+        Delivery::requested(request.stream, request.stream_options.as_ref());
+    let stream = delivery == Delivery::Stream;
     let engine_request = SequenceRequest {
         generate: GenerateRequest {
             prompt,

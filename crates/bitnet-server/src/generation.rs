@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
-use crate::openai::{finish_reason, Usage};
+use crate::openai::{finish_reason, StreamOptions, Usage};
 use crate::state::{AppState, Backend};
 
 /// A token's text as shown in logprobs (special tokens by their text) and its bytes.
@@ -52,6 +52,19 @@ pub enum Delivery {
     Stream,
     /// All at the end (whole answers).
     Whole,
+}
+
+impl Delivery {
+    /// The delivery a request's `stream` asks for, and whether its streamed chunks carry usage
+    /// (`stream_options.include_usage`, meaningful only when streaming).
+    pub fn requested(stream: Option<bool>, options: Option<&StreamOptions>) -> (Delivery, bool) {
+        if stream.unwrap_or(false) {
+            let usage = options.and_then(|o| o.include_usage).unwrap_or(false);
+            (Delivery::Stream, usage)
+        } else {
+            (Delivery::Whole, false)
+        }
+    }
 }
 
 /// One generation request on its way through the engine.
