@@ -3,6 +3,8 @@
 //! - `ternary_matvec/*`: decode (batch 1), one matrix (cache-warm: it fits in L3);
 //!   `ternary_matvec_stream/*` cycles through 128 MB of copies so the weights come from DRAM
 //!   (compare its GB/s with the ~25 / ~31 GB/s streaming-read bandwidth at 1 / 2 threads).
+//!   `trit5_*` entries: the same products over the trit5 layout (1.6 bits per weight; GB/s of
+//!   its own, 20% smaller, bytes), the rest the 2-bit layout.
 //! - `ternary_matmul_b128/*`: prefill, 128 tokens; throughput in elements = int8 MACs.
 //! - `f16_head/*`: the F16 tied head 128256 × 2560 (657 MB, always from DRAM);
 //!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB).
@@ -11,6 +13,7 @@
 
 use std::time::Duration;
 
+use bitnet_kernels::ternary::TernaryLayout;
 use bitnet_kernels::{
     active_isa, matvec_f16, quantize_activations, Q8Matrix, Scales, TernaryMatrix, ThreadPool,
 };
@@ -23,8 +26,14 @@ const SHAPES: [(usize, usize, &str); 3] = [
     (2560, 6912, "6912to2560"),
 ];
 
+/// The decode shapes also measured over the trit5 layout.
+const TRIT5_SHAPES: [(usize, usize, &str); 2] = [
+    (6912, 2560, "trit5_2560to6912"),
+    (2560, 6912, "trit5_6912to2560"),
+];
+
 /// Deterministic pseudo-random ternary weights (the values do not affect speed).
-fn matrix(rows: usize, cols: usize) -> TernaryMatrix {
+fn matrix(rows: usize, cols: usize, layout: TernaryLayout) -> TernaryMatrix {
     let mut state = 0x2545_F491_4F6C_DD1Du64 ^ (rows * 31 + cols) as u64;
     let values: Vec<i8> = (0..rows * cols)
         .map(|_| {
@@ -34,7 +43,8 @@ fn matrix(rows: usize, cols: usize) -> TernaryMatrix {
             (state % 3) as i8 - 1
         })
         .collect();
-    TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(1.0)).expect("valid shape")
+    TernaryMatrix::from_values_with_layout(rows, cols, &values, Scales::PerTensor(1.0), layout)
+        .expect("valid shape")
 }
 
 fn activations(batch: usize, cols: usize) -> Vec<i8> {
@@ -52,8 +62,10 @@ fn bench_ternary(c: &mut Criterion) {
             .sample_size(20)
             .measurement_time(Duration::from_secs(2))
             .warm_up_time(Duration::from_millis(500));
-        for (rows, cols, name) in SHAPES {
-            let m = matrix(rows, cols);
+        let two_bit = SHAPES.map(|(rows, cols, name)| (rows, cols, name, TernaryLayout::TwoBit));
+        let trit5 = TRIT5_SHAPES.map(|(rows, cols, name)| (rows, cols, name, TernaryLayout::Trit5));
+        for (rows, cols, name, layout) in two_bit.into_iter().chain(trit5) {
+            let m = matrix(rows, cols, layout);
             let x = activations(1, cols);
             let mut out = vec![0i32; rows];
             group.throughput(Throughput::Bytes(m.packed_len() as u64));
@@ -64,24 +76,29 @@ fn bench_ternary(c: &mut Criterion) {
         group.finish();
 
         // DRAM-resident: 128 MB of weights, every matrix read once per iteration.
-        let base = matrix(6912, 2560);
-        let copies = (128 << 20) / base.packed_len() + 1;
-        let stack: Vec<TernaryMatrix> = (0..copies).map(|_| base.clone()).collect();
-        let x = activations(1, 2560);
-        let mut out = vec![0i32; 6912];
         let mut group = c.benchmark_group(format!("ternary_matvec_stream_t{threads}"));
         group
             .sample_size(10)
             .measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_millis(500));
-        group.throughput(Throughput::Bytes((copies * base.packed_len()) as u64));
-        group.bench_function("2560to6912_x_copies", |b| {
-            b.iter(|| {
-                for m in &stack {
-                    m.matmul(&x, 1, &mut out, &pool).expect("matvec");
-                }
-            })
-        });
+        for (layout, name) in [
+            (TernaryLayout::TwoBit, "2560to6912_x_copies"),
+            (TernaryLayout::Trit5, "trit5_2560to6912_x_copies"),
+        ] {
+            let base = matrix(6912, 2560, layout);
+            let copies = (128 << 20) / base.packed_len() + 1;
+            let stack: Vec<TernaryMatrix> = (0..copies).map(|_| base.clone()).collect();
+            let x = activations(1, 2560);
+            let mut out = vec![0i32; 6912];
+            group.throughput(Throughput::Bytes((copies * base.packed_len()) as u64));
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    for m in &stack {
+                        m.matmul(&x, 1, &mut out, &pool).expect("matvec");
+                    }
+                })
+            });
+        }
         group.finish();
     }
 
@@ -91,8 +108,11 @@ fn bench_ternary(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
-    for (rows, cols, name) in SHAPES {
-        let m = matrix(rows, cols);
+    let two_bit = SHAPES.map(|(rows, cols, name)| (rows, cols, name, TernaryLayout::TwoBit));
+    // Prefill over trit5 unpacks each tile once per 64 tokens: it should cost about the same.
+    let trit5 = (6912, 2560, "trit5_2560to6912", TernaryLayout::Trit5);
+    for (rows, cols, name, layout) in two_bit.into_iter().chain([trit5]) {
+        let m = matrix(rows, cols, layout);
         let batch = 128;
         let x = activations(batch, cols);
         let mut out = vec![0i32; batch * rows];

@@ -135,6 +135,7 @@ pub enum KernelId {
     TernaryAvx2Matmul,
     TernaryAvx512Matvec,
     TernaryAvx512Matmul,
+    TernaryAvx512VbmiMatvec,
     TernaryScalarBlockScaled,
     TernaryAvx2BlockScaled,
     TernaryAvx512BlockScaled,
@@ -153,13 +154,14 @@ pub enum KernelId {
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 20] = [
+    pub const ALL: [KernelId; 21] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
         KernelId::TernaryAvx2Matmul,
         KernelId::TernaryAvx512Matvec,
         KernelId::TernaryAvx512Matmul,
+        KernelId::TernaryAvx512VbmiMatvec,
         KernelId::TernaryScalarBlockScaled,
         KernelId::TernaryAvx2BlockScaled,
         KernelId::TernaryAvx512BlockScaled,
@@ -185,6 +187,7 @@ impl KernelId {
             KernelId::TernaryAvx2Matmul => "i2s_avx2_matmul",
             KernelId::TernaryAvx512Matvec => "i2s_avx512_vnni_matvec",
             KernelId::TernaryAvx512Matmul => "i2s_avx512_vnni_matmul",
+            KernelId::TernaryAvx512VbmiMatvec => "i2s_trit5_avx512_vbmi_matvec",
             KernelId::TernaryScalarBlockScaled => "i2s_scalar_block_scaled",
             KernelId::TernaryAvx2BlockScaled => "i2s_avx2_block_scaled",
             KernelId::TernaryAvx512BlockScaled => "i2s_avx512_vnni_block_scaled",

@@ -46,4 +46,4 @@ pub use norm::rms_norm;
 pub use pool::ThreadPool;
 pub use q8::{quantize_q8_0, Q8Matrix};
 pub use quantize::{quantize_activations, quantize_activations_batch};
-pub use ternary::{BitLinearScratch, Scales, TernaryMatrix};
+pub use ternary::{BitLinearScratch, Scales, TernaryLayout, TernaryMatrix};

@@ -388,6 +388,7 @@ mod x86 {
 
     /// `d_w · d_x` for blocks `first..first + 8` (fewer at the end of the row) into `scales`.
     #[target_feature(enable = "avx,f16c")]
+    #[inline]
     fn block_scales(w: &[f16], xs: &[f32], first: usize, scales: &mut [f32; 8]) {
         if first + 8 <= w.len() {
             // SAFETY: 8 halves and 8 floats from `first` are in bounds (checked just above).

@@ -1,5 +1,6 @@
 //! ISA names, the `BITNET_ISA` override and the record of kernels that ran.
 
+use bitnet_kernels::ternary::TernaryLayout;
 use bitnet_kernels::{
     kernels_used, select_isa, Isa, KernelError, Scales, TernaryMatrix, ThreadPool,
 };
@@ -41,7 +42,15 @@ fn env_override_is_validated() {
 
 #[test]
 fn kernels_that_ran_are_recorded() {
-    let m = TernaryMatrix::from_values(4, 128, &[1; 512], Scales::PerTensor(1.0)).unwrap();
+    // The 2-bit layout's kernels (the trit5 one is checked in tests/ternary.rs).
+    let m = TernaryMatrix::from_values_with_layout(
+        4,
+        128,
+        &[1; 512],
+        Scales::PerTensor(1.0),
+        TernaryLayout::TwoBit,
+    )
+    .unwrap();
     let pool = ThreadPool::new(1);
     for isa in Isa::supported() {
         let mut out = [0i32; 4];

@@ -1,9 +1,12 @@
-//! Every ternary kernel path (scalar, AVX2, AVX-512 VNNI) against the definition of the product,
-//! `D[b][r] = Σ_j t[r][j] · q[b][j]`, evaluated naively from the unpacked values; the block-scaled
-//! float product against an f64 evaluation, bit-identical across ISAs and thread counts.
+//! Every ternary kernel path (scalar, AVX2, AVX-512 VNNI, and AVX-512 VBMI over the trit5 layout)
+//! against the definition of the product, `D[b][r] = Σ_j t[r][j] · q[b][j]`, evaluated naively
+//! from the unpacked values; the block-scaled float product against an f64 evaluation,
+//! bit-identical across ISAs and thread counts; the layout choice and the trit5 packed size.
 
-use bitnet_kernels::ternary::{Scales, TernaryMatrix};
-use bitnet_kernels::{Isa, KernelError, ThreadPool};
+use bitnet_kernels::ternary::{Scales, TernaryLayout, TernaryMatrix};
+use bitnet_kernels::{active_isa, kernels_used, Isa, KernelError, ThreadPool};
+
+const LAYOUTS: [TernaryLayout; 2] = [TernaryLayout::TwoBit, TernaryLayout::Trit5];
 use proptest::prelude::*;
 
 fn naive_dots(values: &[i8], rows: usize, cols: usize, x: &[i8], batch: usize) -> Vec<i32> {
@@ -48,6 +51,21 @@ fn case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
         })
 }
 
+/// Shapes for the trit5 layout: every multiple of 128 up to 1664 columns, batches 1..=5.
+fn trit5_case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
+    (1usize..=13, (1usize..=13).prop_map(|k| 128 * k), 1usize..=5).prop_flat_map(
+        |(rows, cols, batch)| {
+            (
+                Just(rows),
+                Just(cols),
+                Just(batch),
+                ternary(rows * cols),
+                activations(batch * cols),
+            )
+        },
+    )
+}
+
 fn pools() -> Vec<ThreadPool> {
     vec![ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)]
 }
@@ -57,26 +75,75 @@ proptest! {
 
     #[test]
     fn every_isa_equals_the_definition((rows, cols, batch, values, x) in case()) {
-        let matrix = TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(1.0)).unwrap();
         let expected = naive_dots(&values, rows, cols, &x, batch);
-        for pool in pools() {
-            for isa in Isa::supported() {
-                let mut out = vec![i32::MIN; batch * rows];
-                matrix.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
-                prop_assert_eq!(&out, &expected, "isa {} threads {}", isa, pool.threads());
+        for layout in LAYOUTS {
+            let matrix = TernaryMatrix::from_values_with_layout(
+                rows, cols, &values, Scales::PerTensor(1.0), layout,
+            ).unwrap();
+            for pool in pools() {
+                for isa in Isa::supported() {
+                    let mut out = vec![i32::MIN; batch * rows];
+                    matrix.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                    prop_assert_eq!(
+                        &out, &expected, "{:?} isa {} threads {}", layout, isa, pool.threads()
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn packing_round_trips((rows, cols, _batch, values, _x) in case()) {
-        let matrix = TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(0.5)).unwrap();
+        for layout in LAYOUTS {
+            let matrix = TernaryMatrix::from_values_with_layout(
+                rows, cols, &values, Scales::PerTensor(0.5), layout,
+            ).unwrap();
+            for r in 0..rows {
+                for c in 0..cols {
+                    prop_assert_eq!(matrix.value(r, c), Some(values[r * cols + c]));
+                }
+            }
+            prop_assert_eq!(matrix.value(rows, 0), None);
+            prop_assert_eq!(matrix.value(0, cols), None);
+        }
+    }
+
+    /// The trit5 layout on every ISA, batch and thread count against the 2-bit layout's scalar
+    /// products (integer and per-tensor scaled), over every `cols mod 320` residue (cols = 128k,
+    /// k = 1..=13: residues 128, 256, 64, 192, 0, …), and its values and packed size.
+    #[test]
+    fn trit5_equals_two_bit_scalar_on_every_isa((rows, cols, batch, values, x) in trit5_case()) {
+        let scales = Scales::PerTensor(0.375);
+        let two_bit = TernaryMatrix::from_values_with_layout(
+            rows, cols, &values, scales.clone(), TernaryLayout::TwoBit,
+        ).unwrap();
+        let trit5 = TernaryMatrix::from_values_with_layout(
+            rows, cols, &values, scales, TernaryLayout::Trit5,
+        ).unwrap();
+        prop_assert_eq!(trit5.layout(), TernaryLayout::Trit5);
+        prop_assert_eq!(trit5.packed_len(), rows.div_ceil(4) * 4 * cols.div_ceil(320) * 64);
         for r in 0..rows {
             for c in 0..cols {
-                prop_assert_eq!(matrix.value(r, c), Some(values[r * cols + c]));
+                prop_assert_eq!(trit5.value(r, c), Some(values[r * cols + c]));
             }
         }
-        prop_assert_eq!(matrix.value(rows, 0), None);
+        let serial = ThreadPool::new(1);
+        let mut expected = vec![0i32; batch * rows];
+        two_bit.matmul_with_isa(Isa::Scalar, &x, batch, &mut expected, &serial).unwrap();
+        let mut expected_scaled = vec![0f32; batch * rows];
+        two_bit
+            .matmul_scaled_with_isa(Isa::Scalar, &x, batch, &mut expected_scaled, &serial)
+            .unwrap();
+        for pool in pools() {
+            for isa in Isa::supported() {
+                let mut out = vec![i32::MIN; batch * rows];
+                trit5.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                prop_assert_eq!(&out, &expected, "isa {} threads {}", isa, pool.threads());
+                let mut scaled = vec![f32::NAN; batch * rows];
+                trit5.matmul_scaled_with_isa(isa, &x, batch, &mut scaled, &pool).unwrap();
+                prop_assert_eq!(&scaled, &expected_scaled, "isa {} threads {}", isa, pool.threads());
+            }
+        }
     }
 
     #[test]
@@ -146,15 +213,29 @@ fn real_model_shapes_equal_the_definition() {
         let x: Vec<i8> = (0..batch * cols)
             .map(|i| ((i * 151 + 17) % 256) as u8 as i8)
             .collect();
-        let matrix =
-            TernaryMatrix::from_values(rows, cols, &values, Scales::PerTensor(1.0)).unwrap();
         let expected = naive_dots(&values, rows, cols, &x, batch);
-        for isa in Isa::supported() {
-            let mut out = vec![0; batch * rows];
-            matrix
-                .matmul_with_isa(isa, &x, batch, &mut out, &pool)
-                .unwrap();
-            assert_eq!(out, expected, "isa {isa} shape {rows}x{cols} batch {batch}");
+        for layout in LAYOUTS {
+            let matrix = TernaryMatrix::from_values_with_layout(
+                rows,
+                cols,
+                &values,
+                Scales::PerTensor(1.0),
+                layout,
+            )
+            .unwrap();
+            for isa in Isa::supported() {
+                for batch in [1, batch] {
+                    let mut out = vec![0; batch * rows];
+                    matrix
+                        .matmul_with_isa(isa, &x[..batch * cols], batch, &mut out, &pool)
+                        .unwrap();
+                    assert_eq!(
+                        out,
+                        expected[..batch * rows],
+                        "{layout:?} isa {isa} shape {rows}x{cols} batch {batch}"
+                    );
+                }
+            }
         }
     }
 }
@@ -165,18 +246,25 @@ fn extreme_activations_do_not_saturate() {
     let (rows, cols) = (4, 6912);
     let pool = ThreadPool::new(1);
     for (w, q) in [(1i8, -128i8), (-1, -128), (1, 127), (-1, 127)] {
-        let matrix =
-            TernaryMatrix::from_values(rows, cols, &vec![w; rows * cols], Scales::PerTensor(1.0))
-                .unwrap();
-        let x = vec![q; cols];
-        for isa in Isa::supported() {
-            let mut out = vec![0; rows];
-            matrix.matmul_with_isa(isa, &x, 1, &mut out, &pool).unwrap();
-            assert_eq!(
-                out,
-                vec![i32::from(w) * i32::from(q) * cols as i32; rows],
-                "isa {isa}"
-            );
+        for layout in LAYOUTS {
+            let matrix = TernaryMatrix::from_values_with_layout(
+                rows,
+                cols,
+                &vec![w; rows * cols],
+                Scales::PerTensor(1.0),
+                layout,
+            )
+            .unwrap();
+            let x = vec![q; cols];
+            for isa in Isa::supported() {
+                let mut out = vec![0; rows];
+                matrix.matmul_with_isa(isa, &x, 1, &mut out, &pool).unwrap();
+                assert_eq!(
+                    out,
+                    vec![i32::from(w) * i32::from(q) * cols as i32; rows],
+                    "{layout:?} isa {isa}"
+                );
+            }
         }
     }
 }
@@ -257,4 +345,84 @@ fn per_tensor_scaled_product_is_dot_times_scale() {
     let mut out = vec![0f32; 3];
     matrix.matmul_scaled(&x, 1, &mut out, &pool).unwrap();
     assert_eq!(out, expected);
+}
+
+/// Whether this CPU has AVX-512 VBMI (never off x86-64).
+fn cpu_has_vbmi() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512vbmi")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[test]
+fn from_values_picks_trit5_exactly_on_avx512_vbmi_with_per_tensor_scales() {
+    let vbmi = cpu_has_vbmi();
+    let expected = if active_isa() == Isa::Avx512 && vbmi {
+        TernaryLayout::Trit5
+    } else {
+        TernaryLayout::TwoBit
+    };
+    let per_tensor = TernaryMatrix::from_values(4, 640, &[1; 4 * 640], Scales::PerTensor(1.0));
+    assert_eq!(per_tensor.unwrap().layout(), expected, "vbmi {vbmi}");
+    let blocked = Scales::PerBlock {
+        block_len: 128,
+        scales: vec![1.0; 4 * 640 / 128],
+    };
+    let per_block = TernaryMatrix::from_values(4, 640, &[1; 4 * 640], blocked.clone()).unwrap();
+    assert_eq!(per_block.layout(), TernaryLayout::TwoBit);
+    assert_eq!(
+        TernaryMatrix::from_values_with_layout(
+            4,
+            640,
+            &[1; 4 * 640],
+            blocked,
+            TernaryLayout::Trit5
+        )
+        .unwrap_err(),
+        KernelError::NeedsPerTensorScales
+    );
+}
+
+#[test]
+fn trit5_packed_size_is_256_bytes_per_started_320_columns_per_tile() {
+    // 2B-4T shapes: 2560 = 8 × 320 (2048 bytes per tile instead of 2560), 6912 = 21 × 320 + 192.
+    for (rows, cols, tile_bytes) in [(4, 2560, 2048), (9, 6912, 22 * 256), (1, 128, 256)] {
+        let matrix = TernaryMatrix::from_values_with_layout(
+            rows,
+            cols,
+            &vec![0; rows * cols],
+            Scales::PerTensor(1.0),
+            TernaryLayout::Trit5,
+        )
+        .unwrap();
+        assert_eq!(matrix.packed_len(), rows.div_ceil(4) * tile_bytes);
+    }
+}
+
+#[test]
+fn vbmi_matvec_is_recorded_when_it_runs() {
+    let matrix = TernaryMatrix::from_values_with_layout(
+        4,
+        384,
+        &[-1; 4 * 384],
+        Scales::PerTensor(1.0),
+        TernaryLayout::Trit5,
+    )
+    .unwrap();
+    let pool = ThreadPool::new(1);
+    let mut out = [0i32; 4];
+    for isa in Isa::supported() {
+        matrix
+            .matmul_with_isa(isa, &[2; 384], 1, &mut out, &pool)
+            .unwrap();
+        assert_eq!(out, [-768; 4], "isa {isa}");
+    }
+    let ran = kernels_used().contains(&"i2s_trit5_avx512_vbmi_matvec");
+    let expected = Isa::Avx512.is_supported() && cpu_has_vbmi();
+    assert_eq!(ran, expected, "{:?}", kernels_used());
 }

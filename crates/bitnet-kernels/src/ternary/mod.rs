@@ -1,6 +1,13 @@
-//! Ternary weight matrices in the kernels' packed layout, and their products with int8 activations.
+//! Ternary weight matrices in the kernels' packed layouts, and their products with int8 activations.
 //!
-//! # Layout (2 bits per weight, codes `c = t + 1`: −1 → 0, 0 → 1, +1 → 2)
+//! A matrix stores its weights in exactly one of two layouts ([`TernaryLayout`]), both built from
+//! codes `c = t + 1` (−1 → 0, 0 → 1, +1 → 2) in row tiles of [`ROW_TILE`] = 4 rows (the last tile
+//! padded with zero rows). [`TernaryMatrix::from_values`] picks trit5 when the scales are
+//! per-tensor, the active ISA is AVX-512 and the CPU has AVX-512 VBMI (the decode kernel's byte
+//! lookups), and the 2-bit layout otherwise; [`TernaryMatrix::from_values_with_layout`] takes the
+//! layout explicitly.
+//!
+//! # 2-bit layout (2 bits per weight)
 //! Rows are grouped into tiles of [`ROW_TILE`] = 4 rows (the last tile padded with zero rows); a
 //! tile occupies `cols` bytes, so one kernel call streams one contiguous run of memory. Inside a
 //! tile, each 256-column chunk `k` holds 4 × 64 bytes (row 0's 64 bytes, then row 1's, …); byte `b`
@@ -8,6 +15,20 @@
 //! chunk (when `cols % 256 == 128`) holds 4 × 32 bytes, byte `b` holding columns `32s + b` at shift
 //! `2s`. So one 64-byte (or 32-byte) load, shifted by `2s` and masked with 3, gives the codes of 64
 //! (32) consecutive columns, matching one contiguous load of activations.
+//!
+//! # Trit5 layout (5 weights per byte, 1.6 bits per weight: 20% fewer bytes streamed per token)
+//! Inside a tile, each 320-column chunk `k` holds 4 × 64 bytes (row 0's 64 bytes, then row 1's,
+//! …); byte `b` of a row's 64 holds the codes of columns `320k + 64s + b` (s = 0..5) as
+//! `Σ_s c_s · 3^s` (3^5 = 243 ≤ 256). A tile takes `256 · ceil(cols / 320)` bytes: the last chunk
+//! may hold only `m = (cols mod 320) / 64` streams, the missing ones stored as code 1 (weight 0)
+//! and never multiplied (no activation past `cols` is read). The one-token product decodes the
+//! codes with byte table lookups (AVX-512 VBMI `vpermi2b` / `vpermb`) straight into `vpdpbusd`;
+//! batches and the other ISAs first unpack a tile into the 2-bit layout (a per-thread buffer) and
+//! run the 2-bit kernels on it, so a tile is unpacked once per group of up to 64 tokens.
+//!
+//! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
+//! 2-bit, so trit5 pays off where weights stream from DRAM at under ~36 GB/s per core (it reads
+//! 20% fewer bytes); see `benches/ternary.rs`.
 //!
 //! # Products
 //! With codes, `D = Σ t·q = Σ c·q − Σ q`: the unsigned×signed byte dot (`vpdpbusd`, `pmaddubsw`)
@@ -19,6 +40,7 @@
 
 mod bitlinear;
 mod scalar;
+mod trit5;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -39,8 +61,11 @@ pub const COL_GRANULARITY: usize = 128;
 const CHUNK_COLS: usize = 256;
 /// Columns sharing one expanded block scale inside the kernels.
 const GROUP_COLS: usize = 32;
-/// Tokens whose activation sums are computed together (bounded stack buffer).
+/// Tokens applied to one (unpacked) tile together.
 const TOKEN_BLOCK: usize = 64;
+/// Bytes at the start of each thread's share of a matrix requested at once (see
+/// `integer_products`).
+const CHUNK_PREFETCH_BYTES: usize = 8192;
 /// Lanes of the block-scaled summation order ([`crate::order`]): the term of quad `k` (columns
 /// `4k..4k+4`, an exact integer dot times its group's scale) is fused into lane `k mod 16`, quads
 /// in order, the lanes fold by the halving tree (`cols / 4` is a multiple of 16: no tail). One
@@ -57,6 +82,38 @@ pub enum Scales {
     PerBlock { block_len: usize, scales: Vec<f32> },
 }
 
+/// How a [`TernaryMatrix`] stores its weights (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TernaryLayout {
+    /// 4 weights per byte; every kernel reads it directly.
+    TwoBit,
+    /// 5 weights per byte (base 3); needs [`Scales::PerTensor`]. The one-token product on
+    /// AVX-512 VBMI reads it directly, everything else unpacks one tile at a time.
+    Trit5,
+}
+
+impl TernaryLayout {
+    /// The layout [`TernaryMatrix::from_values`] picks for these scales on this CPU and active
+    /// ISA: trit5 for per-tensor scales on AVX-512 with VBMI, 2-bit otherwise.
+    pub fn preferred(scales: &Scales) -> TernaryLayout {
+        if matches!(scales, Scales::PerTensor(_)) && active_isa() == Isa::Avx512 && vbmi_present() {
+            TernaryLayout::Trit5
+        } else {
+            TernaryLayout::TwoBit
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vbmi_present() -> bool {
+    x86::avx512_vbmi::features_present()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vbmi_present() -> bool {
+    false
+}
+
 /// 64 bytes aligned to a cache line: the storage unit of the packed weights.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -67,6 +124,7 @@ struct Line([u8; 64]);
 pub struct TernaryMatrix {
     rows: usize,
     cols: usize,
+    layout: TernaryLayout,
     packed: Vec<Line>,
     scales: Scales,
     /// PerBlock only: each row's scale for every 32 columns (`rows_padded × cols/32`, zero in
@@ -79,6 +137,7 @@ impl std::fmt::Debug for TernaryMatrix {
         f.debug_struct("TernaryMatrix")
             .field("rows", &self.rows)
             .field("cols", &self.cols)
+            .field("layout", &self.layout)
             .field("packed_bytes", &self.packed_len())
             .finish()
     }
@@ -128,13 +187,30 @@ fn pack_row(r: usize, values: &[i8], tile: &mut [u8]) {
 }
 
 impl TernaryMatrix {
-    /// Packs row-major values in {−1, 0, 1} (`values[row * cols + col]`, row = output).
+    /// Packs row-major values in {−1, 0, 1} (`values[row * cols + col]`, row = output) in the
+    /// layout [`TernaryLayout::preferred`] picks.
     pub fn from_values(
         rows: usize,
         cols: usize,
         values: &[i8],
         scales: Scales,
     ) -> Result<TernaryMatrix, KernelError> {
+        let layout = TernaryLayout::preferred(&scales);
+        TernaryMatrix::from_values_with_layout(rows, cols, values, scales, layout)
+    }
+
+    /// [`TernaryMatrix::from_values`] in a chosen layout (for tests and benchmarks); trit5 with
+    /// per-block scales is [`KernelError::NeedsPerTensorScales`].
+    pub fn from_values_with_layout(
+        rows: usize,
+        cols: usize,
+        values: &[i8],
+        scales: Scales,
+        layout: TernaryLayout,
+    ) -> Result<TernaryMatrix, KernelError> {
+        if layout == TernaryLayout::Trit5 && !matches!(scales, Scales::PerTensor(_)) {
+            return Err(KernelError::NeedsPerTensorScales);
+        }
         if rows == 0 || cols == 0 {
             return Err(KernelError::EmptyShape { rows, cols });
         }
@@ -192,15 +268,25 @@ impl TernaryMatrix {
             }
         };
         // Every code starts as 1 (weight 0): padding rows contribute nothing.
-        let mut packed = vec![Line([0x55; 64]); tiles * cols / 64];
+        type PackRow = fn(usize, &[i8], &mut [u8]);
+        let (tile_bytes, zero_byte, pack): (usize, u8, PackRow) = match layout {
+            TernaryLayout::TwoBit => (cols, 0x55, pack_row),
+            TernaryLayout::Trit5 => (trit5::tile_bytes(cols), trit5::ZERO_BYTE, trit5::pack_row),
+        };
+        let mut packed = vec![Line([zero_byte; 64]); tiles * tile_bytes / 64];
         let bytes = lines_as_bytes_mut(&mut packed);
         for (row, row_values) in values.chunks_exact(cols).enumerate() {
-            let tile = &mut bytes[(row / ROW_TILE) * cols..(row / ROW_TILE + 1) * cols];
-            pack_row(row % ROW_TILE, row_values, tile);
+            let tile = row / ROW_TILE;
+            pack(
+                row % ROW_TILE,
+                row_values,
+                &mut bytes[tile * tile_bytes..(tile + 1) * tile_bytes],
+            );
         }
         Ok(TernaryMatrix {
             rows,
             cols,
+            layout,
             packed,
             scales,
             group_scales,
@@ -215,6 +301,11 @@ impl TernaryMatrix {
     /// Input count.
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// How the weights are stored.
+    pub fn layout(&self) -> TernaryLayout {
+        self.layout
     }
 
     /// The scales given at construction.
@@ -232,8 +323,17 @@ impl TernaryMatrix {
         if row >= self.rows || col >= self.cols {
             return None;
         }
-        let (byte, shift) = code_position(row % ROW_TILE, col, self.cols);
-        let code = (self.packed_bytes()[(row / ROW_TILE) * self.cols + byte] >> shift) & 3;
+        let tile = self.tile(row / ROW_TILE);
+        let code = match self.layout {
+            TernaryLayout::TwoBit => {
+                let (byte, shift) = code_position(row % ROW_TILE, col, self.cols);
+                (tile[byte] >> shift) & 3
+            }
+            TernaryLayout::Trit5 => {
+                let (byte, stream) = trit5::code_position_trit5(row % ROW_TILE, col);
+                trit5::DIGITS.0[stream][usize::from(tile[byte])]
+            }
+        };
         Some(code as i8 - 1)
     }
 
@@ -245,8 +345,17 @@ impl TernaryMatrix {
         self.rows.div_ceil(ROW_TILE)
     }
 
+    /// Bytes of one row tile in this matrix's layout.
+    fn tile_bytes(&self) -> usize {
+        match self.layout {
+            TernaryLayout::TwoBit => self.cols,
+            TernaryLayout::Trit5 => trit5::tile_bytes(self.cols),
+        }
+    }
+
     fn tile(&self, tile: usize) -> &[u8] {
-        &self.packed_bytes()[tile * self.cols..(tile + 1) * self.cols]
+        let len = self.tile_bytes();
+        &self.packed_bytes()[tile * len..(tile + 1) * len]
     }
 
     fn check_operands(
@@ -318,7 +427,13 @@ impl TernaryMatrix {
         pool: &ThreadPool,
         sink: impl Fn(usize, i32) + Sync,
     ) {
+        let trit5 = self.layout == TernaryLayout::Trit5;
+        // The one-token trit5 product reads the packed bytes directly; every other trit5 product
+        // unpacks each tile to the 2-bit layout (with VBMI when the AVX-512 tier is asked for).
+        let vbmi = trit5 && isa == Isa::Avx512 && vbmi_present();
+        let direct = vbmi && batch == 1;
         record(match (isa, batch) {
+            (Isa::Avx512, 1) if direct => KernelId::TernaryAvx512VbmiMatvec,
             (Isa::Scalar, 1) => KernelId::TernaryScalarMatvec,
             (Isa::Scalar, _) => KernelId::TernaryScalarMatmul,
             (Isa::Avx2, 1) => KernelId::TernaryAvx2Matvec,
@@ -329,40 +444,69 @@ impl TernaryMatrix {
         let (rows, cols) = (self.rows, self.cols);
         let tiles = self.row_tiles();
         let chunks = pool.chunk_count(tiles);
+        // Each token's activation sum, once per call (not once per chunk).
+        let mut token_sums = ACTIVATION_SUMS.with(|cell| cell.take());
+        token_sums.clear();
+        token_sums.extend(
+            x_q.chunks_exact(cols)
+                .take(batch)
+                .map(|x| x.iter().map(|&q| i32::from(q)).sum::<i32>()),
+        );
+        let token_sums_ref = &token_sums;
         pool.run(chunks, &|chunk| {
             let my_tiles = split_range(tiles, chunks, chunk);
-            for block_start in (0..batch).step_by(TOKEN_BLOCK) {
-                let block_end = batch.min(block_start + TOKEN_BLOCK);
-                let mut sums = [0i32; TOKEN_BLOCK];
-                for (b, sum) in (block_start..block_end).zip(sums.iter_mut()) {
-                    *sum = x_q[b * cols..(b + 1) * cols]
-                        .iter()
-                        .map(|&q| i32::from(q))
-                        .sum();
+            // Start this chunk's weight stream at once: the kernels prefetch ahead of the bytes
+            // they read, so without this the first lines of every chunk arrive one miss at a time.
+            if let Some(first) = my_tiles.clone().next() {
+                let start = first * self.tile_bytes();
+                let end = (my_tiles.end * self.tile_bytes()).min(start + CHUNK_PREFETCH_BYTES);
+                crate::memory::prefetch_lines(&self.packed_bytes()[start..end]);
+            }
+            UNPACKED_TILE.with(|cell| {
+                let mut unpacked = cell.borrow_mut();
+                if trit5 && !direct && unpacked.len() < cols / 64 {
+                    unpacked.resize(cols / 64, Line([0; 64]));
                 }
-                for tile in my_tiles.clone() {
-                    let weights = self.tile(tile);
-                    let mut b = block_start;
-                    while b < block_end {
-                        let x = &x_q[b * cols..];
-                        let (dots, n) = tile_code_dots(isa, weights, x, cols, block_end - b);
-                        for (r, row_dots) in dots.iter().enumerate() {
+                for block_start in (0..batch).step_by(TOKEN_BLOCK) {
+                    let block_end = batch.min(block_start + TOKEN_BLOCK);
+                    let sums = &token_sums_ref[block_start..block_end];
+                    for tile in my_tiles.clone() {
+                        let emit = |r: usize, t: usize, dot: i32| {
                             let row = tile * ROW_TILE + r;
-                            if row >= rows {
-                                break;
+                            if row < rows {
+                                sink((block_start + t) * rows + row, dot - sums[t]);
                             }
-                            for t in 0..n {
-                                sink(
-                                    (b + t) * rows + row,
-                                    row_dots[t] - sums[b - block_start + t],
-                                );
+                        };
+                        if direct {
+                            let dots = trit5_code_dots_vbmi(self.tile(tile), x_q, cols);
+                            for (r, &dot) in dots.iter().enumerate() {
+                                emit(r, 0, dot);
                             }
+                            continue;
                         }
-                        b += n;
+                        let weights = if trit5 {
+                            let out = &mut lines_as_bytes_mut(&mut unpacked)[..cols];
+                            unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
+                            &*out
+                        } else {
+                            self.tile(tile)
+                        };
+                        let mut b = block_start;
+                        while b < block_end {
+                            let x = &x_q[b * cols..];
+                            let (dots, n) = tile_code_dots(isa, weights, x, cols, block_end - b);
+                            for (r, row_dots) in dots.iter().enumerate() {
+                                for (t, &dot) in row_dots[..n].iter().enumerate() {
+                                    emit(r, b - block_start + t, dot);
+                                }
+                            }
+                            b += n;
+                        }
                     }
                 }
-            }
+            });
         });
+        ACTIVATION_SUMS.with(|cell| cell.set(token_sums));
     }
 
     /// Scaled products in f32: `out[b·rows + r] = Σ_blocks D_block · s_block` (per-block scales)
@@ -444,6 +588,35 @@ impl TernaryMatrix {
 thread_local! {
     /// Per-thread scratch for the activation sums of 4 consecutive columns (block-scaled path).
     static QUAD_SUMS: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    /// The caller's per-token activation sums of the current product (grown once, then reused).
+    static ACTIVATION_SUMS: std::cell::Cell<Vec<i32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// Per-thread scratch: one trit5 tile unpacked to the 2-bit layout (grown once, then reused).
+    static UNPACKED_TILE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Raw code dots `Σ c·q` of one trit5 row tile and one token, straight from the packed bytes
+/// (AVX-512 VBMI; callers check [`vbmi_present`]).
+fn trit5_code_dots_vbmi(weights: &[u8], x: &[i8], cols: usize) -> [i32; ROW_TILE] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::avx512_vbmi::tile_code_dots(weights, x, cols)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (weights, x, cols);
+        unreachable!("the AVX-512 VBMI kernel exists only on x86-64")
+    }
+}
+
+/// Rewrites one trit5 tile as the 2-bit tile of the same weights (`out`: `cols` bytes), with the
+/// AVX-512 VBMI kernel when `vbmi`, else the scalar one.
+fn unpack_trit5_tile(vbmi: bool, weights: &[u8], cols: usize, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if vbmi {
+        return x86::avx512_vbmi::unpack_tile(weights, cols, out);
+    }
+    let _ = vbmi;
+    trit5::unpack_tile(weights, cols, out);
 }
 
 /// Raw code dots `Σ c·q` (indexed `[row][token]`) of one row tile for the widest token tile the

@@ -1,8 +1,10 @@
-//! x86-64 ternary kernels (AVX2 and AVX-512 VNNI), each behind a safe wrapper that checks the CPU
-//! features and the slice lengths before entering the `target_feature` code.
+//! x86-64 ternary kernels (AVX2, AVX-512 VNNI, and AVX-512 VBMI for the trit5 layout), each
+//! behind a safe wrapper that checks the CPU features and the slice lengths before entering the
+//! `target_feature` code.
 
 pub(super) mod avx2;
 pub(super) mod avx512;
+pub(super) mod avx512_vbmi;
 
 use std::arch::x86_64::*;
 

@@ -1,0 +1,282 @@
+//! AVX-512 VBMI kernels over the trit5 layout: a byte's 5 codes come from table lookups
+//! (`vpermi2b` for the byte mod 27, then one `vpermb` per code; see [`DecodeTables`]), then are
+//! multiplied with int8 activations by `vpdpbusd` (the one-token decode kernel) or shifted into
+//! the 2-bit layout (the unpacking of a tile for the batched kernels).
+
+#![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
+
+use std::arch::x86_64::*;
+
+use super::super::trit5::{tile_bytes, CHUNK_BYTES, CHUNK_COLS, STREAMS};
+use super::super::{CHUNK_COLS as TWO_BIT_CHUNK_COLS, ROW_TILE};
+
+/// How far ahead of the current chunk weights are prefetched.
+const PREFETCH_BYTES: usize = 8192;
+
+/// Whether this CPU has everything the kernels below use.
+pub(in crate::ternary) fn features_present() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vbmi")
+}
+
+/// The decoding tables, as bytes (64-byte aligned rows).
+///
+/// A byte `v = Σ c_s · 3^s` is split as `v = 27·w + y` (y < 27, w < 9): `y` comes from one
+/// 256-entry lookup (`MOD27`, two `vpermi2b` blended on bit 7); `c0..c2` are `vpermb` lookups of
+/// `y` (`LOW_DIGITS`); and `e = (v − y) >> 2 = ⌊27w / 4⌋` takes 9 distinct values below 64, so
+/// `c3, c4` are `vpermb` lookups of `e` (`HIGH_DIGITS`). (`vpermb` reads only index bits 0..5,
+/// so the bits a 16-bit shift brings in from the neighbouring byte are ignored.)
+#[repr(C, align(64))]
+struct DecodeTables {
+    mod27: [u8; 256],
+    low_digits: [[u8; 64]; 3],
+    high_digits: [[u8; 64]; 2],
+}
+
+static DECODE_TABLES: DecodeTables = decode_tables();
+
+const fn decode_tables() -> DecodeTables {
+    let mut tables = DecodeTables {
+        mod27: [0; 256],
+        low_digits: [[0; 64]; 3],
+        high_digits: [[0; 64]; 2],
+    };
+    let mut v = 0;
+    while v < 256 {
+        tables.mod27[v] = (v % 27) as u8;
+        v += 1;
+    }
+    let mut y = 0;
+    while y < 27 {
+        tables.low_digits[0][y] = (y % 3) as u8;
+        tables.low_digits[1][y] = (y / 3 % 3) as u8;
+        tables.low_digits[2][y] = (y / 9) as u8;
+        y += 1;
+    }
+    let mut w = 0;
+    while w < 9 {
+        let e = 27 * w / 4;
+        tables.high_digits[0][e] = (w % 3) as u8;
+        tables.high_digits[1][e] = (w / 3) as u8;
+        w += 1;
+    }
+    tables
+}
+
+/// [`DECODE_TABLES`] in registers.
+#[derive(Clone, Copy)]
+struct Decoder {
+    mod27: [__m512i; 4],
+    low_digits: [__m512i; 3],
+    high_digits: [__m512i; 2],
+}
+
+impl Decoder {
+    #[target_feature(enable = "avx512f")]
+    fn new() -> Decoder {
+        let t = &DECODE_TABLES;
+        // SAFETY: every load reads 64 bytes inside one of the tables' rows.
+        unsafe {
+            let load = |p: *const u8| _mm512_loadu_si512(p.cast());
+            Decoder {
+                mod27: [0, 1, 2, 3].map(|q| load(t.mod27.as_ptr().add(64 * q))),
+                low_digits: [0, 1, 2].map(|s| load(t.low_digits[s].as_ptr())),
+                high_digits: [0, 1].map(|s| load(t.high_digits[s].as_ptr())),
+            }
+        }
+    }
+
+    /// `y = v mod 27` of 64 packed bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[inline]
+    fn low27(&self, raw: __m512i) -> __m512i {
+        let low_half = _mm512_permutex2var_epi8(self.mod27[0], raw, self.mod27[1]);
+        let high_half = _mm512_permutex2var_epi8(self.mod27[2], raw, self.mod27[3]);
+        _mm512_mask_blend_epi8(_mm512_movepi8_mask(raw), low_half, high_half)
+    }
+
+    /// The codes of stream `s` of 64 packed bytes, given `y` = [`Decoder::low27`] of them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    #[inline]
+    fn stream(&self, raw: __m512i, y: __m512i, s: usize) -> __m512i {
+        if s < 3 {
+            _mm512_permutexvar_epi8(y, self.low_digits[s])
+        } else {
+            let e = _mm512_srli_epi16::<2>(_mm512_sub_epi8(raw, y));
+            _mm512_permutexvar_epi8(e, self.high_digits[s - 3])
+        }
+    }
+}
+
+/// The codes of 64-column block `g` (columns 64g..64g + 64) of row `r` of a trit5 tile: chunk
+/// g / 5, stream g mod 5.
+///
+/// # Safety
+/// The tile at `w` must hold the row's 64 bytes of chunk g / 5 (g < cols / 64 of its matrix).
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[inline]
+unsafe fn block_codes(decoder: &Decoder, w: *const u8, r: usize, g: usize) -> __m512i {
+    // SAFETY: in bounds by the caller's contract.
+    let raw = unsafe { _mm512_loadu_si512(w.add((g / STREAMS) * CHUNK_BYTES + 64 * r).cast()) };
+    decoder.stream(raw, decoder.low27(raw), g % STREAMS)
+}
+
+/// `Σ_j c[r][j] · x[j]` for the 4 rows of a trit5 tile and one token.
+pub(in crate::ternary) fn tile_code_dots(weights: &[u8], x: &[i8], cols: usize) -> [i32; ROW_TILE] {
+    assert!(
+        features_present(),
+        "AVX-512 VBMI kernel called on a CPU without it"
+    );
+    assert!(cols.is_multiple_of(128) && weights.len() == tile_bytes(cols) && x.len() >= cols);
+    // SAFETY: the features were checked above; the kernel reads `tile_bytes(cols)` bytes of
+    // `weights` and `cols` bytes of `x`, both checked.
+    unsafe { tile_code_dots_impl(weights.as_ptr(), x.as_ptr(), cols) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn tile_code_dots_impl(w: *const u8, x: *const i8, cols: usize) -> [i32; ROW_TILE] {
+    let decoder = Decoder::new();
+    // Two accumulator sets (even and odd streams) halve the `vpdpbusd` latency chains.
+    let mut acc = [[_mm512_setzero_si512(); ROW_TILE]; 2];
+    let full = cols / CHUNK_COLS;
+    for chunk in 0..full {
+        // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and chunk·320 + 320 <=
+        // cols activations.
+        unsafe { chunk_code_dots::<STREAMS>(&decoder, w, x, chunk, &mut acc) };
+    }
+    // Only the streams holding columns < cols: activations past `cols` are never read.
+    // SAFETY: the last chunk's 256 bytes lie within tile_bytes(cols) and its first `m` streams'
+    // activations end at full·320 + 64·m = cols.
+    unsafe {
+        match (cols - full * CHUNK_COLS) / 64 {
+            1 => chunk_code_dots::<1>(&decoder, w, x, full, &mut acc),
+            2 => chunk_code_dots::<2>(&decoder, w, x, full, &mut acc),
+            3 => chunk_code_dots::<3>(&decoder, w, x, full, &mut acc),
+            4 => chunk_code_dots::<4>(&decoder, w, x, full, &mut acc),
+            _ => {}
+        }
+    }
+    let mut out = [0i32; ROW_TILE];
+    for r in 0..ROW_TILE {
+        out[r] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0][r], acc[1][r]));
+    }
+    out
+}
+
+/// Adds the code dots of the first `M` streams of chunk `chunk` to the 4 rows' accumulators
+/// (stream `s` to set `s mod 2`).
+///
+/// # Safety
+/// The tile at `w` must hold chunk `chunk` (256 bytes) and `x` the activations of its first `M`
+/// streams (columns chunk·320 .. chunk·320 + 64·M).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+#[inline]
+unsafe fn chunk_code_dots<const M: usize>(
+    decoder: &Decoder,
+    w: *const u8,
+    x: *const i8,
+    chunk: usize,
+    acc: &mut [[__m512i; ROW_TILE]; 2],
+) {
+    // SAFETY (whole block): in bounds by the caller's contract.
+    unsafe {
+        let wp = w.add(chunk * CHUNK_BYTES);
+        let xp = x.add(chunk * CHUNK_COLS);
+        // Weights stream from DRAM in decode: keep lines in flight ahead of use. A prefetch past
+        // the end of the matrix is harmless (no fault), hence the wrapping pointer.
+        for line in 0..ROW_TILE {
+            let ahead = wp.wrapping_add(PREFETCH_BYTES + 64 * line);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+        }
+        let mut raw = [_mm512_setzero_si512(); ROW_TILE];
+        let mut low = [_mm512_setzero_si512(); ROW_TILE];
+        for r in 0..ROW_TILE {
+            raw[r] = _mm512_loadu_si512(wp.add(64 * r).cast());
+            low[r] = decoder.low27(raw[r]);
+        }
+        for s in 0..M {
+            let a = _mm512_loadu_si512(xp.add(64 * s).cast());
+            for r in 0..ROW_TILE {
+                let codes = decoder.stream(raw[r], low[r], s);
+                acc[s % 2][r] = _mm512_dpbusd_epi32(acc[s % 2][r], codes, a);
+            }
+        }
+    }
+}
+
+/// Rewrites a trit5 tile as the 2-bit tile of the same weights (`out` holds `cols` bytes).
+pub(in crate::ternary) fn unpack_tile(weights: &[u8], cols: usize, out: &mut [u8]) {
+    assert!(
+        features_present(),
+        "AVX-512 VBMI kernel called on a CPU without it"
+    );
+    assert!(cols.is_multiple_of(128) && weights.len() == tile_bytes(cols) && out.len() == cols);
+    // SAFETY: the features were checked above; the kernel reads `tile_bytes(cols)` bytes of
+    // `weights` and writes `cols` bytes of `out`, both checked.
+    unsafe { unpack_tile_impl(weights.as_ptr(), cols, out.as_mut_ptr()) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn unpack_tile_impl(w: *const u8, cols: usize, out: *mut u8) {
+    let decoder = Decoder::new();
+    // SAFETY (for every `block_codes` below): blocks g < cols / 64 lie within the tile.
+    macro_rules! block {
+        ($r:expr, $g:expr) => {
+            unsafe { block_codes(&decoder, w, $r, $g) }
+        };
+    }
+    let full = cols / TWO_BIT_CHUNK_COLS;
+    for r in 0..ROW_TILE {
+        // Blocks in column order: trit5 chunk g / 5 is loaded and split (v mod 27) once for its 5
+        // streams; 2-bit chunk k collects blocks 4k..4k + 4 at shifts 0, 2, 4, 6 (codes are 2
+        // bits wide, so the 16-bit shifts carry nothing into the neighbouring byte).
+        let (mut raw, mut low) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut bytes = _mm512_setzero_si512();
+        for g in 0..4 * full {
+            let stream = g % STREAMS;
+            if stream == 0 {
+                // SAFETY: g < cols / 64, so chunk g / 5 of the row lies within the tile.
+                raw = unsafe {
+                    _mm512_loadu_si512(w.add((g / STREAMS) * CHUNK_BYTES + 64 * r).cast())
+                };
+                low = decoder.low27(raw);
+            }
+            let codes = decoder.stream(raw, low, stream);
+            let shift = _mm_cvtsi32_si128(2 * (g % 4) as i32);
+            bytes = _mm512_or_si512(bytes, _mm512_sll_epi16(codes, shift));
+            if g % 4 == 3 {
+                // SAFETY: (g / 4)·256 + 64·r + 64 <= full·256 <= cols bytes of `out`.
+                unsafe {
+                    _mm512_storeu_si512(
+                        out.add((g / 4) * TWO_BIT_CHUNK_COLS + 64 * r).cast(),
+                        bytes,
+                    )
+                };
+                bytes = _mm512_setzero_si512();
+            }
+        }
+        if !cols.is_multiple_of(TWO_BIT_CHUNK_COLS) {
+            // The 128-column tail: byte b holds columns tail + 32s + b at shift 2s, i.e. the low
+            // and high halves of the tail's two 64-column blocks.
+            let g = 4 * full;
+            let (first, second) = (block!(r, g), block!(r, g + 1));
+            let bytes = _mm256_or_si256(
+                _mm256_or_si256(
+                    _mm512_castsi512_si256(first),
+                    _mm256_slli_epi16::<2>(_mm512_extracti64x4_epi64::<1>(first)),
+                ),
+                _mm256_or_si256(
+                    _mm256_slli_epi16::<4>(_mm512_castsi512_si256(second)),
+                    _mm256_slli_epi16::<6>(_mm512_extracti64x4_epi64::<1>(second)),
+                ),
+            );
+            // SAFETY: full·256 + 32·r + 32 <= full·256 + 128 = cols bytes of `out`.
+            unsafe {
+                _mm256_storeu_si256(out.add(full * TWO_BIT_CHUNK_COLS + 32 * r).cast(), bytes)
+            };
+        }
+    }
+}
