@@ -119,7 +119,7 @@ pub fn matmul_f16_with_isa(
         return Ok(());
     }
     record(match isa {
-        Isa::Scalar => KernelId::F16ScalarMatvec,
+        Isa::Scalar | Isa::Neon => KernelId::F16ScalarMatvec,
         Isa::Avx2 => KernelId::F16Avx2Matvec,
         Isa::Avx512 => KernelId::F16Avx512Matvec,
     });

@@ -2,8 +2,9 @@
 //! which kernels actually ran (so run receipts can say so).
 //!
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
-//! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the
-//! CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512`.
+//! [`Isa::Neon`] is aarch64's baseline SIMD (its ternary kernels; the float kernels run their
+//! scalar form there); [`Isa::Scalar`] runs everywhere. The active tier is chosen once per
+//! process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,11 +21,13 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI + F16C (x86-64).
     Avx512,
+    /// NEON (aarch64): the ternary kernels; float kernels run their scalar form.
+    Neon,
 }
 
 impl Isa {
-    /// All tiers, slowest first.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+    /// All tiers, slowest first within an architecture.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
 
     /// The name used by `BITNET_ISA` and in receipts.
     pub fn name(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
         }
     }
 
@@ -41,6 +45,7 @@ impl Isa {
             "scalar" => Ok(Isa::Scalar),
             "avx2" => Ok(Isa::Avx2),
             "avx512" => Ok(Isa::Avx512),
+            "neon" => Ok(Isa::Neon),
             _ => Err(KernelError::BadIsaName {
                 value: value.to_string(),
             }),
@@ -53,6 +58,7 @@ impl Isa {
             Isa::Scalar => true,
             Isa::Avx2 => has_avx2(),
             Isa::Avx512 => has_avx512(),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
         }
     }
 
@@ -136,9 +142,12 @@ pub enum KernelId {
     TernaryAvx512Matvec,
     TernaryAvx512Matmul,
     TernaryAvx512VbmiMatvec,
+    TernaryNeonMatvec,
+    TernaryNeonMatmul,
     TernaryScalarBlockScaled,
     TernaryAvx2BlockScaled,
     TernaryAvx512BlockScaled,
+    TernaryNeonBlockScaled,
     QuantizeScalar,
     QuantizeAvx2,
     QuantizeAvx512,
@@ -154,7 +163,7 @@ pub enum KernelId {
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 21] = [
+    pub const ALL: [KernelId; 24] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -162,9 +171,12 @@ impl KernelId {
         KernelId::TernaryAvx512Matvec,
         KernelId::TernaryAvx512Matmul,
         KernelId::TernaryAvx512VbmiMatvec,
+        KernelId::TernaryNeonMatvec,
+        KernelId::TernaryNeonMatmul,
         KernelId::TernaryScalarBlockScaled,
         KernelId::TernaryAvx2BlockScaled,
         KernelId::TernaryAvx512BlockScaled,
+        KernelId::TernaryNeonBlockScaled,
         KernelId::QuantizeScalar,
         KernelId::QuantizeAvx2,
         KernelId::QuantizeAvx512,
@@ -188,9 +200,12 @@ impl KernelId {
             KernelId::TernaryAvx512Matvec => "i2s_avx512_vnni_matvec",
             KernelId::TernaryAvx512Matmul => "i2s_avx512_vnni_matmul",
             KernelId::TernaryAvx512VbmiMatvec => "i2s_trit5_avx512_vbmi_matvec",
+            KernelId::TernaryNeonMatvec => "i2s_neon_matvec",
+            KernelId::TernaryNeonMatmul => "i2s_neon_matmul",
             KernelId::TernaryScalarBlockScaled => "i2s_scalar_block_scaled",
             KernelId::TernaryAvx2BlockScaled => "i2s_avx2_block_scaled",
             KernelId::TernaryAvx512BlockScaled => "i2s_avx512_vnni_block_scaled",
+            KernelId::TernaryNeonBlockScaled => "i2s_neon_block_scaled",
             KernelId::QuantizeScalar => "quantize_i8_scalar",
             KernelId::QuantizeAvx2 => "quantize_i8_avx2",
             KernelId::QuantizeAvx512 => "quantize_i8_avx512",

@@ -198,7 +198,7 @@ impl Q8Matrix {
         check_len("activations (batch × cols)", batch * self.cols, x.len())?;
         check_len("output (batch × rows)", batch * self.rows, out.len())?;
         record(match isa {
-            Isa::Scalar => KernelId::Q8ScalarMatvec,
+            Isa::Scalar | Isa::Neon => KernelId::Q8ScalarMatvec,
             Isa::Avx2 => KernelId::Q8Avx2Matvec,
             Isa::Avx512 => KernelId::Q8Avx512Matvec,
         });

@@ -11,10 +11,13 @@ fn names_parse_and_tiers_are_ordered() {
         assert_eq!(Isa::from_name(isa.name()), Ok(isa));
     }
     assert_eq!(Isa::from_name(" AVX512 "), Ok(Isa::Avx512));
+    assert_eq!(Isa::from_name("neon"), Ok(Isa::Neon));
     assert!(matches!(
-        Isa::from_name("neon"),
+        Isa::from_name("sve"),
         Err(KernelError::BadIsaName { .. })
     ));
+    // One architecture's tiers only.
+    assert!(!(Isa::Neon.is_supported() && Isa::Avx2.is_supported()));
     let supported = Isa::supported();
     assert_eq!(supported[0], Isa::Scalar);
     assert!(Isa::best_supported().is_supported());
@@ -65,5 +68,8 @@ fn kernels_that_ran_are_recorded() {
     }
     if Isa::Avx2.is_supported() {
         assert!(used.contains(&"i2s_avx2_matvec"), "{used:?}");
+    }
+    if Isa::Neon.is_supported() {
+        assert!(used.contains(&"i2s_neon_matvec"), "{used:?}");
     }
 }

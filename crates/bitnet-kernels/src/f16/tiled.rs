@@ -58,7 +58,7 @@ pub(super) fn worthwhile(isa: Isa, batch: usize) -> bool {
     match isa {
         Isa::Avx512 => batch >= 32,
         Isa::Avx2 => batch >= 4,
-        Isa::Scalar => false,
+        Isa::Scalar | Isa::Neon => false,
     }
 }
 
@@ -84,7 +84,7 @@ pub(super) fn matmul(
             lanes: 8,
             rows: AVX2_ROWS,
         },
-        Isa::Scalar => return false,
+        Isa::Scalar | Isa::Neon => return false,
     };
     let lanes = geometry.lanes;
     let blocks = batch.div_ceil(lanes);

@@ -39,6 +39,8 @@
 //! to several tokens at once (the weights are unpacked once per token group, not once per token).
 
 mod bitlinear;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod scalar;
 mod trit5;
 #[cfg(target_arch = "x86_64")]
@@ -440,6 +442,8 @@ impl TernaryMatrix {
             (Isa::Avx2, _) => KernelId::TernaryAvx2Matmul,
             (Isa::Avx512, 1) => KernelId::TernaryAvx512Matvec,
             (Isa::Avx512, _) => KernelId::TernaryAvx512Matmul,
+            (Isa::Neon, 1) => KernelId::TernaryNeonMatvec,
+            (Isa::Neon, _) => KernelId::TernaryNeonMatmul,
         });
         let (rows, cols) = (self.rows, self.cols);
         let tiles = self.row_tiles();
@@ -543,6 +547,7 @@ impl TernaryMatrix {
             Isa::Scalar => KernelId::TernaryScalarBlockScaled,
             Isa::Avx2 => KernelId::TernaryAvx2BlockScaled,
             Isa::Avx512 => KernelId::TernaryAvx512BlockScaled,
+            Isa::Neon => KernelId::TernaryNeonBlockScaled,
         });
         let cols = self.cols;
         let quads = cols / 4;
@@ -648,6 +653,12 @@ fn tile_code_dots(
             2.. => (widen(x86::avx2::tile_code_dots::<2>(weights, x, cols)), 2),
             _ => (widen(x86::avx2::tile_code_dots::<1>(weights, x, cols)), 1),
         },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => match remaining {
+            4.. => (widen(neon::tile_code_dots::<4>(weights, x, cols)), 4),
+            2 | 3 => (widen(neon::tile_code_dots::<2>(weights, x, cols)), 2),
+            _ => (widen(neon::tile_code_dots::<1>(weights, x, cols)), 1),
+        },
         _ => match remaining {
             4.. => (widen(scalar::tile_code_dots::<4>(weights, x, cols)), 4),
             _ => (widen(scalar::tile_code_dots::<1>(weights, x, cols)), 1),
@@ -668,6 +679,8 @@ fn tile_scaled_dots(
         Isa::Avx512 => x86::avx512::tile_scaled_dots(weights, x, quad_sums, scales),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::avx2::tile_scaled_dots(weights, x, quad_sums, scales),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::tile_scaled_dots(weights, x, quad_sums, scales),
         _ => scalar::tile_scaled_dots(weights, x, quad_sums, scales),
     }
 }
