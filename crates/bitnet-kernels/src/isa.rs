@@ -142,6 +142,7 @@ pub enum KernelId {
     TernaryAvx512Matvec,
     TernaryAvx512Matmul,
     TernaryAvx512VbmiMatvec,
+    TernaryAvx512VbmiMatmul,
     TernaryNeonMatvec,
     TernaryNeonMatmul,
     TernaryScalarBlockScaled,
@@ -163,7 +164,7 @@ pub enum KernelId {
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 24] = [
+    pub const ALL: [KernelId; 25] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -171,6 +172,7 @@ impl KernelId {
         KernelId::TernaryAvx512Matvec,
         KernelId::TernaryAvx512Matmul,
         KernelId::TernaryAvx512VbmiMatvec,
+        KernelId::TernaryAvx512VbmiMatmul,
         KernelId::TernaryNeonMatvec,
         KernelId::TernaryNeonMatmul,
         KernelId::TernaryScalarBlockScaled,
@@ -200,6 +202,7 @@ impl KernelId {
             KernelId::TernaryAvx512Matvec => "i2s_avx512_vnni_matvec",
             KernelId::TernaryAvx512Matmul => "i2s_avx512_vnni_matmul",
             KernelId::TernaryAvx512VbmiMatvec => "i2s_trit5_avx512_vbmi_matvec",
+            KernelId::TernaryAvx512VbmiMatmul => "i2s_trit5_avx512_vbmi_matmul",
             KernelId::TernaryNeonMatvec => "i2s_neon_matvec",
             KernelId::TernaryNeonMatmul => "i2s_neon_matmul",
             KernelId::TernaryScalarBlockScaled => "i2s_scalar_block_scaled",

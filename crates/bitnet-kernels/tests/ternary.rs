@@ -52,8 +52,10 @@ fn case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
 }
 
 /// Shapes for the trit5 layout: every multiple of 128 up to 1664 columns, batches 1..=5.
+/// Batches up to 17: the direct VBMI path's token groups (4, 2, 1) up to its limit of 15, and
+/// the unpacking path above it.
 fn trit5_case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
-    (1usize..=13, (1usize..=13).prop_map(|k| 128 * k), 1usize..=5).prop_flat_map(
+    (1usize..=13, (1usize..=13).prop_map(|k| 128 * k), 1usize..=17).prop_flat_map(
         |(rows, cols, batch)| {
             (
                 Just(rows),

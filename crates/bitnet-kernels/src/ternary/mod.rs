@@ -65,6 +65,9 @@ const CHUNK_COLS: usize = 256;
 const GROUP_COLS: usize = 32;
 /// Tokens applied to one (unpacked) tile together.
 const TOKEN_BLOCK: usize = 64;
+/// Most tokens a trit5 product decodes straight from the packed bytes (batched decode); more
+/// (prefill) unpack each tile to the 2-bit layout once per 64 tokens instead.
+const DIRECT_TRIT5_TOKENS: usize = 15;
 /// Bytes at the start of each thread's share of a matrix requested at once (see
 /// `integer_products`).
 const CHUNK_PREFETCH_BYTES: usize = 8192;
@@ -430,12 +433,14 @@ impl TernaryMatrix {
         sink: impl Fn(usize, i32) + Sync,
     ) {
         let trit5 = self.layout == TernaryLayout::Trit5;
-        // The one-token trit5 product reads the packed bytes directly; every other trit5 product
-        // unpacks each tile to the 2-bit layout (with VBMI when the AVX-512 tier is asked for).
+        // Decode and batched decode (up to DIRECT_TRIT5_TOKENS tokens) read trit5 bytes directly
+        // on VBMI; every other trit5 product (prefill, other ISAs) unpacks each tile to the 2-bit
+        // layout once per 64 tokens (with VBMI when the AVX-512 tier is asked for).
         let vbmi = trit5 && isa == Isa::Avx512 && vbmi_present();
-        let direct = vbmi && batch == 1;
+        let direct = vbmi && batch <= DIRECT_TRIT5_TOKENS;
         record(match (isa, batch) {
             (Isa::Avx512, 1) if direct => KernelId::TernaryAvx512VbmiMatvec,
+            (Isa::Avx512, _) if direct => KernelId::TernaryAvx512VbmiMatmul,
             (Isa::Scalar, 1) => KernelId::TernaryScalarMatvec,
             (Isa::Scalar, _) => KernelId::TernaryScalarMatmul,
             (Isa::Avx2, 1) => KernelId::TernaryAvx2Matvec,
@@ -482,9 +487,17 @@ impl TernaryMatrix {
                             }
                         };
                         if direct {
-                            let dots = trit5_code_dots_vbmi(self.tile(tile), x_q, cols);
-                            for (r, &dot) in dots.iter().enumerate() {
-                                emit(r, 0, dot);
+                            let mut b = block_start;
+                            while b < block_end {
+                                let x = &x_q[b * cols..];
+                                let (dots, n) =
+                                    trit5_code_dots_vbmi(self.tile(tile), x, cols, block_end - b);
+                                for (r, row_dots) in dots.iter().enumerate() {
+                                    for (t, &dot) in row_dots[..n].iter().enumerate() {
+                                        emit(r, b - block_start + t, dot);
+                                    }
+                                }
+                                b += n;
                             }
                             continue;
                         }
@@ -599,16 +612,30 @@ thread_local! {
     static UNPACKED_TILE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Raw code dots `Σ c·q` of one trit5 row tile and one token, straight from the packed bytes
-/// (AVX-512 VBMI; callers check [`vbmi_present`]).
-fn trit5_code_dots_vbmi(weights: &[u8], x: &[i8], cols: usize) -> [i32; ROW_TILE] {
+/// Raw code dots `Σ c·q` (indexed `[row][token]`) of one trit5 row tile for up to 4 of the
+/// `remaining` tokens, straight from the packed bytes (AVX-512 VBMI; callers check
+/// [`vbmi_present`]); returns them and the number of tokens done.
+fn trit5_code_dots_vbmi(
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+    remaining: usize,
+) -> ([[i32; 4]; ROW_TILE], usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::avx512_vbmi::tile_code_dots(weights, x, cols)
+        use x86::avx512_vbmi::tile_code_dots;
+        fn widen<const T: usize>(dots: [[i32; T]; ROW_TILE]) -> [[i32; 4]; ROW_TILE] {
+            dots.map(|row| std::array::from_fn(|t| if t < T { row[t] } else { 0 }))
+        }
+        match remaining {
+            4.. => (widen(tile_code_dots::<4>(weights, x, cols)), 4),
+            2 | 3 => (widen(tile_code_dots::<2>(weights, x, cols)), 2),
+            _ => (widen(tile_code_dots::<1>(weights, x, cols)), 1),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (weights, x, cols);
+        let _ = (weights, x, cols, remaining);
         unreachable!("the AVX-512 VBMI kernel exists only on x86-64")
     }
 }

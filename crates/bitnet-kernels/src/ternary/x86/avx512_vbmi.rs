@@ -124,62 +124,75 @@ unsafe fn block_codes(decoder: &Decoder, w: *const u8, r: usize, g: usize) -> __
     decoder.stream(raw, decoder.low27(raw), g % STREAMS)
 }
 
-/// `Σ_j c[r][j] · x[j]` for the 4 rows of a trit5 tile and one token.
-pub(in crate::ternary) fn tile_code_dots(weights: &[u8], x: &[i8], cols: usize) -> [i32; ROW_TILE] {
+/// `Σ_j c[r][j] · x[t·cols + j]` for the 4 rows of a trit5 tile and `T` consecutive tokens
+/// (each 64 bytes are decoded once for all `T`).
+pub(in crate::ternary) fn tile_code_dots<const T: usize>(
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+) -> [[i32; T]; ROW_TILE] {
     assert!(
         features_present(),
         "AVX-512 VBMI kernel called on a CPU without it"
     );
-    assert!(cols.is_multiple_of(128) && weights.len() == tile_bytes(cols) && x.len() >= cols);
+    assert!(cols.is_multiple_of(128) && weights.len() == tile_bytes(cols) && x.len() >= T * cols);
     // SAFETY: the features were checked above; the kernel reads `tile_bytes(cols)` bytes of
-    // `weights` and `cols` bytes of `x`, both checked.
-    unsafe { tile_code_dots_impl(weights.as_ptr(), x.as_ptr(), cols) }
+    // `weights` and `T·cols` bytes of `x`, both checked.
+    unsafe { tile_code_dots_impl::<T>(weights.as_ptr(), x.as_ptr(), cols) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-unsafe fn tile_code_dots_impl(w: *const u8, x: *const i8, cols: usize) -> [i32; ROW_TILE] {
+unsafe fn tile_code_dots_impl<const T: usize>(
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+) -> [[i32; T]; ROW_TILE] {
     let decoder = Decoder::new();
-    // Two accumulator sets (even and odd streams) halve the `vpdpbusd` latency chains.
-    let mut acc = [[_mm512_setzero_si512(); ROW_TILE]; 2];
+    // One token: two accumulator sets (even and odd streams) halve the `vpdpbusd` latency
+    // chains; several tokens already give independent chains (the odd set stays unused).
+    let mut acc = [[[_mm512_setzero_si512(); T]; ROW_TILE]; 2];
     let full = cols / CHUNK_COLS;
     for chunk in 0..full {
-        // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and chunk·320 + 320 <=
-        // cols activations.
-        unsafe { chunk_code_dots::<STREAMS>(&decoder, w, x, chunk, &mut acc) };
+        // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and t·cols + chunk·320 +
+        // 320 <= T·cols activations.
+        unsafe { chunk_code_dots::<STREAMS, T>(&decoder, w, x, cols, chunk, &mut acc) };
     }
     // Only the streams holding columns < cols: activations past `cols` are never read.
     // SAFETY: the last chunk's 256 bytes lie within tile_bytes(cols) and its first `m` streams'
-    // activations end at full·320 + 64·m = cols.
+    // activations end at full·320 + 64·m = cols (for every token).
     unsafe {
         match (cols - full * CHUNK_COLS) / 64 {
-            1 => chunk_code_dots::<1>(&decoder, w, x, full, &mut acc),
-            2 => chunk_code_dots::<2>(&decoder, w, x, full, &mut acc),
-            3 => chunk_code_dots::<3>(&decoder, w, x, full, &mut acc),
-            4 => chunk_code_dots::<4>(&decoder, w, x, full, &mut acc),
+            1 => chunk_code_dots::<1, T>(&decoder, w, x, cols, full, &mut acc),
+            2 => chunk_code_dots::<2, T>(&decoder, w, x, cols, full, &mut acc),
+            3 => chunk_code_dots::<3, T>(&decoder, w, x, cols, full, &mut acc),
+            4 => chunk_code_dots::<4, T>(&decoder, w, x, cols, full, &mut acc),
             _ => {}
         }
     }
-    let mut out = [0i32; ROW_TILE];
+    let mut out = [[0i32; T]; ROW_TILE];
     for r in 0..ROW_TILE {
-        out[r] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0][r], acc[1][r]));
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0][r][t], acc[1][r][t]));
+        }
     }
     out
 }
 
-/// Adds the code dots of the first `M` streams of chunk `chunk` to the 4 rows' accumulators
-/// (stream `s` to set `s mod 2`).
+/// Adds the code dots of the first `M` streams of chunk `chunk` to the 4 rows' accumulators of
+/// `T` tokens (stream `s` to set `s mod 2` for one token, set 0 otherwise).
 ///
 /// # Safety
 /// The tile at `w` must hold chunk `chunk` (256 bytes) and `x` the activations of its first `M`
-/// streams (columns chunk·320 .. chunk·320 + 64·M).
+/// streams (columns chunk·320 .. chunk·320 + 64·M) for `T` tokens `cols` apart.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
 #[inline]
-unsafe fn chunk_code_dots<const M: usize>(
+unsafe fn chunk_code_dots<const M: usize, const T: usize>(
     decoder: &Decoder,
     w: *const u8,
     x: *const i8,
+    cols: usize,
     chunk: usize,
-    acc: &mut [[__m512i; ROW_TILE]; 2],
+    acc: &mut [[[__m512i; T]; ROW_TILE]; 2],
 ) {
     // SAFETY (whole block): in bounds by the caller's contract.
     unsafe {
@@ -198,10 +211,16 @@ unsafe fn chunk_code_dots<const M: usize>(
             low[r] = decoder.low27(raw[r]);
         }
         for s in 0..M {
-            let a = _mm512_loadu_si512(xp.add(64 * s).cast());
+            let set = if T == 1 { s % 2 } else { 0 };
+            let mut codes = [_mm512_setzero_si512(); ROW_TILE];
             for r in 0..ROW_TILE {
-                let codes = decoder.stream(raw[r], low[r], s);
-                acc[s % 2][r] = _mm512_dpbusd_epi32(acc[s % 2][r], codes, a);
+                codes[r] = decoder.stream(raw[r], low[r], s);
+            }
+            for t in 0..T {
+                let a = _mm512_loadu_si512(xp.add(t * cols + 64 * s).cast());
+                for r in 0..ROW_TILE {
+                    acc[set][r][t] = _mm512_dpbusd_epi32(acc[set][r][t], codes[r], a);
+                }
             }
         }
     }
