@@ -55,8 +55,12 @@ fn case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
 /// Batches up to 17: the direct VBMI path's token groups (4, 2, 1) up to its limit of 15, and
 /// the unpacking path above it.
 fn trit5_case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
-    (1usize..=13, (1usize..=13).prop_map(|k| 128 * k), 1usize..=17).prop_flat_map(
-        |(rows, cols, batch)| {
+    (
+        1usize..=13,
+        (1usize..=13).prop_map(|k| 128 * k),
+        1usize..=17,
+    )
+        .prop_flat_map(|(rows, cols, batch)| {
             (
                 Just(rows),
                 Just(cols),
@@ -64,8 +68,7 @@ fn trit5_case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)
                 ternary(rows * cols),
                 activations(batch * cols),
             )
-        },
-    )
+        })
 }
 
 fn pools() -> Vec<ThreadPool> {
