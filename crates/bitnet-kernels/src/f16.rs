@@ -20,7 +20,7 @@ use crate::isa::{active_isa, record, Isa, KernelId};
 #[cfg(target_arch = "x86_64")]
 use crate::memory::CacheAligned;
 use crate::order::fold;
-use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+use crate::pool::{atomic_f32_view, ThreadPool};
 
 #[cfg(target_arch = "x86_64")]
 mod multi;
@@ -131,20 +131,14 @@ pub fn matmul_f16_with_isa(
         return Ok(());
     }
     let out = atomic_f32_view(out);
-    let groups = rows.div_ceil(ROWS_PER_CALL);
-    let chunks = pool.chunk_count(groups);
-    pool.run(chunks, &|chunk| {
-        for group in split_range(groups, chunks, chunk) {
-            let first = group * ROWS_PER_CALL;
-            let count = ROWS_PER_CALL.min(rows - first);
-            let block = &w[first * cols..(first + count) * cols];
-            for b in 0..batch {
-                let xb = &x[b * cols..(b + 1) * cols];
-                let mut dots = [0f32; ROWS_PER_CALL];
-                rows_dot(isa, block, count, xb, &mut dots);
-                for (r, &dot) in dots[..count].iter().enumerate() {
-                    out[b * rows + first + r].store(dot.to_bits(), Ordering::Relaxed);
-                }
+    pool.run_row_groups(rows, ROWS_PER_CALL, &|first, count| {
+        let block = &w[first * cols..(first + count) * cols];
+        for b in 0..batch {
+            let xb = &x[b * cols..(b + 1) * cols];
+            let mut dots = [0f32; ROWS_PER_CALL];
+            rows_dot(isa, block, count, xb, &mut dots);
+            for (r, &dot) in dots[..count].iter().enumerate() {
+                out[b * rows + first + r].store(dot.to_bits(), Ordering::Relaxed);
             }
         }
     });

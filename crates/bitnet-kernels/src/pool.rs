@@ -118,6 +118,22 @@ impl ThreadPool {
         items.min(self.threads * 4).max(1)
     }
 
+    /// Runs `job(first, count)` for every group of `group` consecutive rows of `0..rows` (the
+    /// last group may be shorter), each group once, spread over the threads in contiguous runs
+    /// of groups ([`ThreadPool::chunk_count`] of them): how the row-parallel products split
+    /// their output rows.
+    pub fn run_row_groups(&self, rows: usize, group: usize, job: &(dyn Fn(usize, usize) + Sync)) {
+        let group = group.max(1);
+        let groups = rows.div_ceil(group);
+        let chunks = self.chunk_count(groups);
+        self.run(chunks, &|chunk| {
+            for g in split_range(groups, chunks, chunk) {
+                let first = g * group;
+                job(first, group.min(rows - first));
+            }
+        });
+    }
+
     /// Runs `job(i)` exactly once for every `i` in `0..chunks`, spread over the pool's threads, and
     /// returns when all have finished. A panic in any chunk is re-raised here after the others
     /// have finished.

@@ -22,7 +22,7 @@ use half::f16;
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
 use crate::order::fold;
-use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+use crate::pool::{atomic_f32_view, ThreadPool};
 
 /// Values per Q8_0 block.
 pub const Q8_BLOCK: usize = 32;
@@ -221,21 +221,15 @@ impl Q8Matrix {
             let out = atomic_f32_view(out);
             let (rows, cols) = (self.rows, self.cols);
             let blocks = cols / Q8_BLOCK;
-            let groups = rows.div_ceil(ROWS_PER_CALL);
-            let chunks = pool.chunk_count(groups);
-            pool.run(chunks, &|chunk| {
-                for group in split_range(groups, chunks, chunk) {
-                    let first = group * ROWS_PER_CALL;
-                    let count = ROWS_PER_CALL.min(rows - first);
-                    let qs = &self.qs[first * cols..(first + count) * cols];
-                    let ws = &self.scales[first * blocks..(first + count) * blocks];
-                    for b in 0..batch {
-                        let xq = &x_qs[b * cols..(b + 1) * cols];
-                        let xs = &x_scales[b * blocks..(b + 1) * blocks];
-                        let dots = rows_dot(isa, qs, ws, count, xq, xs);
-                        for (r, &dot) in dots[..count].iter().enumerate() {
-                            out[b * rows + first + r].store(dot.to_bits(), Ordering::Relaxed);
-                        }
+            pool.run_row_groups(rows, ROWS_PER_CALL, &|first, count| {
+                let qs = &self.qs[first * cols..(first + count) * cols];
+                let ws = &self.scales[first * blocks..(first + count) * blocks];
+                for b in 0..batch {
+                    let xq = &x_qs[b * cols..(b + 1) * cols];
+                    let xs = &x_scales[b * blocks..(b + 1) * blocks];
+                    let dots = rows_dot(isa, qs, ws, count, xq, xs);
+                    for (r, &dot) in dots[..count].iter().enumerate() {
+                        out[b * rows + first + r].store(dot.to_bits(), Ordering::Relaxed);
                     }
                 }
             });

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use super::{dot_tail, LANES, ROWS_PER_CALL};
 use crate::order::x86::fold_512x2;
-use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+use crate::pool::{atomic_f32_view, ThreadPool};
 
 /// How far ahead (in halves) the row is prefetched: twice the one-token row dot's distance, as a
 /// row takes several times longer here (measured on SmolLM2 at 8 tokens: +10–20% over 1024).
@@ -34,23 +34,17 @@ pub(super) fn matmul(
     pool: &ThreadPool,
 ) {
     let out = atomic_f32_view(out);
-    let groups = rows.div_ceil(ROWS_PER_CALL);
-    let chunks = pool.chunk_count(groups);
-    pool.run(chunks, &|chunk| {
-        for group in split_range(groups, chunks, chunk) {
-            let first = group * ROWS_PER_CALL;
-            let count = ROWS_PER_CALL.min(rows - first);
-            let block = &w[first * cols..(first + count) * cols];
-            for first_token in (0..batch).step_by(MAX_TOKENS) {
-                let tokens = MAX_TOKENS.min(batch - first_token);
-                let xs = &x[first_token * cols..(first_token + tokens) * cols];
-                for r in 0..count {
-                    let mut dots = [0f32; MAX_TOKENS];
-                    row_dots(&block[r * cols..(r + 1) * cols], xs, tokens, &mut dots);
-                    for (t, &dot) in dots[..tokens].iter().enumerate() {
-                        let at = (first_token + t) * rows + first + r;
-                        out[at].store(dot.to_bits(), Ordering::Relaxed);
-                    }
+    pool.run_row_groups(rows, ROWS_PER_CALL, &|first, count| {
+        let block = &w[first * cols..(first + count) * cols];
+        for first_token in (0..batch).step_by(MAX_TOKENS) {
+            let tokens = MAX_TOKENS.min(batch - first_token);
+            let xs = &x[first_token * cols..(first_token + tokens) * cols];
+            for r in 0..count {
+                let mut dots = [0f32; MAX_TOKENS];
+                row_dots(&block[r * cols..(r + 1) * cols], xs, tokens, &mut dots);
+                for (t, &dot) in dots[..tokens].iter().enumerate() {
+                    let at = (first_token + t) * rows + first + r;
+                    out[at].store(dot.to_bits(), Ordering::Relaxed);
                 }
             }
         }
