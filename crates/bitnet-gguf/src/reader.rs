@@ -207,9 +207,26 @@ impl GgufFile {
     /// loaded weights are not both resident. A no-op for in-memory files; failures are ignored
     /// (it is advice).
     pub fn release_tensor_pages(&self, t: &TensorInfo) {
+        self.release_tensor_bytes(t, 0..usize::MAX);
+    }
+
+    /// [`GgufFile::release_tensor_pages`] for the bytes `range` of a tensor's data only (the
+    /// pages wholly inside it): a loader copying a large tensor piece by piece releases each
+    /// piece once copied, so the tensor is never resident twice.
+    pub fn release_tensor_bytes(&self, t: &TensorInfo, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
         if let Storage::Mapped(map) = &self.storage {
             if let Some((start, len)) = self.mapped_range(map, t) {
-                release_mapped_range(map, start, len);
+                let from = (start + range.start.min(len)).next_multiple_of(PAGE);
+                let to = start + range.end.min(len);
+                let to = if to == start + len {
+                    to
+                } else {
+                    to - to % PAGE
+                };
+                if from < to {
+                    release_mapped_range(map, from, to - from);
+                }
             }
         }
     }

@@ -16,6 +16,10 @@ use half::f16;
 
 use crate::error::ModelError;
 
+/// Input bytes converted between two calls of the `done` callback of
+/// [`DenseMatrix::dequantized_releasing`].
+pub const RELEASE_PIECE: usize = 16 << 20;
+
 /// A dense matrix: `rows` output features, each a contiguous row of `cols` input weights
 /// (the GGUF `[cols, rows]` tensor, not transposed).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +70,20 @@ impl DenseMatrix {
         rows: usize,
         cols: usize,
     ) -> Result<Self, ModelError> {
+        Self::dequantized_releasing(name, ty, bytes, rows, cols, |_| {})
+    }
+
+    /// [`DenseMatrix::dequantized`], calling `done(range)` after each piece of about
+    /// [`RELEASE_PIECE`] input bytes is converted (in order), so a loader reading `bytes` from a
+    /// mapped file can release them as it goes and never hold the tensor twice.
+    pub fn dequantized_releasing(
+        name: &str,
+        ty: GgmlType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        done: impl Fn(std::ops::Range<usize>),
+    ) -> Result<Self, ModelError> {
         let err = |e: bitnet_quant::QuantError| ModelError::TensorData {
             name: name.to_string(),
             reason: e.to_string(),
@@ -84,10 +102,15 @@ impl DenseMatrix {
                         reason: format!("{} bytes, {expected} expected", bytes.len()),
                     });
                 }
-                let data = bytes
-                    .chunks_exact(2)
-                    .map(|b| f16::from_le_bytes([b[0], b[1]]))
-                    .collect();
+                let mut data = Vec::with_capacity(rows * cols);
+                for (i, piece) in bytes.chunks(RELEASE_PIECE).enumerate() {
+                    data.extend(
+                        piece
+                            .chunks_exact(2)
+                            .map(|b| f16::from_le_bytes([b[0], b[1]])),
+                    );
+                    done(i * RELEASE_PIECE..i * RELEASE_PIECE + piece.len());
+                }
                 Ok(DenseMatrix::new_f16(rows, cols, data))
             }
             _ => {
@@ -101,9 +124,14 @@ impl DenseMatrix {
                 }
                 let mut row = vec![0.0f32; cols];
                 let mut data = Vec::with_capacity(rows * cols);
-                for chunk in bytes.chunks_exact(row_bytes) {
-                    bitnet_quant::dequantize(ty, chunk, cols, &mut row).map_err(err)?;
-                    data.extend(row.iter().map(|&v| f16::from_f32(v)));
+                let rows_per_piece = (RELEASE_PIECE / row_bytes.max(1)).max(1);
+                for (i, piece) in bytes.chunks(rows_per_piece * row_bytes).enumerate() {
+                    for chunk in piece.chunks_exact(row_bytes) {
+                        bitnet_quant::dequantize(ty, chunk, cols, &mut row).map_err(err)?;
+                        data.extend(row.iter().map(|&v| f16::from_f32(v)));
+                    }
+                    let start = i * rows_per_piece * row_bytes;
+                    done(start..start + piece.len());
                 }
                 Ok(DenseMatrix::new_f16(rows, cols, data))
             }

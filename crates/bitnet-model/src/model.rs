@@ -111,23 +111,21 @@ impl Model {
             .tensor(EMBD)
             .ok_or_else(|| ModelError::MissingTensor(EMBD.to_string()))?;
         let tied = file.tensor("output.weight").is_none();
-        for name in [EMBD, "output.weight"] {
-            if let Some(t) = file.tensor(name) {
-                file.prefetch_tensor_pages(t);
-            }
-        }
         let head = if tied {
             weights::check_dims(
                 EMBD,
                 &embd.dims,
                 &[config.n_embd as u64, config.n_vocab as u64],
             )?;
-            let matrix = DenseMatrix::dequantized(
+            // Piece by piece, each piece's mapped pages released once converted: the head (the
+            // largest tensor) is never resident twice.
+            let matrix = DenseMatrix::dequantized_releasing(
                 EMBD,
                 embd.ggml_type,
                 file.tensor_data(embd),
                 config.n_vocab,
                 config.n_embd,
+                |done| file.release_tensor_bytes(embd, done),
             )?;
             Linear::Dense {
                 matrix,
