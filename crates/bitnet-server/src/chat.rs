@@ -14,7 +14,7 @@ use bitnet_tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::generation::{token_piece, Delivery, Generation, Shape};
+use crate::generation::{token_piece, usage_only_chunk, Delivery, Generation, Shape};
 use crate::openai::{
     check_max_tokens, check_n, ChatCompletionRequest, ChatLogprobs, ChatTokenLogprob, TopLogprob,
     Usage, WithSampling, MAX_TOP_LOGPROBS,
@@ -188,15 +188,13 @@ impl Shape for ChatShape {
     }
 
     fn usage_chunk(&mut self, usage: Usage) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [],
-            "usage": usage,
-        })
+        usage_only_chunk(
+            &self.id,
+            "chat.completion.chunk",
+            self.created,
+            &self.model,
+            usage,
+        )
     }
 
     fn response(

@@ -15,7 +15,7 @@ use bitnet_tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::generation::{token_piece, Delivery, Generation, Shape};
+use crate::generation::{token_piece, usage_only_chunk, Delivery, Generation, Shape};
 use crate::openai::{
     check_max_tokens, check_n, CompletionRequest, LegacyLogprobs, Prompt, Usage, WithSampling,
     MAX_LEGACY_LOGPROBS,
@@ -190,15 +190,13 @@ impl Shape for CompletionShape {
     }
 
     fn usage_chunk(&mut self, usage: Usage) -> Value {
-        json!({
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [],
-            "usage": usage,
-        })
+        usage_only_chunk(
+            &self.id,
+            "text_completion",
+            self.created,
+            &self.model,
+            usage,
+        )
     }
 
     fn response(
@@ -208,20 +206,10 @@ impl Shape for CompletionShape {
         finish: &'static str,
         usage: Usage,
     ) -> Value {
+        // A whole answer is the one chunk of its text, with the usage.
         let lp = self.logprobs_value(logprobs);
-        json!({
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{
-                "text": text,
-                "index": 0,
-                "logprobs": lp,
-                "finish_reason": finish,
-            }],
-            "usage": usage,
-        })
+        let mut whole = self.chunk(text, lp, Some(finish));
+        whole["usage"] = json!(usage);
+        whole
     }
 }

@@ -19,6 +19,20 @@ use crate::error::ApiError;
 use crate::openai::{finish_reason, StreamOptions, Usage};
 use crate::state::{AppState, Backend};
 
+/// The last chunk of a stream with `include_usage`: no choices, the usage (the same for both
+/// endpoints but for the object name).
+pub fn usage_only_chunk(id: &str, object: &str, created: u64, model: &str, usage: Usage) -> Value {
+    serde_json::json!({
+        "id": id,
+        "object": object,
+        "created": created,
+        "model": model,
+        "system_fingerprint": crate::SYSTEM_FINGERPRINT,
+        "choices": [],
+        "usage": usage,
+    })
+}
+
 /// A token's text as shown in logprobs (special tokens by their text) and its bytes.
 pub fn token_piece(tokenizer: &Tokenizer, id: u32) -> (String, Vec<u8>) {
     let bytes = tokenizer.token_bytes(id, true).unwrap_or_default();
