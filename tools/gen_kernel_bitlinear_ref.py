@@ -23,8 +23,8 @@ from gguf import GGUFReader
 from safetensors.numpy import load_file
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# The shared oracle sits beside the repository (../shared/oracle); BITNET_ORACLE_DIR overrides.
-ORACLE = pathlib.Path(os.environ.get("BITNET_ORACLE_DIR", REPO.parent / "shared/oracle")) / "tiny-b158"
+# The oracle fixtures are in the repository (testdata/oracle); BITNET_ORACLE_DIR overrides.
+ORACLE = pathlib.Path(os.environ.get("BITNET_ORACLE_DIR", REPO / "testdata/oracle")) / "tiny-b158"
 LINEARS = [  # (tensor, traced input, traced output)
     ("blk.0.attn_q.weight", "002:attn_norm-0", "003:Qcur-0"),
     ("blk.0.attn_k.weight", "002:attn_norm-0", "005:Kcur-0"),

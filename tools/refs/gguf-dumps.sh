@@ -5,11 +5,11 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${BITNET_CACHE:-$HOME/.cache/bitnet-rs}
-shared=${BITNET_SHARED_DIR:-$repo/../shared}
+oracle="$repo/testdata/oracle"
 out="$cache/gguf-dumps"
 mkdir -p "$out"
 files=()
-while IFS= read -r f; do files+=("$f"); done < <(find "$shared/oracle" -name '*.gguf' | sort)
+while IFS= read -r f; do files+=("$f"); done < <(find "$oracle" -name '*.gguf' | sort)
 files+=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/gemma-3-270m-q4_k_m.gguf")
 todo=()
 for f in "${files[@]}"; do

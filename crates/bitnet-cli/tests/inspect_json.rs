@@ -1,4 +1,4 @@
-//! `bitnet inspect` against PyPI `gguf`: for every GGUF under shared/oracle, SmolLM2 and
+//! `bitnet inspect` against PyPI `gguf`: for every GGUF under testdata/oracle, SmolLM2 and
 //! Gemma-3, `bitnet inspect --json` is compared with tools/gguf_dump.py's dump
 //! (cache_dir()/gguf-dumps/, from tools/refs/gguf-dumps.sh): every metadata key, type and value
 //! (gguf-py flattens nested arrays; so does the comparison), every tensor's name, type, shape,
@@ -34,7 +34,7 @@ fn dump_for(gguf: &Path) -> Value {
 }
 
 fn all_files() -> Vec<PathBuf> {
-    let oracle = bitnet_testdata::shared_dir().join("oracle");
+    let oracle = bitnet_testdata::oracle_dir();
     let mut out = Vec::new();
     for sub in ["tiny-b158/gguf", "tiny-bitnet-silu/gguf", "tokenizer"] {
         for e in std::fs::read_dir(oracle.join(sub)).unwrap() {

@@ -1,4 +1,4 @@
-//! Converting the tiny BitNet b1.58 checkpoint (`shared/oracle/tiny-b158/hf`) and comparing the
+//! Converting the tiny BitNet b1.58 checkpoint (`testdata/oracle/tiny-b158/hf`) and comparing the
 //! result with the reference GGUFs made by others: `tiny-b158-i2_s.gguf` (bitnet.cpp's own
 //! quantizer), `tiny-b158-tq2_0/tq1_0.gguf` (gguf-py's `gguf.quants.quantize`, byte-identical to
 //! bitnet.cpp's) and `tiny-b158-f32.gguf` (gguf-py's writer). Also the packed ("offline") HF

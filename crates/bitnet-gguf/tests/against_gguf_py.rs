@@ -1,4 +1,4 @@
-//! The reader against PyPI `gguf` (GGUFReader): every GGUF under shared/oracle, SmolLM2 and
+//! The reader against PyPI `gguf` (GGUFReader): every GGUF under testdata/oracle, SmolLM2 and
 //! Gemma-3 are read here and compared with the JSON dump tools/gguf_dump.py made of them
 //! (cache_dir()/gguf-dumps/, written by tools/refs/gguf-dumps.sh from
 //! scripts/fetch-test-data.sh): version, alignment, data offset, every metadata key in order
@@ -31,7 +31,7 @@ fn oracle_ggufs() -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(&bitnet_testdata::shared_dir().join("oracle"), &mut out);
+    walk(&bitnet_testdata::oracle_dir(), &mut out);
     out.sort();
     assert!(
         out.len() >= 10,

@@ -117,7 +117,7 @@ fn assert_rewrites_identically(path: &Path) {
 
 #[test]
 fn oracle_files_round_trip_byte_for_byte() {
-    let oracle = bitnet_testdata::shared_dir().join("oracle");
+    let oracle = bitnet_testdata::oracle_dir();
     let mut n = 0;
     for sub in ["tiny-b158/gguf", "tiny-bitnet-silu/gguf", "tokenizer"] {
         for e in std::fs::read_dir(oracle.join(sub)).unwrap() {

@@ -2,7 +2,7 @@
 //! the inputs bitnet.cpp traced, must reproduce its traced outputs bit for bit through
 //! `a = quantize(x); D = t·q; y = ((float)D / a) · s` on every ISA and thread count.
 //! Fixture: tests/data/bitlinear_trace_ref.bin, written by tools/gen_kernel_bitlinear_ref.py from
-//! ../shared/oracle/tiny-b158 (the F32 GGUF's ternary tensors and the I2_S trace).
+//! testdata/oracle/tiny-b158 (the F32 GGUF's ternary tensors and the I2_S trace).
 
 use bitnet_kernels::quantize::quantize_activations_with_isa;
 use bitnet_kernels::{BitLinearScratch, Isa, Scales, TernaryMatrix, ThreadPool};

@@ -1,4 +1,4 @@
-//! Against files nobody here wrote (../shared/oracle): bitnet.cpp's I2_S packing of tiny-b158,
+//! Against files nobody here wrote (testdata/oracle): bitnet.cpp's I2_S packing of tiny-b158,
 //! gguf-py's TQ1_0/TQ2_0 files of the same model, llama.cpp's converter's TQ files of
 //! tiny-bitnet-silu, and the F32 files holding the ternarised values t·s.
 

