@@ -6,6 +6,7 @@ key; see conftest.py."""
 
 import json
 import math
+import os
 
 import httpx
 import openai
@@ -30,7 +31,9 @@ def test_health_and_models(http, model_id):
     models = http.get("/v1/models").json()
     assert models["object"] == "list"
     assert models["data"][0]["object"] == "model"
-    assert model_id.endswith("Q4_1") or model_id
+    # the id is the served file's stem (serve_openai.rs serves SmolLM2's Q4_1 file, no --alias)
+    assert [m["id"] for m in models["data"]] == [model_id]
+    assert model_id == os.environ.get("BITNET_SERVER_MODEL_ID", "SmolLM2-135M-Instruct.Q4_1")
 
 
 def test_chat_answers_a_question(client, model_id):

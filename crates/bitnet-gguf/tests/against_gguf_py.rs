@@ -7,7 +7,6 @@
 //! against FORMATS.md (n/4 + 32 bytes per I2_S tensor) and against the F32 file's dump.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use bitnet_gguf::{GgmlType, GgufFile, MetadataValue};
 use serde_json::Value;
@@ -271,22 +270,14 @@ fn i2s_file_matches_formats_md_and_the_f32_file() {
 }
 
 #[test]
-fn real_models_match_gguf_py_and_load_fast() {
+fn real_models_match_gguf_py() {
+    // What opening costs (header only, never the tensor data) is tests/open_cost.rs.
     for path in [bitnet_testdata::smollm2(), bitnet_testdata::gemma3()] {
-        let t0 = Instant::now();
         let f = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let open_s = t0.elapsed().as_secs_f64();
-        let vocab = f.get_array("tokenizer.ggml.tokens").map_or(0, |a| a.len());
-        eprintln!(
-            "{}: opened in {open_s:.3} s ({vocab} tokens)",
-            path.display()
-        );
-        assert!(open_s < 1.0, "{}: open took {open_s:.3} s", path.display());
-        let t1 = Instant::now();
         let n = compare_with_dump(&f, &dump_for(&path), true);
         eprintln!(
-            "  {n} keys and tensors agree with gguf-py ({:.2} s incl. sha256)",
-            t1.elapsed().as_secs_f64()
+            "{}: {n} keys and tensors agree with gguf-py",
+            path.display()
         );
     }
     let gemma = GgufFile::open(bitnet_testdata::gemma3()).unwrap();

@@ -62,6 +62,64 @@ impl Isa {
         }
     }
 
+    /// What this CPU lacks to run the tier (empty when it is supported), e.g. `["avx512vnni"]`,
+    /// or `["aarch64"]` for NEON on another architecture.
+    pub fn missing_features(self) -> Vec<&'static str> {
+        match self {
+            Isa::Scalar => Vec::new(),
+            Isa::Avx2 => missing_x86(&["avx2", "fma", "f16c"]),
+            Isa::Avx512 => missing_x86(&[
+                "avx2",
+                "fma",
+                "f16c",
+                "avx512f",
+                "avx512bw",
+                "avx512vl",
+                "avx512vnni",
+            ]),
+            Isa::Neon if cfg!(target_arch = "aarch64") => Vec::new(),
+            Isa::Neon => vec!["aarch64"],
+        }
+    }
+
+    /// The tiers a test suite can check on this CPU ([`Isa::supported`]), after saying on
+    /// stderr, once per process and past the test harness's output capture, which tiers it
+    /// cannot check here and what the CPU lacks for them. A suite that compares every tier with
+    /// the scalar reference therefore never passes silently on a CPU where it compared nothing.
+    pub fn supported_for_tests() -> Vec<Isa> {
+        static REPORTED: std::sync::Once = std::sync::Once::new();
+        REPORTED.call_once(|| {
+            use std::io::Write;
+            let mut err = std::io::stderr().lock();
+            for isa in Isa::ALL {
+                let missing = isa.missing_features();
+                if missing.is_empty() {
+                    continue;
+                }
+                let how = if isa == Isa::Neon {
+                    " (scripts/test-aarch64.sh runs these tests for aarch64 under qemu-user)"
+                } else {
+                    ""
+                };
+                // A failed write to stderr leaves nothing to report to.
+                let _ = writeln!(
+                    err,
+                    "skipped: the {isa} kernels are not tested on this CPU, which lacks {}{how}",
+                    missing.join(", ")
+                );
+            }
+            if !trit5_vbmi_supported() && cfg!(target_arch = "x86_64") {
+                let _ = writeln!(
+                    err,
+                    "skipped: the trit5 AVX-512 VBMI kernels are not tested on this CPU, which \
+                     lacks {}",
+                    missing_x86(&["avx512vbmi"]).join(", ")
+                );
+            }
+        });
+        Isa::supported()
+    }
+
     /// The tiers this CPU supports, slowest first (always starts with `Scalar`).
     pub fn supported() -> Vec<Isa> {
         Isa::ALL
@@ -80,6 +138,40 @@ impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The names among `features` this x86-64 CPU lacks (all of them on another architecture).
+fn missing_x86(features: &[&'static str]) -> Vec<&'static str> {
+    features
+        .iter()
+        .copied()
+        .filter(|&f| !x86_feature(f))
+        .collect()
+}
+
+/// Whether the AVX-512 tier's trit5 decode kernels (AVX-512 VBMI) can run here.
+fn trit5_vbmi_supported() -> bool {
+    has_avx512() && x86_feature("avx512vbmi")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_feature(name: &str) -> bool {
+    match name {
+        "avx2" => is_x86_feature_detected!("avx2"),
+        "fma" => is_x86_feature_detected!("fma"),
+        "f16c" => is_x86_feature_detected!("f16c"),
+        "avx512f" => is_x86_feature_detected!("avx512f"),
+        "avx512bw" => is_x86_feature_detected!("avx512bw"),
+        "avx512vl" => is_x86_feature_detected!("avx512vl"),
+        "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
+        "avx512vbmi" => is_x86_feature_detected!("avx512vbmi"),
+        _ => false,
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_feature(_name: &str) -> bool {
+    false
 }
 
 #[cfg(target_arch = "x86_64")]

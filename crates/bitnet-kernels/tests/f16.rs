@@ -37,7 +37,7 @@ proptest! {
     ) {
         for threads in [1, 3] {
             let pool = ThreadPool::new(threads);
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 let mut out = vec![f32::NAN; batch * rows];
                 matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
                 check(rows, cols, batch, &w, &x, &out, isa);
@@ -61,7 +61,7 @@ proptest! {
     ) {
         for threads in [1, 3] {
             let pool = ThreadPool::new(threads);
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 let mut out = vec![f32::NAN; batch * rows];
                 matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
                 check(rows, cols, batch, &w, &x, &out, isa);
@@ -81,7 +81,7 @@ fn prefill_shaped_matmul() {
         .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
         .collect();
     let pool = ThreadPool::new(2);
-    for isa in Isa::supported() {
+    for isa in Isa::supported_for_tests() {
         let mut out = vec![f32::NAN; batch * rows];
         matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
         check(rows, cols, batch, &w, &x, &out, isa);
@@ -99,7 +99,7 @@ fn head_shaped_matvec() {
         .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
         .collect();
     let pool = ThreadPool::new(2);
-    for isa in Isa::supported() {
+    for isa in Isa::supported_for_tests() {
         let mut out = vec![0f32; rows];
         matmul_f16_with_isa(isa, &w, rows, cols, &x, 1, &mut out, &pool).unwrap();
         check(rows, cols, 1, &w, &x, &out, isa);
@@ -186,7 +186,7 @@ proptest! {
         }
         for threads in [1, 2] {
             let pool = ThreadPool::new(threads);
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 let mut out = vec![f32::NAN; batch * rows];
                 matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
                 prop_assert_eq!(bits(&out), bits(&expected), "isa {} threads {}", isa, threads);
@@ -220,7 +220,7 @@ fn model_shapes_give_the_documented_bits_on_every_isa() {
                     documented_order(&w[r * cols..(r + 1) * cols], &x[b * cols..(b + 1) * cols]);
             }
         }
-        for isa in Isa::supported() {
+        for isa in Isa::supported_for_tests() {
             let mut out = vec![f32::NAN; batch * rows];
             matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
             assert_eq!(

@@ -25,6 +25,16 @@ fn names_parse_and_tiers_are_ordered() {
 }
 
 #[test]
+fn a_tier_is_supported_exactly_when_nothing_is_missing() {
+    for isa in Isa::ALL {
+        let missing = isa.missing_features();
+        assert_eq!(isa.is_supported(), missing.is_empty(), "{isa}: {missing:?}");
+    }
+    assert!(Isa::Scalar.missing_features().is_empty());
+    assert_eq!(Isa::supported_for_tests(), Isa::supported());
+}
+
+#[test]
 fn env_override_is_validated() {
     // The only test in this binary touching the environment.
     std::env::set_var("BITNET_ISA", "scalar");

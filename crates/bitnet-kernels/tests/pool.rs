@@ -29,18 +29,53 @@ fn each_chunk_runs_once_per_call() {
 
 #[test]
 fn chunks_are_shared_between_threads() {
-    // With slow chunks, a 2-thread pool finishes 8 chunks in well under 8 chunk-times unless the
-    // machine is saturated; at the least every chunk must run and the thread ids must be valid.
-    let pool = ThreadPool::new(2);
-    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    pool.run(8, &|_| {
-        seen.lock()
-            .unwrap()
-            .insert(format!("{:?}", std::thread::current().id()));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    });
-    let threads = seen.lock().unwrap().len();
-    assert!((1..=2).contains(&threads));
+    // Each chunk waits at a rendezvous until every thread of the pool holds a chunk of the same
+    // call: a call can only finish if its chunks really run on `threads` distinct threads at once
+    // (a pool that ran them all on one thread would never pass the rendezvous, and fails at the
+    // deadline instead of hanging). Repeated many times with more chunks than threads, every chunk
+    // runs exactly once per call. A worker the OS has not scheduled yet is waited for here, so the
+    // deadline is generous: it bounds a hang, it measures nothing.
+    use std::collections::HashSet;
+    use std::sync::{Condvar, Mutex};
+    use std::thread::ThreadId;
+    use std::time::{Duration, Instant};
+
+    const CALLS: usize = 200;
+    for threads in 2..=4 {
+        let pool = ThreadPool::new(threads);
+        for chunks in [threads, 2 * threads + 1, 8 * threads] {
+            let counts: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+            for call in 0..CALLS {
+                let holders: Mutex<HashSet<ThreadId>> = Mutex::new(HashSet::new());
+                let all_here = Condvar::new();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                pool.run(chunks, &|i| {
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                    let mut seen = holders.lock().unwrap();
+                    seen.insert(std::thread::current().id());
+                    all_here.notify_all();
+                    while seen.len() < threads {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        assert!(
+                            !left.is_zero(),
+                            "threads {threads} chunks {chunks} call {call}: only {} of {threads} \
+                             threads took a chunk",
+                            seen.len()
+                        );
+                        seen = all_here.wait_timeout(seen, left).unwrap().0;
+                    }
+                });
+                assert_eq!(holders.lock().unwrap().len(), threads);
+            }
+            for (i, c) in counts.iter().enumerate() {
+                assert_eq!(
+                    c.load(Ordering::Relaxed),
+                    CALLS,
+                    "threads {threads} chunks {chunks}: chunk {i}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

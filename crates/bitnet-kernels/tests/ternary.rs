@@ -86,7 +86,7 @@ proptest! {
                 rows, cols, &values, Scales::PerTensor(1.0), layout,
             ).unwrap();
             for pool in pools() {
-                for isa in Isa::supported() {
+                for isa in Isa::supported_for_tests() {
                     let mut out = vec![i32::MIN; batch * rows];
                     matrix.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
                     prop_assert_eq!(
@@ -140,7 +140,7 @@ proptest! {
             .matmul_scaled_with_isa(Isa::Scalar, &x, batch, &mut expected_scaled, &serial)
             .unwrap();
         for pool in pools() {
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 let mut out = vec![i32::MIN; batch * rows];
                 trit5.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
                 prop_assert_eq!(&out, &expected, "isa {} threads {}", isa, pool.threads());
@@ -171,7 +171,7 @@ proptest! {
         ).unwrap();
         let mut first_bits: Option<Vec<u32>> = None;
         for pool in pools() {
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 let mut out = vec![f32::NAN; batch * rows];
                 matrix.matmul_scaled_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
                 // One summation order on every ISA and thread count: identical bits.
@@ -228,7 +228,7 @@ fn real_model_shapes_equal_the_definition() {
                 layout,
             )
             .unwrap();
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 for batch in [1, batch] {
                     let mut out = vec![0; batch * rows];
                     matrix
@@ -261,7 +261,7 @@ fn extreme_activations_do_not_saturate() {
             )
             .unwrap();
             let x = vec![q; cols];
-            for isa in Isa::supported() {
+            for isa in Isa::supported_for_tests() {
                 let mut out = vec![0; rows];
                 matrix.matmul_with_isa(isa, &x, 1, &mut out, &pool).unwrap();
                 assert_eq!(
@@ -421,7 +421,7 @@ fn vbmi_matvec_is_recorded_when_it_runs() {
     .unwrap();
     let pool = ThreadPool::new(1);
     let mut out = [0i32; 4];
-    for isa in Isa::supported() {
+    for isa in Isa::supported_for_tests() {
         matrix
             .matmul_with_isa(isa, &[2; 384], 1, &mut out, &pool)
             .unwrap();
