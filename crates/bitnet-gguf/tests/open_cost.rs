@@ -6,19 +6,12 @@
 
 use bitnet_gguf::GgufFile;
 
-/// Resident pages of this process, in bytes (Linux `/proc/self/statm`, second field).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 #[test]
 fn opening_reads_the_header_not_the_tensor_data() {
     for path in [bitnet_testdata::smollm2(), bitnet_testdata::gemma3()] {
-        let before = resident_bytes();
+        let before = bitnet_testdata::resident_bytes();
         let f = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let grown = resident_bytes().saturating_sub(before);
+        let grown = bitnet_testdata::resident_bytes().saturating_sub(before);
         let header = f.data_offset();
         let data: u64 = f.tensors().iter().map(|t| t.n_bytes).sum();
         eprintln!(

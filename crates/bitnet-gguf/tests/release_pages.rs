@@ -7,13 +7,6 @@ use bitnet_gguf::GgufFile;
 /// The tests measure this process's resident set: one at a time.
 static RESIDENT_SET: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Resident pages of this process, in bytes (Linux `/proc/self/statm`, second field).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 #[test]
 fn released_tensor_pages_leave_the_resident_set() {
     let _one_at_a_time = RESIDENT_SET.lock().unwrap_or_else(|p| p.into_inner());
@@ -32,11 +25,11 @@ fn released_tensor_pages_leave_the_resident_set() {
     };
     let data_bytes: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
     let checksum = touch(&file);
-    let before = resident_bytes();
+    let before = bitnet_testdata::resident_bytes();
     for t in file.tensors() {
         file.release_tensor_pages(t);
     }
-    let after = resident_bytes();
+    let after = bitnet_testdata::resident_bytes();
     assert!(
         before - after.min(before) > data_bytes * 9 / 10,
         "released {} of {} mapped bytes",
@@ -63,10 +56,10 @@ fn releasing_part_of_a_tensor_leaves_the_rest_resident() {
             .sum::<u64>()
     };
     let checksum = sum(data);
-    let before = resident_bytes();
+    let before = bitnet_testdata::resident_bytes();
     let half = data.len() / 2;
     file.release_tensor_bytes(t, 0..half);
-    let released = before.saturating_sub(resident_bytes());
+    let released = before.saturating_sub(bitnet_testdata::resident_bytes());
     assert!(
         released > half as u64 * 9 / 10 && released < half as u64 + (1 << 20),
         "released {released} bytes for a {half}-byte range"

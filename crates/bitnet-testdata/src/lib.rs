@@ -82,6 +82,14 @@ pub fn llama3_tokenizer_json() -> PathBuf {
     cached("tokenizers/llama3/tokenizer.json")
 }
 
+/// Resident pages of this process, in bytes (Linux `/proc/self/statm`, second field): what tests
+/// of memory use measure.
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
 fn require(path: PathBuf, what: &str) -> PathBuf {
     assert!(
         path.exists(),
