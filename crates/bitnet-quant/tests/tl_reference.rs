@@ -1,8 +1,10 @@
 //! TL1 / TL2 against bitnet.cpp's own packing code, run on seeded random ternary matrices of every
 //! shape it supports.
 //!
-//! How `tests/data/tl/` was made (the script is not committed; it ran bitnet.cpp's code, unchanged,
-//! from github.com/microsoft/BitNet at 16da220ae2b510caff437d403288882687f44ae5):
+//! How `tests/data/tl/` was made: the generator is `tools/gen_tl_refs.py`, run from the repository
+//! root as `python3 tools/gen_tl_refs.py --bitnet-cpp <BitNet checkout> --gguf-py <fork>/gguf-py`
+//! (`--out` defaults to `crates/bitnet-quant/tests/data/tl`); it runs bitnet.cpp's code, unchanged,
+//! from github.com/microsoft/BitNet at 16da220ae2b510caff437d403288882687f44ae5:
 //! 1. For each format and model, `utils/codegen_tl{1,2}.py` ran with the `--BM/--BK/--bm`
 //!    arguments that `setup_env.py` passes (parsed out of setup_env.py), writing
 //!    `include/kernel_config.ini` (recorded per shape as `kernel_config` in manifest.json).
