@@ -20,7 +20,7 @@ pub enum TokenizerError {
         expected: &'static str,
     },
     /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
-    #[error("unsupported tokenizer model `{0}` (supported: gpt2 = byte-level BPE, llama = SentencePiece)")]
+    #[error("unsupported tokenizer model `{0}` (supported: gpt2 = byte-level BPE, gemma4 = UTF-8 BPE, llama = SentencePiece)")]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
     #[error("unknown BPE pre-tokenizer `{0}`; known: {known}", known = crate::bpe::known_pre_tokenizers().join(", "))]

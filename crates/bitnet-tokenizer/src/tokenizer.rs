@@ -2,7 +2,7 @@
 //! metadata, or any Hugging Face `tokenizer.json`), with llama.cpp's special-token, BOS/EOS and
 //! space-prefix rules, and per-token decoding to bytes.
 
-use crate::bpe::{BpeEncoder, ByteLevelDecoder};
+use crate::bpe::{BpeEncoder, ByteLevelDecoder, SymbolEncoding};
 use crate::special::{Fragment, SpecialTokens};
 use crate::spm::{byte_token_value, SpmEncoder, SPACE_MARK};
 use crate::vocab::ResolvedFlags;
@@ -60,6 +60,8 @@ enum PieceStyle {
     ByteLevel(ByteLevelDecoder),
     /// `▁` for space, `<0xXX>` for raw bytes.
     SentencePiece,
+    /// The token's UTF-8 text as is, `<0xXX>` for raw bytes.
+    Utf8,
     /// Whatever the `tokenizer.json` decoder does with a single token.
     JsonDecoder,
 }
@@ -168,15 +170,21 @@ impl Tokenizer {
             return Err(TokenizerError::NoBos);
         }
         let (encoder, pieces) = match kind {
-            VocabKind::Bpe => (
-                Encoder::Bpe(Box::new(BpeEncoder::new(
-                    &spec.tokens,
-                    &spec.merges,
-                    spec.pre.as_deref(),
-                    flags.ignore_merges,
-                )?)),
-                PieceStyle::ByteLevel(ByteLevelDecoder::new()),
-            ),
+            VocabKind::Bpe => {
+                let pre = spec.effective_pre();
+                let encoder =
+                    BpeEncoder::new(&spec.tokens, &spec.merges, pre, flags.ignore_merges)?;
+                let pieces = match crate::bpe::pre_tokenizer_flags(pre).symbols {
+                    SymbolEncoding::ByteLevel => PieceStyle::ByteLevel(ByteLevelDecoder::new()),
+                    SymbolEncoding::Utf8 {
+                        escape_spaces: true,
+                    } => PieceStyle::SentencePiece,
+                    SymbolEncoding::Utf8 {
+                        escape_spaces: false,
+                    } => PieceStyle::Utf8,
+                };
+                (Encoder::Bpe(Box::new(encoder)), pieces)
+            }
             VocabKind::Spm => (
                 Encoder::Spm(Box::new(SpmEncoder::new(&spec.tokens, &spec.scores, unk))),
                 PieceStyle::SentencePiece,
@@ -193,7 +201,7 @@ impl Tokenizer {
             encoder,
             pieces,
             kind,
-            pre: spec.pre,
+            pre: spec.effective_pre().map(str::to_string),
             tokens: spec.tokens,
             types,
             specials,
@@ -382,6 +390,10 @@ impl Tokenizer {
                 PieceStyle::SentencePiece => match byte_token_value(text) {
                     Some(b) => out.push(b),
                     None => out.extend_from_slice(text.replace(SPACE_MARK, " ").as_bytes()),
+                },
+                PieceStyle::Utf8 => match byte_token_value(text) {
+                    Some(b) => out.push(b),
+                    None => out.extend_from_slice(text.as_bytes()),
                 },
                 PieceStyle::JsonDecoder => {
                     if let Encoder::Json { parsing, .. } = &self.encoder {
