@@ -5,7 +5,8 @@ The llama-cpp-python 0.3.36 sdist (vendored llama.cpp 0c1e570) ships ggml-vocab-
 with no .inp/.out. This script tokenizes the common 46-string .inp of the other fixtures with llama.cpp
 (through llama-cpp-python 0.3.36: vocab_only=True, tokenize(add_bos=False, special=False), i.e.
 add_special = false, parse_special = false, as test-tokenizer-0) and writes
-testdata/tokenizer/ggml-vocab-<name>.gguf.{inp,out} in the fixtures' format.
+testdata/tokenizer/ggml-vocab-<name>.gguf.{inp,out} in the fixtures' format; for the lossy Unigram
+vocabulary also .detok.jsonl: llama.cpp's llama_detokenize of each id list, one JSON string a line.
 
 It first re-tokenizes every fixture that does ship expected ids and stops unless all of them agree,
 so the method is the one that made llama.cpp's own .out files.
@@ -14,6 +15,8 @@ Usage (a Python with llama-cpp-python==0.3.36 installed; pip builds it from the 
     python3 tools/gen_llamacpp_vocab_refs.py [VOCAB_DIR]
 VOCAB_DIR defaults to $BITNET_CACHE/llamacpp-vocab (filled by scripts/fetch-test-data.sh).
 """
+import ctypes
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +25,9 @@ import llama_cpp
 
 SEP = "\n__ggml_vocab_test__\n"
 WITHOUT_IDS = ["aquila", "baichuan", "gpt-neox", "nomic-bert-moe"]
+# Vocabularies whose normalizer loses information (NFKC charsmap, merged spaces, unknown pieces):
+# decoding cannot give the input back, so llama.cpp's own detokenization is recorded as well.
+LOSSY = ["nomic-bert-moe"]
 
 
 def read_inp(path):
@@ -34,6 +40,20 @@ def read_inp(path):
 def tokenize_all(gguf, texts):
     vocab = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
     return [vocab.tokenize(t.encode("utf-8"), add_bos=False, special=False) for t in texts]
+
+
+def detokenize_all(gguf, id_lists):
+    """llama.cpp's llama_detokenize (remove_special = false, unparse_special = false) of each list."""
+    model = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    vocab = llama_cpp.llama_model_get_vocab(model.model)
+    texts = []
+    for ids in id_lists:
+        arr = (llama_cpp.llama_token * len(ids))(*ids)
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = llama_cpp.llama_detokenize(vocab, arr, len(ids), buf, len(buf), False, False)
+        assert n >= 0, n
+        texts.append(buf.raw[:n].decode("utf-8"))
+    return texts
 
 
 def main():
@@ -64,6 +84,11 @@ def main():
             for row in ids:
                 f.write(" ".join(str(i) for i in row) + "\n")
         print(f"{gguf.name}: wrote {len(ids)} expected id lists")
+        if name in LOSSY:
+            with open(out_dir / f"{gguf.name}.detok.jsonl", "w", encoding="utf-8") as f:
+                for text in detokenize_all(gguf, ids):
+                    f.write(json.dumps(text, ensure_ascii=False) + "\n")
+            print(f"{gguf.name}: wrote llama.cpp's detokenization of each")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ mod special;
 mod spm;
 mod stream;
 mod tokenizer;
+mod ugm;
 mod vocab;
 
 pub use bpe::known_pre_tokenizers;

@@ -5,6 +5,7 @@
 use crate::bpe::{BpeEncoder, ByteLevelDecoder, SymbolEncoding};
 use crate::special::{Fragment, SpecialTokens};
 use crate::spm::{byte_token_value, SpmEncoder, SPACE_MARK};
+use crate::ugm::{UgmEncoder, UgmOptions};
 use crate::vocab::ResolvedFlags;
 use crate::{Result, TokenType, TokenizerError, VocabKind, VocabSpec};
 use std::path::Path;
@@ -48,6 +49,7 @@ impl Default for EncodeOptions {
 enum Encoder {
     Bpe(Box<BpeEncoder>),
     Spm(Box<SpmEncoder>),
+    Ugm(Box<UgmEncoder>),
     /// A `tokenizer.json`: `parsing` splits out added tokens, `literal` treats special ones as text.
     Json {
         parsing: Box<tokenizers::Tokenizer>,
@@ -189,6 +191,23 @@ impl Tokenizer {
                 Encoder::Spm(Box::new(SpmEncoder::new(&spec.tokens, &spec.scores, unk))),
                 PieceStyle::SentencePiece,
             ),
+            VocabKind::Ugm => {
+                // llama.cpp's default unknown token for `t5` vocabularies is id 2.
+                let unknown = check_id("unknown", unk.or(Some(2)), n)?.unwrap_or(2);
+                let options = UgmOptions {
+                    add_space_prefix: flags.add_space_prefix,
+                    remove_extra_whitespaces: spec.remove_extra_whitespaces.unwrap_or(false),
+                };
+                let encoder = UgmEncoder::new(
+                    &spec.tokens,
+                    &spec.scores,
+                    &types,
+                    unknown,
+                    &spec.precompiled_charsmap,
+                    options,
+                )?;
+                (Encoder::Ugm(Box::new(encoder)), PieceStyle::SentencePiece)
+            }
         };
         let specials = SpecialTokens::new(
             spec.tokens
@@ -347,6 +366,7 @@ impl Tokenizer {
                             escaped.push_str(&text.replace(' ', SPACE_MARK));
                             spm.encode(&escaped, &mut out)?;
                         }
+                        Encoder::Ugm(ugm) => ugm.encode(text, &mut out)?,
                         Encoder::Json { .. } => unreachable!("handled above"),
                     }
                     after_special = false;

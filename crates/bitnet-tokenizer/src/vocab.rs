@@ -9,6 +9,8 @@ pub enum VocabKind {
     Bpe,
     /// `llama`: SentencePiece-style merges by piece score, `▁` for spaces, `<0xXX>` byte fallback.
     Spm,
+    /// `t5`: Unigram (best-scoring segmentation) after SentencePiece's precompiled normalizer.
+    Ugm,
 }
 
 impl VocabKind {
@@ -18,6 +20,7 @@ impl VocabKind {
             // Gemma-4's vocabulary is BPE over raw UTF-8 (pre-tokenizer `gemma4`, see `bpe`).
             "gpt2" | "gemma4" => Ok(VocabKind::Bpe),
             "llama" => Ok(VocabKind::Spm),
+            "t5" => Ok(VocabKind::Ugm),
             other => Err(crate::TokenizerError::UnsupportedModel(other.to_string())),
         }
     }
@@ -27,6 +30,7 @@ impl VocabKind {
         match self {
             VocabKind::Bpe => "gpt2",
             VocabKind::Spm => "llama",
+            VocabKind::Ugm => "t5",
         }
     }
 }
@@ -108,6 +112,10 @@ pub struct VocabSpec {
     pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix`.
     pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.remove_extra_whitespaces` (Unigram).
+    pub remove_extra_whitespaces: Option<bool>,
+    /// `tokenizer.ggml.precompiled_charsmap` (Unigram's normalizer; empty when absent).
+    pub precompiled_charsmap: Vec<u8>,
     /// `general.architecture`, used for chat-template detection.
     pub architecture: Option<String>,
     /// `general.name`, used for chat-template detection.
@@ -146,6 +154,8 @@ impl VocabSpec {
     pub fn resolved_flags(&self, kind: VocabKind) -> ResolvedFlags {
         let (add_bos, add_space_prefix, ignore_merges, forces_bos) = match kind {
             VocabKind::Spm => (true, true, false, false),
+            // llama.cpp: Unigram adds EOS, not BOS, and no space prefix unless the file says so.
+            VocabKind::Ugm => (false, false, false, false),
             VocabKind::Bpe => {
                 let f = crate::bpe::pre_tokenizer_flags(self.effective_pre());
                 (f.add_bos, false, f.ignore_merges, f.forces_bos)
@@ -153,7 +163,7 @@ impl VocabSpec {
         };
         ResolvedFlags {
             add_bos: forces_bos || self.add_bos.unwrap_or(add_bos),
-            add_eos: self.add_eos.unwrap_or(false),
+            add_eos: self.add_eos.unwrap_or(kind == VocabKind::Ugm),
             add_space_prefix: self.add_space_prefix.unwrap_or(add_space_prefix),
             ignore_merges,
         }
