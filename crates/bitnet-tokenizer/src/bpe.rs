@@ -434,6 +434,11 @@ impl BpeEncoder {
         Ok(())
     }
 
+    /// How word texts become BPE symbols (and so how token texts decode).
+    pub(crate) fn symbols(&self) -> SymbolEncoding {
+        self.symbols
+    }
+
     fn encode_words(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
         let encoding = self.inner.encode_fast(text, false)?;
         out.extend_from_slice(encoding.get_ids());

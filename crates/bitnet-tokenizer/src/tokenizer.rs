@@ -1,4 +1,4 @@
-//! The [`Tokenizer`]: one type over three encoders (byte-level BPE and SentencePiece from GGUF
+//! The [`Tokenizer`]: one type over four encoders (BPE, SentencePiece and Unigram from GGUF
 //! metadata, or any Hugging Face `tokenizer.json`), with llama.cpp's special-token, BOS/EOS and
 //! space-prefix rules, and per-token decoding to bytes.
 
@@ -176,7 +176,7 @@ impl Tokenizer {
                 let pre = spec.effective_pre();
                 let encoder =
                     BpeEncoder::new(&spec.tokens, &spec.merges, pre, flags.ignore_merges)?;
-                let pieces = match crate::bpe::pre_tokenizer_flags(pre).symbols {
+                let pieces = match encoder.symbols() {
                     SymbolEncoding::ByteLevel => PieceStyle::ByteLevel(ByteLevelDecoder::new()),
                     SymbolEncoding::Utf8 {
                         escape_spaces: true,
