@@ -102,6 +102,28 @@ for spec in "qwen3 aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492d
 done
 fi
 
+# --- llama.cpp's tokenizer fixtures (ggml-vocab-*.gguf + .inp/.out, 75 MB) and src/llama-vocab.cpp (the
+#     list of pre-tokenizer names), from the PyPI sdist llama-cpp-python==0.3.36 (vendored llama.cpp
+#     0c1e570); every file pinned in tools/llamacpp-vocab.sha256 ---
+vocab_dir="$cache/llamacpp-vocab"
+vocab_sums="$repo/tools/llamacpp-vocab.sha256"
+if ! (mkdir -p "$vocab_dir" && cd "$vocab_dir" && sha256sum --quiet -c "$vocab_sums" >/dev/null 2>&1); then
+  sdist="$cache/downloads/llama_cpp_python-0.3.36.tar.gz"
+  sdist_sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+  if ! sha_ok "$sdist" "$sdist_sha"; then
+    log "downloading the llama-cpp-python==0.3.36 sdist from PyPI"
+    # Only this package as source: its build tools (scikit-build-core, cmake) come as wheels, for metadata.
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary llama-cpp-python \
+      -d "$cache/downloads" llama-cpp-python==0.3.36
+    sha_ok "$sdist" "$sdist_sha" || { log "sha256 mismatch for $sdist"; exit 1; }
+  fi
+  log "extracting llama.cpp's vocab fixtures into $vocab_dir"
+  tar -xzf "$sdist" -C "$vocab_dir" --strip-components=4 --wildcards \
+    'llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-*' \
+    'llama_cpp_python-0.3.36/vendor/llama.cpp/src/llama-vocab.cpp'
+  (cd "$vocab_dir" && sha256sum --quiet -c "$vocab_sums") || { log "sha256 mismatch in $vocab_dir"; exit 1; }
+fi
+
 # --- reference outputs made by the committed Python scripts (each skips work already done) ---
 for gen in "$repo"/tools/refs/*.sh; do
   [ -e "$gen" ] || continue

@@ -90,6 +90,12 @@ pub fn resident_bytes() -> u64 {
     pages * 4096
 }
 
+/// llama.cpp's tokenizer fixtures (`ggml-vocab-*.gguf` with `.inp`/`.out`), extracted from the PyPI
+/// sdist llama-cpp-python 0.3.36 and sha256-checked against `tools/llamacpp-vocab.sha256`.
+pub fn llamacpp_vocab_dir() -> PathBuf {
+    cached("llamacpp-vocab")
+}
+
 fn require(path: PathBuf, what: &str) -> PathBuf {
     assert!(
         path.exists(),

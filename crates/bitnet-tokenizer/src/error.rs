@@ -20,8 +20,11 @@ pub enum TokenizerError {
         expected: &'static str,
     },
     /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
-    #[error("unsupported tokenizer model `{0}` (supported: gpt2 = byte-level BPE, llama = SentencePiece)")]
+    #[error("unsupported tokenizer model `{0}` (supported: gpt2 = byte-level BPE, gemma4 = UTF-8 BPE, llama = SentencePiece, t5 = Unigram)")]
     UnsupportedModel(String),
+    /// `tokenizer.ggml.precompiled_charsmap` (a Unigram normalizer) is malformed.
+    #[error("malformed tokenizer.ggml.precompiled_charsmap: {0}")]
+    BadCharsMap(&'static str),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not know.
     #[error("unknown BPE pre-tokenizer `{0}`; known: {known}", known = crate::bpe::known_pre_tokenizers().join(", "))]
     UnknownPreTokenizer(String),

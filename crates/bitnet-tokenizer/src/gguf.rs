@@ -49,6 +49,22 @@ fn id(file: &GgufFile, key: &'static str) -> Result<Option<u32>> {
     }
 }
 
+/// An array of u8 or i8 (the charsmap), as bytes; empty when absent.
+fn bytes(file: &GgufFile, key: &'static str) -> Result<Vec<u8>> {
+    array(file, key)?
+        .unwrap_or(&[])
+        .iter()
+        .map(|v| match v {
+            MetadataValue::U8(b) => Ok(*b),
+            MetadataValue::I8(b) => Ok(*b as u8),
+            _ => Err(TokenizerError::WrongType {
+                key,
+                expected: "an array of bytes",
+            }),
+        })
+        .collect()
+}
+
 fn flag(file: &GgufFile, key: &'static str) -> Result<Option<bool>> {
     match file.get(key) {
         None => Ok(None),
@@ -119,6 +135,8 @@ impl VocabSpec {
             add_bos: flag(file, "tokenizer.ggml.add_bos_token")?,
             add_eos: flag(file, "tokenizer.ggml.add_eos_token")?,
             add_space_prefix: flag(file, "tokenizer.ggml.add_space_prefix")?,
+            remove_extra_whitespaces: flag(file, "tokenizer.ggml.remove_extra_whitespaces")?,
+            precompiled_charsmap: bytes(file, "tokenizer.ggml.precompiled_charsmap")?,
             architecture: string(file, "general.architecture")?,
             name: string(file, "general.name")?,
             chat_template: string(file, "tokenizer.chat_template")?,

@@ -1,10 +1,11 @@
-//! The [`Tokenizer`]: one type over three encoders (byte-level BPE and SentencePiece from GGUF
+//! The [`Tokenizer`]: one type over four encoders (BPE, SentencePiece and Unigram from GGUF
 //! metadata, or any Hugging Face `tokenizer.json`), with llama.cpp's special-token, BOS/EOS and
 //! space-prefix rules, and per-token decoding to bytes.
 
-use crate::bpe::{BpeEncoder, ByteLevelDecoder};
+use crate::bpe::{BpeEncoder, ByteLevelDecoder, SymbolEncoding};
 use crate::special::{Fragment, SpecialTokens};
 use crate::spm::{byte_token_value, SpmEncoder, SPACE_MARK};
+use crate::ugm::{UgmEncoder, UgmOptions};
 use crate::vocab::ResolvedFlags;
 use crate::{Result, TokenType, TokenizerError, VocabKind, VocabSpec};
 use std::path::Path;
@@ -48,6 +49,7 @@ impl Default for EncodeOptions {
 enum Encoder {
     Bpe(Box<BpeEncoder>),
     Spm(Box<SpmEncoder>),
+    Ugm(Box<UgmEncoder>),
     /// A `tokenizer.json`: `parsing` splits out added tokens, `literal` treats special ones as text.
     Json {
         parsing: Box<tokenizers::Tokenizer>,
@@ -60,6 +62,8 @@ enum PieceStyle {
     ByteLevel(ByteLevelDecoder),
     /// `▁` for space, `<0xXX>` for raw bytes.
     SentencePiece,
+    /// The token's UTF-8 text as is, `<0xXX>` for raw bytes.
+    Utf8,
     /// Whatever the `tokenizer.json` decoder does with a single token.
     JsonDecoder,
 }
@@ -168,19 +172,42 @@ impl Tokenizer {
             return Err(TokenizerError::NoBos);
         }
         let (encoder, pieces) = match kind {
-            VocabKind::Bpe => (
-                Encoder::Bpe(Box::new(BpeEncoder::new(
-                    &spec.tokens,
-                    &spec.merges,
-                    spec.pre.as_deref(),
-                    flags.ignore_merges,
-                )?)),
-                PieceStyle::ByteLevel(ByteLevelDecoder::new()),
-            ),
+            VocabKind::Bpe => {
+                let pre = spec.effective_pre();
+                let encoder =
+                    BpeEncoder::new(&spec.tokens, &spec.merges, pre, flags.ignore_merges)?;
+                let pieces = match encoder.symbols() {
+                    SymbolEncoding::ByteLevel => PieceStyle::ByteLevel(ByteLevelDecoder::new()),
+                    SymbolEncoding::Utf8 {
+                        escape_spaces: true,
+                    } => PieceStyle::SentencePiece,
+                    SymbolEncoding::Utf8 {
+                        escape_spaces: false,
+                    } => PieceStyle::Utf8,
+                };
+                (Encoder::Bpe(Box::new(encoder)), pieces)
+            }
             VocabKind::Spm => (
                 Encoder::Spm(Box::new(SpmEncoder::new(&spec.tokens, &spec.scores, unk))),
                 PieceStyle::SentencePiece,
             ),
+            VocabKind::Ugm => {
+                // llama.cpp's default unknown token for `t5` vocabularies is id 2.
+                let unknown = check_id("unknown", unk.or(Some(2)), n)?.unwrap_or(2);
+                let options = UgmOptions {
+                    add_space_prefix: flags.add_space_prefix,
+                    remove_extra_whitespaces: spec.remove_extra_whitespaces.unwrap_or(false),
+                };
+                let encoder = UgmEncoder::new(
+                    &spec.tokens,
+                    &spec.scores,
+                    &types,
+                    unknown,
+                    &spec.precompiled_charsmap,
+                    options,
+                )?;
+                (Encoder::Ugm(Box::new(encoder)), PieceStyle::SentencePiece)
+            }
         };
         let specials = SpecialTokens::new(
             spec.tokens
@@ -193,7 +220,7 @@ impl Tokenizer {
             encoder,
             pieces,
             kind,
-            pre: spec.pre,
+            pre: spec.effective_pre().map(str::to_string),
             tokens: spec.tokens,
             types,
             specials,
@@ -339,6 +366,7 @@ impl Tokenizer {
                             escaped.push_str(&text.replace(' ', SPACE_MARK));
                             spm.encode(&escaped, &mut out)?;
                         }
+                        Encoder::Ugm(ugm) => ugm.encode(text, &mut out)?,
                         Encoder::Json { .. } => unreachable!("handled above"),
                     }
                     after_special = false;
@@ -382,6 +410,10 @@ impl Tokenizer {
                 PieceStyle::SentencePiece => match byte_token_value(text) {
                     Some(b) => out.push(b),
                     None => out.extend_from_slice(text.replace(SPACE_MARK, " ").as_bytes()),
+                },
+                PieceStyle::Utf8 => match byte_token_value(text) {
+                    Some(b) => out.push(b),
+                    None => out.extend_from_slice(text.as_bytes()),
                 },
                 PieceStyle::JsonDecoder => {
                     if let Encoder::Json { parsing, .. } = &self.encoder {

@@ -9,14 +9,18 @@ pub enum VocabKind {
     Bpe,
     /// `llama`: SentencePiece-style merges by piece score, `▁` for spaces, `<0xXX>` byte fallback.
     Spm,
+    /// `t5`: Unigram (best-scoring segmentation) after SentencePiece's precompiled normalizer.
+    Ugm,
 }
 
 impl VocabKind {
     /// Parses `tokenizer.ggml.model`.
     pub fn from_gguf_name(name: &str) -> crate::Result<Self> {
         match name {
-            "gpt2" => Ok(VocabKind::Bpe),
+            // Gemma-4's vocabulary is BPE over raw UTF-8 (pre-tokenizer `gemma4`, see `bpe`).
+            "gpt2" | "gemma4" => Ok(VocabKind::Bpe),
             "llama" => Ok(VocabKind::Spm),
+            "t5" => Ok(VocabKind::Ugm),
             other => Err(crate::TokenizerError::UnsupportedModel(other.to_string())),
         }
     }
@@ -26,6 +30,7 @@ impl VocabKind {
         match self {
             VocabKind::Bpe => "gpt2",
             VocabKind::Spm => "llama",
+            VocabKind::Ugm => "t5",
         }
     }
 }
@@ -107,6 +112,10 @@ pub struct VocabSpec {
     pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix`.
     pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.remove_extra_whitespaces` (Unigram).
+    pub remove_extra_whitespaces: Option<bool>,
+    /// `tokenizer.ggml.precompiled_charsmap` (Unigram's normalizer; empty when absent).
+    pub precompiled_charsmap: Vec<u8>,
     /// `general.architecture`, used for chat-template detection.
     pub architecture: Option<String>,
     /// `general.name`, used for chat-template detection.
@@ -129,20 +138,32 @@ pub struct ResolvedFlags {
 }
 
 impl VocabSpec {
+    /// The BPE pre-tokenizer name in effect: `tokenizer.ggml.model = gemma4` implies `gemma4`
+    /// whatever `tokenizer.ggml.pre` says (as in llama.cpp).
+    pub fn effective_pre(&self) -> Option<&str> {
+        if self.model == "gemma4" {
+            Some("gemma4")
+        } else {
+            self.pre.as_deref()
+        }
+    }
+
     /// Applies llama.cpp's defaults: SPM adds BOS and a space prefix; BPE adds neither, except
     /// that the LLaMA-3 family (`llama-bpe` and its aliases) and `tekken` add BOS and skip merges
     /// for words already in the vocabulary. Keys present in the file override the defaults.
     pub fn resolved_flags(&self, kind: VocabKind) -> ResolvedFlags {
-        let (add_bos, add_space_prefix, ignore_merges) = match kind {
-            VocabKind::Spm => (true, true, false),
+        let (add_bos, add_space_prefix, ignore_merges, forces_bos) = match kind {
+            VocabKind::Spm => (true, true, false, false),
+            // llama.cpp: Unigram adds EOS, not BOS, and no space prefix unless the file says so.
+            VocabKind::Ugm => (false, false, false, false),
             VocabKind::Bpe => {
-                let (ignore_merges, add_bos) = crate::bpe::pre_tokenizer_flags(self.pre.as_deref());
-                (add_bos, false, ignore_merges)
+                let f = crate::bpe::pre_tokenizer_flags(self.effective_pre());
+                (f.add_bos, false, f.ignore_merges, f.forces_bos)
             }
         };
         ResolvedFlags {
-            add_bos: self.add_bos.unwrap_or(add_bos),
-            add_eos: self.add_eos.unwrap_or(false),
+            add_bos: forces_bos || self.add_bos.unwrap_or(add_bos),
+            add_eos: self.add_eos.unwrap_or(kind == VocabKind::Ugm),
             add_space_prefix: self.add_space_prefix.unwrap_or(add_space_prefix),
             ignore_merges,
         }
