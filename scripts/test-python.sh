@@ -34,8 +34,11 @@ rm -rf "$work/wheels"
 "$build_venv/bin/maturin" build --release --locked --quiet \
     -m crates/bitnet-python/Cargo.toml -o "$work/wheels"
 wheel="$(ls "$work"/wheels/bitnet-*-abi3-*.whl)"
-python3 -m zipfile -l "$wheel" | grep -q "bitnet/models/bitnet-b158-kjv-29m.gguf" \
-    || { echo "test-python: the wheel lacks the shipped model" >&2; exit 1; }
+listing="$(python3 -m zipfile -l "$wheel")"
+case "$listing" in
+    *bitnet/models/bitnet-b158-kjv-29m.gguf*) ;;
+    *) echo "test-python: the wheel lacks the shipped model" >&2; exit 1 ;;
+esac
 
 # A fresh venv with only the wheel and the test tools, run with no cargo/rustc on PATH.
 test_venv="$work/test-venv"
