@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use bitnet_engine::{generate, EngineError, GenerateRequest, RunTotals};
+use bitnet_engine::{generate, EngineError, RunTotals};
 use bitnet_tokenizer::chat::Message;
 use bitnet_tokenizer::Tokenizer;
 
@@ -74,7 +74,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             model_path.display()
         );
     }
-    let template = crate::load::chat_template(args.template.as_deref(), &tokenizer)?;
+    let template =
+        bitnet_tokenizer::chat::ChatTemplate::resolve(args.template.as_deref(), &tokenizer)?;
     let pool = crate::load::thread_pool(args.threads);
     let capacity = args
         .ctx_size
@@ -172,14 +173,13 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             .count()
             .min(ids.len() - 1);
         cache.truncate(common);
-        let request = GenerateRequest {
-            prompt: ids[common..].to_vec(),
-            max_tokens: args.n_predict.min(capacity - ids.len() - 1),
-            sampling: args.sampling.params(),
-            stop: template.stop_strings().to_vec(),
-            stop_tokens: template.stop_token_ids(&tokenizer),
-            show_special: false,
-        };
+        let request = bitnet_engine::chat_request(
+            &template,
+            &tokenizer,
+            ids[common..].to_vec(),
+            args.n_predict.min(capacity - ids.len() - 1),
+            args.sampling.params(),
+        );
         interrupted.store(false, Ordering::SeqCst);
         let mut answer = String::new();
         let mut out = stdout.lock();

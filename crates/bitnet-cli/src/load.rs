@@ -71,24 +71,6 @@ pub fn model_or_default(model: Option<&Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The chat template `--template` names: a Jinja file, a built-in name, or (none given) the
-/// model's own template, else the built-in one detected for its vocabulary.
-pub fn chat_template(
-    arg: Option<&str>,
-    tokenizer: &bitnet_tokenizer::Tokenizer,
-) -> anyhow::Result<bitnet_tokenizer::chat::ChatTemplate> {
-    use bitnet_tokenizer::chat::ChatTemplate;
-    Ok(match arg {
-        None => ChatTemplate::for_model(tokenizer)?,
-        Some(t) if Path::new(t).is_file() => {
-            let source = std::fs::read_to_string(t).with_context(|| format!("reading {t}"))?;
-            ChatTemplate::from_jinja(t.to_string(), source, Vec::new())?
-                .with_special_tokens_of(tokenizer)
-        }
-        Some(name) => ChatTemplate::builtin(name)?.with_special_tokens_of(tokenizer),
-    })
-}
-
 /// The context a conversation or server gets when `--ctx` is not given: the model's training
 /// context, at most 4096 (4096 when the file does not say).
 pub fn default_context(model: &Model) -> usize {

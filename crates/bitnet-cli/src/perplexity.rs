@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnet_model::{perplexity, PerplexityParams};
-use bitnet_tokenizer::{EncodeOptions, Tokenizer};
+use bitnet_model::perplexity;
+use bitnet_tokenizer::Tokenizer;
 
 /// Arguments of `bitnet perplexity`.
 #[derive(Debug, clap::Args)]
@@ -40,22 +40,8 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let pool = crate::load::thread_pool(args.threads);
-    let tokens = tokenizer.encode_with(
-        &text,
-        EncodeOptions {
-            add_special: true,
-            parse_special: false,
-        },
-    )?;
-    let params = PerplexityParams {
-        n_ctx: args.ctx_size,
-        max_chunks: args.chunks,
-        bos: if tokenizer.adds_bos() {
-            tokenizer.bos()
-        } else {
-            None
-        },
-    };
+    let tokens = bitnet_engine::perplexity_tokens(&tokenizer, &text)?;
+    let params = bitnet_engine::perplexity_params(&tokenizer, args.ctx_size, args.chunks);
     let n_chunks = (tokens.len() / args.ctx_size.max(1)).min(args.chunks);
     eprintln!(
         "perplexity: tokenized {} into {} tokens; {n_chunks} chunks of {}",

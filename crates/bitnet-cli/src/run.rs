@@ -8,9 +8,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bitnet_engine::{generate, GenerateRequest, RunTotals};
-use bitnet_tokenizer::{EncodeOptions, Tokenizer};
+use bitnet_tokenizer::Tokenizer;
 
 /// Arguments of `bitnet run`.
 #[derive(Debug, clap::Args)]
@@ -54,28 +54,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let load_s = load_start.elapsed().as_secs_f64();
     let pool = crate::load::thread_pool(args.threads);
 
-    let prompt = tokenizer.encode_with(
-        &args.prompt,
-        EncodeOptions {
-            add_special: true,
-            parse_special: true,
-        },
-    )?;
-    if prompt.is_empty() {
-        bail!("the prompt tokenizes to nothing; give some text");
-    }
-    let wanted = prompt.len() + args.n_predict;
-    let capacity = match args.ctx_size {
-        Some(c) => c,
-        None if model.config().n_ctx_train > 0 => wanted.min(model.config().n_ctx_train),
-        None => wanted,
-    };
-    if prompt.len() >= capacity {
-        bail!(
-            "the prompt has {} tokens; the context holds {capacity}",
-            prompt.len()
-        );
-    }
+    let prompt = bitnet_engine::encode_prompt(&tokenizer, &args.prompt)?;
+    let capacity =
+        bitnet_engine::one_shot_capacity(&model, prompt.len(), args.n_predict, args.ctx_size)?;
     let mut cache = model.new_cache(capacity);
 
     let stdout = std::io::stdout();

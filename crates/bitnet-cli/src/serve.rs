@@ -110,7 +110,8 @@ fn model_stem(path: &Path) -> String {
 fn load_backend(path: &Path, args: &ServeArgs) -> anyhow::Result<Backend> {
     let (file, model) = crate::load::load_model(path, &args.load)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
-    let template = crate::load::chat_template(args.template.as_deref(), &tokenizer)?;
+    let template =
+        bitnet_tokenizer::chat::ChatTemplate::resolve(args.template.as_deref(), &tokenizer)?;
     let context = args
         .ctx
         .unwrap_or_else(|| crate::load::default_context(&model));

@@ -1,12 +1,14 @@
 //! bitnet-engine: what turns a model into generated text, shared by the CLI and the server:
 //! sampling (llama.cpp's samplers, in llama.cpp's order) and stop rules (stop strings matched across
-//! token boundaries and removed from the output), the generation loop over a model, continuous
+//! token boundaries and removed from the output), how text becomes a prompt (one-shot, chat turn,
+//! perplexity text: `prompt`), the generation loop over a model, continuous
 //! batching of many sequences over one model (for the server), and run receipts (what ran, and the gates that check a receipt).
 
 #![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod generate;
+pub mod prompt;
 pub mod receipt;
 pub mod sampling;
 pub mod sequence;
@@ -17,6 +19,9 @@ pub use batch::{
     SequenceSummary, SubmitError, TokenEvent,
 };
 pub use generate::{generate, EngineError, FinishReason, GenerateRequest, Generation};
+pub use prompt::{
+    chat_request, encode_prompt, one_shot_capacity, perplexity_params, perplexity_tokens,
+};
 pub use receipt::{Receipt, RunTotals};
 pub use sampling::{Sampler, SamplingParams};
 pub use sequence::{token_logprob, TokenLogprob};

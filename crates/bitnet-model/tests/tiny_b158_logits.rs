@@ -260,3 +260,27 @@ fn q8_0_head_stays_within_the_a8_bounds() {
     let m = Model::load_with(&file, options).unwrap();
     assert_a8_bounds(&agreement(&m, "bitnetcpp-i2_s.safetensors", false), None);
 }
+
+/// Writes the prefill logits of tiny-b158 I2_S on each fixture sequence (`seq{i}.f32`: raw
+/// little-endian f32, `[tokens, vocab]`) into the directory `BITNET_LOGITS_DUMP` names: the
+/// Rust engine's own bits, which the Python bindings' `Model.logits` must reproduce exactly
+/// (scripts/test-python.sh runs this, then the pytest suite compares).
+#[test]
+#[ignore = "run by scripts/test-python.sh with BITNET_LOGITS_DUMP set"]
+fn dump_i2s_prefill_logits_for_python() {
+    let dir = std::env::var_os("BITNET_LOGITS_DUMP").expect("BITNET_LOGITS_DUMP names a directory");
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let model = model("tiny-b158-i2_s.gguf");
+    let pool = pool();
+    for (i, ids) in sequences(&oracle("reference/sequences.json"))
+        .iter()
+        .enumerate()
+    {
+        let logits = run_batch(&model, ids, &pool);
+        assert_eq!(logits.len(), ids.len() * model.n_vocab());
+        let bytes: Vec<u8> = logits.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let path = dir.join(format!("seq{i}.f32"));
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

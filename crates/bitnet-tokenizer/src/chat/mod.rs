@@ -108,6 +108,25 @@ impl ChatTemplate {
         Ok(template.with_special_tokens_of(tokenizer))
     }
 
+    /// The template a user asked for: `choice` names a Jinja file (read and compiled) or a
+    /// built-in format; `None` is the model's own template, else the built-in one detected for
+    /// its vocabulary ([`ChatTemplate::for_model`]). BOS/EOS texts come from the tokenizer.
+    pub fn resolve(choice: Option<&str>, tokenizer: &Tokenizer) -> Result<Self> {
+        let Some(choice) = choice else {
+            return Self::for_model(tokenizer);
+        };
+        let template = if std::path::Path::new(choice).is_file() {
+            let source = std::fs::read_to_string(choice).map_err(|source| TokenizerError::Io {
+                path: choice.to_string(),
+                source,
+            })?;
+            Self::from_jinja(choice, source, Vec::new())?
+        } else {
+            Self::builtin(choice)?
+        };
+        Ok(template.with_special_tokens_of(tokenizer))
+    }
+
     /// Sets `bos_token` / `eos_token` to the tokenizer's BOS and EOS texts.
     pub fn with_special_tokens_of(mut self, tokenizer: &Tokenizer) -> Self {
         let text = |id: Option<u32>| {

@@ -1,0 +1,128 @@
+"""Type stubs of the bitnet package (the native module bitnet._bitnet re-exported)."""
+
+from os import PathLike
+from typing import Iterator, List, Literal, Optional, Sequence, TypedDict, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class BitnetError(Exception):
+    """An error from the engine (loading a model, tokenizing, running it)."""
+
+class ModelInfo(TypedDict):
+    path: str
+    name: Optional[str]
+    architecture: str
+    parameters: int
+    file_bytes: int
+    n_vocab: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    head: Literal["f16", "q8_0"]
+    threads: int
+    isa: str
+    bos: Optional[int]
+    eos: Optional[int]
+
+class Perplexity(TypedDict):
+    ppl: float
+    stderr: float
+    chunk_ppl: List[float]
+    tokens_scored: int
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+FinishReason = Literal["end_of_generation", "stop_string", "length", "context_full"]
+
+class TextStream(Iterator[str]):
+    """Text pieces of one generation, as they are decoded (from Model.stream)."""
+
+    def __iter__(self) -> "TextStream": ...
+    def __next__(self) -> str: ...
+    @property
+    def tokens(self) -> Optional[List[int]]:
+        """Generated token ids; None until the iterator is exhausted."""
+    @property
+    def finish_reason(self) -> Optional[FinishReason]:
+        """Why the generation ended; None until the iterator is exhausted."""
+
+class Model:
+    """A GGUF model loaded in this process.
+
+    path: the .gguf file (None: the model shipped in the package). threads: kernel threads
+    (default: BITNET_THREADS, else the physical cores). head: "f16" (default) or "q8_0".
+    device: None or "cpu" (this build has no GPU backend; anything else raises ValueError).
+    Raises FileNotFoundError for a missing file, BitnetError for a file the engine cannot load.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, "PathLike[str]", None] = None,
+        threads: Optional[int] = None,
+        head: Optional[Literal["f16", "q8_0"]] = None,
+        device: Optional[Literal["cpu"]] = None,
+    ) -> None: ...
+    @property
+    def info(self) -> ModelInfo:
+        """What was loaded: file, architecture, sizes, head format, threads, kernel ISA."""
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+    ) -> str:
+        """The continuation of prompt (greedy by default), as `bitnet run` generates it."""
+    def stream(
+        self,
+        prompt: str,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+    ) -> TextStream:
+        """Like generate, yielding text pieces as they are decoded."""
+    def chat(
+        self,
+        messages: Sequence[Message],
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[str, Sequence[str], None] = None,
+        template: Optional[str] = None,
+    ) -> str:
+        """The assistant's answer to messages under the model's chat template (or template:
+        a built-in name or a Jinja file)."""
+    def tokenize(
+        self, text: str, add_special: bool = True, parse_special: bool = True
+    ) -> List[int]:
+        """Token ids of text (by default as generate tokenizes its prompt)."""
+    def detokenize(self, tokens: Sequence[int], show_special: bool = False) -> str:
+        """The text of token ids."""
+    def logits(self, tokens: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Logits of tokens as one sequence: float32, shape (len(tokens), n_vocab)."""
+    def perplexity(
+        self, text: str, ctx: int = 512, chunks: Optional[int] = None
+    ) -> Perplexity:
+        """Perplexity of text as `bitnet perplexity` computes it (needs 2*ctx tokens)."""
