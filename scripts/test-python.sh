@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Python package (crates/bitnet-python) as an abi3 wheel with maturin and runs its
 # pytest suite against that wheel installed in a fresh venv whose PATH has no Rust toolchain.
-# The suite compares with the Rust side built here from the same source: the `bitnet` CLI
-# (release) and the tiny-b158 logits the bitnet-model test `dump_i2s_prefill_logits_for_python`
+# The suite compares with the Rust side built here from the same source: the `bitnet` CLI (in
+# the optimised test profile `cargo test` builds; the wheel too) and the tiny-b158 logits the
+# bitnet-model test `dump_i2s_prefill_logits_for_python`
 # writes. Venvs, wheel and dump live under $BITNET_CACHE/python (default ~/.cache/bitnet-rs).
 # Needs python3 with venv, and the models scripts/fetch-test-data.sh caches.
 set -euo pipefail
@@ -24,14 +25,14 @@ if ! "$build_venv/bin/maturin" --version 2>/dev/null | grep -qx "maturin $maturi
 fi
 
 # The Rust side to compare with.
-cargo build --release --locked -p bitnet-cli
+cargo build --profile test --locked -p bitnet-cli
 rm -rf "$work/rust-logits"
 BITNET_LOGITS_DUMP="$work/rust-logits" cargo test --profile test --locked -p bitnet-model \
     --test tiny_b158_logits -- --ignored --exact dump_i2s_prefill_logits_for_python --quiet
 
 # The wheel.
 rm -rf "$work/wheels"
-"$build_venv/bin/maturin" build --release --locked --quiet \
+"$build_venv/bin/maturin" build --profile test --locked --quiet \
     -m crates/bitnet-python/Cargo.toml -o "$work/wheels"
 wheel="$(ls "$work"/wheels/bitnet-*-abi3-*.whl)"
 listing="$(python3 -m zipfile -l "$wheel")"
@@ -55,5 +56,5 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 env PATH="$clean_path" HOME="$HOME" BITNET_CACHE="$cache" \
-    BITNET_BIN="$here/target/release/bitnet" BITNET_LOGITS_DUMP="$work/rust-logits" \
+    BITNET_BIN="$here/target/debug/bitnet" BITNET_LOGITS_DUMP="$work/rust-logits" \
     "$test_venv/bin/python" -m pytest -p no:cacheprovider -q "$here/crates/bitnet-python/tests"
