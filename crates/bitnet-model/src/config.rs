@@ -5,6 +5,7 @@ use bitnet_gguf::GgufFile;
 
 use crate::arch::{self, Activation, ArchSpec};
 use crate::error::ModelError;
+use crate::models;
 
 /// Hyper-parameters of one model, as the forward pass uses them.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,8 @@ pub struct ModelConfig {
     pub sliding_window: Option<usize>,
     /// Per layer: whether it attends within the sliding window only.
     pub swa_layers: Vec<bool>,
+    /// RoPE base of the sliding-window layers, when it differs from `rope_base`.
+    pub swa_rope_base: Option<f32>,
     /// Multiplier applied to the softmax input `q·k` (or to Q first, see `ArchSpec`).
     pub attention_scale: f32,
     /// `tanh` soft-capping of the final logits (`<arch>.final_logit_softcapping`).
@@ -117,20 +120,6 @@ impl ModelConfig {
             })?,
             None => arch.activation,
         };
-        let sliding_window = match arch.swa_pattern {
-            Some(_) => Some(
-                file.get_u64(&key("attention.sliding_window"))
-                    .map(|v| v as usize)
-                    .ok_or_else(|| ModelError::MissingKey(key("attention.sliding_window")))?,
-            ),
-            None => None,
-        };
-        let swa_layers = (0..n_layer)
-            .map(|il| match arch.swa_pattern {
-                Some(p) if p > 0 => il % p < p - 1,
-                _ => false,
-            })
-            .collect();
         let softcap = |k: &str| file.get_f32(&key(k)).filter(|v| *v > 0.0);
         let final_logit_softcap = softcap("final_logit_softcapping");
         let attn_logit_softcap = softcap("attn_logit_softcapping");
@@ -147,7 +136,7 @@ impl ModelConfig {
                 "token_embd.weight has no vocabulary dimension".into(),
             ));
         }
-        Ok(ModelConfig {
+        let mut config = ModelConfig {
             arch,
             n_vocab,
             n_embd,
@@ -161,17 +150,35 @@ impl ModelConfig {
             rope_base,
             n_ctx_train,
             activation,
-            sliding_window,
-            swa_layers,
+            sliding_window: None,
+            swa_layers: vec![false; n_layer],
+            swa_rope_base: None,
             attention_scale,
             final_logit_softcap,
             attn_logit_softcap,
-        })
+        };
+        models::configure(&ArchKeys { file, arch }, &mut config)?;
+        Ok(config)
+    }
+
+    /// Marks the sliding-window layers as llama.cpp's `set_swa_pattern(n)`: layer `il` uses
+    /// the window iff `il % n < n - 1` (every layer for `n = 0`), the window size being
+    /// `<arch>.attention.sliding_window`.
+    pub(crate) fn set_swa_pattern(
+        &mut self,
+        keys: &ArchKeys<'_>,
+        pattern: usize,
+    ) -> Result<(), ModelError> {
+        self.sliding_window = Some(keys.required_u64("attention.sliding_window")?);
+        self.swa_layers = (0..self.n_layer)
+            .map(|il| pattern == 0 || il % pattern < pattern - 1)
+            .collect();
+        Ok(())
     }
 
     /// RoPE base of layer `il` (the sliding-window layers of Gemma-3 use their own).
     pub fn rope_base_of(&self, il: usize) -> f32 {
-        match self.arch.swa_rope_base {
+        match self.swa_rope_base {
             Some(base) if self.swa_layers[il] => base,
             _ => self.rope_base,
         }
@@ -185,6 +192,27 @@ impl ModelConfig {
     /// Width of all key (or value) heads together.
     pub fn kv_dim(&self) -> usize {
         self.n_head_kv * self.head_dim
+    }
+}
+
+/// Reads `<arch>.`-prefixed metadata keys for the per-architecture part of the configuration
+/// ([`crate::models`]).
+pub(crate) struct ArchKeys<'f> {
+    pub file: &'f GgufFile,
+    pub arch: &'static ArchSpec,
+}
+
+impl ArchKeys<'_> {
+    fn key(&self, k: &str) -> String {
+        format!("{}.{k}", self.arch.name)
+    }
+
+    /// An integer key that must be present.
+    pub fn required_u64(&self, k: &str) -> Result<usize, ModelError> {
+        self.file
+            .get_u64(&self.key(k))
+            .map(|v| v as usize)
+            .ok_or_else(|| ModelError::MissingKey(self.key(k)))
     }
 }
 

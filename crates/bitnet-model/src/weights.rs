@@ -36,54 +36,21 @@ pub(crate) fn norm(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, 
     Ok(out)
 }
 
-/// Errors if the file holds a tensor the architecture's graph would not use (a bias, an extra
-/// norm, a variant this engine does not implement): running without it would be wrong silently.
+/// Errors if the file holds a tensor that no loader asked for (a bias, an extra norm, a variant
+/// this engine does not implement): running without it would be wrong silently. `used` holds
+/// the name of every tensor the architecture's loader read or looked for.
 pub(crate) fn check_no_unused_tensors(
     file: &GgufFile,
     cfg: &ModelConfig,
+    used: &std::collections::HashSet<String>,
 ) -> Result<(), ModelError> {
-    let arch = cfg.arch;
-    let mut known: Vec<String> = ["token_embd.weight", "output_norm.weight", "output.weight"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let linears = [
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ];
-    let mut norms = vec!["attn_norm", "ffn_norm"];
-    if arch.qk_norm {
-        norms.extend(["attn_q_norm", "attn_k_norm"]);
-    }
-    if arch.sub_norms {
-        norms.extend(["attn_sub_norm", "ffn_sub_norm"]);
-    }
-    if arch.post_norms {
-        norms.extend(["post_attention_norm", "post_ffw_norm"]);
-    }
-    for il in 0..cfg.n_layer {
-        for part in linears {
-            known.push(format!("blk.{il}.{part}.weight"));
-            if arch.linear_scales {
-                known.push(format!("blk.{il}.{part}.scale"));
-            }
-        }
-        for part in &norms {
-            known.push(format!("blk.{il}.{part}.weight"));
-        }
-    }
     for t in file.tensors() {
-        if !known.contains(&t.name) {
+        if !used.contains(&t.name) {
             return Err(ModelError::TensorType {
                 name: t.name.clone(),
                 reason: format!(
                     "not part of the `{}` graph this engine implements (unsupported model variant)",
-                    arch.name
+                    cfg.arch.name
                 ),
             });
         }
@@ -169,8 +136,9 @@ impl Embedding {
     }
 }
 
-/// The weights of one transformer block. Optional parts are present exactly when the
-/// architecture declares them.
+/// The weights of one transformer block, named after llama.cpp's tensors (`blk.N.<name>`).
+/// Which parts a layer has is decided by its architecture's loader in [`crate::models`]; the
+/// optional ones are `None` where that architecture (or that file) has no such tensor.
 #[derive(Debug)]
 pub struct Layer {
     pub attn_norm: Vec<f32>,
@@ -190,38 +158,81 @@ pub struct Layer {
     pub ffn_post_norm: Option<Vec<f32>>,
 }
 
-impl Layer {
-    pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig, il: usize) -> Result<Self, ModelError> {
-        let arch = cfg.arch;
-        let name = |part: &str| format!("blk.{il}.{part}.weight");
-        let lin = |part: &str, cols: usize, rows: usize| {
-            Linear::load(file, &name(part), cols, rows, arch.linear_scales)
-        };
-        let required = |part: &str, len: usize| norm(file, &name(part), len);
-        let (d, ff, qd, kvd) = (cfg.n_embd, cfg.n_ff, cfg.q_dim(), cfg.kv_dim());
-        let when = |flag: bool, part: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
-            if flag {
-                required(part, len).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
+/// Reads the tensors of block `il` for an architecture's loader, remembering every name asked
+/// for (present or not) so that tensors nobody asked for can be refused afterwards.
+pub(crate) struct LayerTensors<'f> {
+    pub file: &'f GgufFile,
+    pub cfg: &'f ModelConfig,
+    il: usize,
+    /// Whether one-element `<linear>.scale` tensors may multiply the linears' outputs.
+    linear_scales: bool,
+    asked: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'f> LayerTensors<'f> {
+    pub fn new(file: &'f GgufFile, cfg: &'f ModelConfig, il: usize, linear_scales: bool) -> Self {
+        LayerTensors {
+            file,
+            cfg,
+            il,
+            linear_scales,
+            asked: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `blk.<il>.<part>.weight`.
+    fn name(&self, part: &str) -> String {
+        format!("blk.{}.{part}.weight", self.il)
+    }
+
+    fn ask(&self, name: &str) {
+        self.asked.borrow_mut().push(name.to_string());
+    }
+
+    /// The linear `part` (`cols` inputs, `rows` outputs).
+    pub fn linear(&self, part: &str, cols: usize, rows: usize) -> Result<Linear, ModelError> {
+        let name = self.name(part);
+        self.ask(&name);
+        if self.linear_scales {
+            self.ask(&format!("blk.{}.{part}.scale", self.il));
+        }
+        Linear::load(self.file, &name, cols, rows, self.linear_scales)
+    }
+
+    /// The norm weight vector `part` of `len` elements.
+    pub fn norm(&self, part: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        let name = self.name(part);
+        self.ask(&name);
+        norm(self.file, &name, len)
+    }
+
+    /// The parts of a pre-norm block with a gated FFN (`attn_norm`, Q/K/V/output projections,
+    /// `ffn_norm`, `ffn_gate`/`ffn_up`/`ffn_down`), the optional ones left out; an
+    /// architecture's loader adds what its block has on top (`Layer { q_norm: ..., ..base }`).
+    pub fn gated_block(&self) -> Result<Layer, ModelError> {
+        let c = self.cfg;
+        let (d, ff, qd, kvd) = (c.n_embd, c.n_ff, c.q_dim(), c.kv_dim());
         Ok(Layer {
-            attn_norm: required("attn_norm", d)?,
-            wq: lin("attn_q", d, qd)?,
-            wk: lin("attn_k", d, kvd)?,
-            wv: lin("attn_v", d, kvd)?,
-            wo: lin("attn_output", qd, d)?,
-            q_norm: when(arch.qk_norm, "attn_q_norm", cfg.head_dim)?,
-            k_norm: when(arch.qk_norm, "attn_k_norm", cfg.head_dim)?,
-            attn_sub_norm: when(arch.sub_norms, "attn_sub_norm", qd)?,
-            attn_post_norm: when(arch.post_norms, "post_attention_norm", d)?,
-            ffn_norm: required("ffn_norm", d)?,
-            ffn_gate: lin("ffn_gate", d, ff)?,
-            ffn_up: lin("ffn_up", d, ff)?,
-            ffn_down: lin("ffn_down", ff, d)?,
-            ffn_sub_norm: when(arch.sub_norms, "ffn_sub_norm", ff)?,
-            ffn_post_norm: when(arch.post_norms, "post_ffw_norm", d)?,
+            attn_norm: self.norm("attn_norm", d)?,
+            wq: self.linear("attn_q", d, qd)?,
+            wk: self.linear("attn_k", d, kvd)?,
+            wv: self.linear("attn_v", d, kvd)?,
+            wo: self.linear("attn_output", qd, d)?,
+            q_norm: None,
+            k_norm: None,
+            attn_sub_norm: None,
+            attn_post_norm: None,
+            ffn_norm: self.norm("ffn_norm", d)?,
+            ffn_gate: self.linear("ffn_gate", d, ff)?,
+            ffn_up: self.linear("ffn_up", d, ff)?,
+            ffn_down: self.linear("ffn_down", ff, d)?,
+            ffn_sub_norm: None,
+            ffn_post_norm: None,
         })
+    }
+
+    /// Every tensor name asked for.
+    pub fn into_asked(self) -> Vec<String> {
+        self.asked.into_inner()
     }
 }

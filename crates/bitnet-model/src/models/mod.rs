@@ -1,0 +1,71 @@
+//! One file per architecture, each reading like its model's diagram: which tensors a layer
+//! loads (llama.cpp's GGUF names, `src/models/<arch>.cpp` there), which metadata the
+//! architecture adds to the common configuration, and the order in which one transformer block
+//! runs the shared steps of [`crate::blocks`]. [`crate::arch`] maps each
+//! `general.architecture` string to one of these files.
+//!
+//! Every file has the same three entry points:
+//! - `configure`: the architecture's own hyper-parameters (sliding-window layers, ...);
+//! - `load_layer`: block `il`'s weights;
+//! - `block`: block `il` applied to the residual stream `x` of a whole batch.
+
+mod bitnet;
+mod gemma3;
+mod llama;
+mod qwen3;
+
+use crate::arch::Graph;
+use crate::blocks::Pass;
+use crate::config::{ArchKeys, ModelConfig};
+use crate::error::ModelError;
+use crate::weights::{Layer, LayerTensors};
+
+/// Fills in the architecture-specific part of the configuration.
+pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<(), ModelError> {
+    match keys.arch.graph {
+        Graph::Bitnet | Graph::Llama | Graph::Qwen3 => Ok(()),
+        Graph::Gemma3 => gemma3::configure(keys, cfg),
+    }
+}
+
+/// Loads block `t.il`'s weights as the architecture declares them.
+pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
+    match t.cfg.arch.graph {
+        Graph::Bitnet => bitnet::load_layer(t),
+        Graph::Llama => llama::load_layer(t),
+        Graph::Qwen3 => qwen3::load_layer(t),
+        Graph::Gemma3 => gemma3::load_layer(t),
+    }
+}
+
+/// Whether the graph multiplies the token embeddings by `sqrt(n_embd)` before the first block.
+pub(crate) fn scales_embeddings(graph: Graph) -> bool {
+    matches!(graph, Graph::Gemma3)
+}
+
+/// Whether the linears may carry one-element `<linear>.scale` tensors multiplying their output.
+pub(crate) fn has_linear_scales(cfg: &ModelConfig) -> bool {
+    cfg.arch.graph == Graph::Bitnet && bitnet::has_linear_scales(cfg)
+}
+
+/// Runs block `il` on the batch's residual stream `x`.
+pub(crate) fn block(
+    p: &mut Pass<'_, '_>,
+    il: usize,
+    layer: &Layer,
+    x: &mut [f32],
+) -> Result<(), ModelError> {
+    match p.cfg.arch.graph {
+        Graph::Bitnet => bitnet::block(p, il, layer, x),
+        Graph::Llama => llama::block(p, il, layer, x),
+        Graph::Qwen3 => qwen3::block(p, il, layer, x),
+        Graph::Gemma3 => gemma3::block(p, il, layer, x),
+    }
+}
+
+/// An optional part of `layer` that the architecture's own loader always fills.
+fn loaded<'a>(part: &'a Option<Vec<f32>>, name: &str, il: usize) -> Result<&'a [f32], ModelError> {
+    part.as_deref().ok_or_else(|| {
+        ModelError::Internal(format!("layer {il} was loaded without its `{name}` tensor"))
+    })
+}
