@@ -45,6 +45,12 @@ pub enum Graph {
     Bitnet,
     /// `models/llama.rs`: pre-norm RMSNorm, SwiGLU, optional biases, optional sliding window.
     Llama,
+    /// `models/phi3.rs`: fused QKV and gate-up projections, LongRoPE frequency factors.
+    Phi3,
+    /// `models/gemma.rs`: Gemma (scaled embeddings, GeGLU, tied head).
+    Gemma,
+    /// `models/gemma2.rs`: Gemma 2 (post-norms, alternating sliding window, soft-capping).
+    Gemma2,
     /// `models/qwen3.rs`: the LLaMA block with per-head Q/K RMSNorm before RoPE.
     Qwen3,
     /// `models/gemma3.rs`: Gemma 3 (Gemma 2 with Q/K norms and 5:1 local/global layers).
@@ -93,7 +99,25 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     ),
     spec("bitnet", Graph::Bitnet, Activation::Silu, RopeStyle::Neox),
     spec("llama", Graph::Llama, Activation::Silu, RopeStyle::Normal),
+    // Qwen2 is the LLaMA graph with NEOX RoPE; its Q/K/V biases are the optional ones of
+    // `models/llama.rs`.
+    spec("qwen2", Graph::Llama, Activation::Silu, RopeStyle::Neox),
+    // InternLM2: the LLaMA graph (llama.cpp's converter splits its fused `wqkv`).
+    spec(
+        "internlm2",
+        Graph::Llama,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
     spec("qwen3", Graph::Qwen3, Activation::Silu, RopeStyle::Neox),
+    spec("phi3", Graph::Phi3, Activation::Silu, RopeStyle::Neox),
+    spec("gemma", Graph::Gemma, Activation::GeluTanh, RopeStyle::Neox),
+    spec(
+        "gemma2",
+        Graph::Gemma2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
     spec(
         "gemma3",
         Graph::Gemma3,

@@ -32,6 +32,8 @@ pub struct ModelConfig {
     pub swa_layers: Vec<bool>,
     /// RoPE base of the sliding-window layers, when it differs from `rope_base`.
     pub swa_rope_base: Option<f32>,
+    /// LongRoPE frequency factors (Phi-3), when the file has them.
+    pub rope_scaling: Option<LongRope>,
     /// Multiplier applied to the softmax input `q·k` (or to Q first, see `ArchSpec`).
     pub attention_scale: f32,
     /// `tanh` soft-capping of the final logits (`<arch>.final_logit_softcapping`).
@@ -153,6 +155,7 @@ impl ModelConfig {
             sliding_window: None,
             swa_layers: vec![false; n_layer],
             swa_rope_base: None,
+            rope_scaling: None,
             attention_scale,
             final_logit_softcap,
             attn_logit_softcap,
@@ -169,11 +172,16 @@ impl ModelConfig {
         keys: &ArchKeys<'_>,
         pattern: usize,
     ) -> Result<(), ModelError> {
-        self.sliding_window = Some(keys.required_u64("attention.sliding_window")?);
+        self.set_swa_pattern_with_window(keys.required_u64("attention.sliding_window")?, pattern);
+        Ok(())
+    }
+
+    /// [`ModelConfig::set_swa_pattern`] with the window size given.
+    pub(crate) fn set_swa_pattern_with_window(&mut self, window: usize, pattern: usize) {
+        self.sliding_window = Some(window);
         self.swa_layers = (0..self.n_layer)
             .map(|il| pattern == 0 || il % pattern < pattern - 1)
             .collect();
-        Ok(())
     }
 
     /// RoPE base of layer `il` (the sliding-window layers of Gemma-3 use their own).
@@ -195,6 +203,50 @@ impl ModelConfig {
     }
 }
 
+/// LongRoPE: per-dimension RoPE frequency factors, the `long` set for contexts beyond the
+/// original training context and the `short` set otherwise (llama.cpp chooses by its context
+/// size; here by the KV cache's capacity), and the cos/sin multiplier
+/// `<arch>.rope.scaling.attn_factor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRope {
+    pub short: Vec<f32>,
+    pub long: Vec<f32>,
+    pub n_ctx_orig: usize,
+    pub attn_factor: f32,
+}
+
+/// The names of the tensors holding [`LongRope`]'s factors.
+pub const LONG_ROPE_TENSORS: [&str; 2] = ["rope_factors_short.weight", "rope_factors_long.weight"];
+
+impl LongRope {
+    /// Reads the factors (`n_rot / 2` each) and keys, if the file has the factors.
+    pub(crate) fn read(keys: &ArchKeys<'_>, cfg: &ModelConfig) -> Result<Option<Self>, ModelError> {
+        let [short, long] = LONG_ROPE_TENSORS;
+        if keys.file.tensor(short).is_none() && keys.file.tensor(long).is_none() {
+            return Ok(None);
+        }
+        let half = cfg.n_rot / 2;
+        Ok(Some(LongRope {
+            short: crate::weights::norm(keys.file, short, half)?,
+            long: crate::weights::norm(keys.file, long, half)?,
+            n_ctx_orig: keys
+                .optional_u64("rope.scaling.original_context_length")
+                .unwrap_or(cfg.n_ctx_train),
+            attn_factor: keys.optional_f32("rope.scaling.attn_factor").unwrap_or(1.0),
+        }))
+    }
+
+    /// The factors and multiplier for a context of `n_ctx` positions.
+    pub fn for_context(&self, n_ctx: usize) -> (&[f32], f32) {
+        let factors = if n_ctx > self.n_ctx_orig {
+            &self.long
+        } else {
+            &self.short
+        };
+        (factors, self.attn_factor)
+    }
+}
+
 /// Reads `<arch>.`-prefixed metadata keys for the per-architecture part of the configuration
 /// ([`crate::models`]).
 pub(crate) struct ArchKeys<'f> {
@@ -205,6 +257,16 @@ pub(crate) struct ArchKeys<'f> {
 impl ArchKeys<'_> {
     fn key(&self, k: &str) -> String {
         format!("{}.{k}", self.arch.name)
+    }
+
+    /// An integer key, if present.
+    pub fn optional_u64(&self, k: &str) -> Option<usize> {
+        self.file.get_u64(&self.key(k)).map(|v| v as usize)
+    }
+
+    /// A float key, if present.
+    pub fn optional_f32(&self, k: &str) -> Option<f32> {
+        self.file.get_f32(&self.key(k))
     }
 
     /// An integer key that must be present.
@@ -225,6 +287,7 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "attention.key_length",
     "attention.layer_norm_rms_epsilon",
     "attention.sliding_window",
+    "attention.sliding_window_pattern",
     "attention.value_length",
     "attn_logit_softcapping",
     "block_count",
@@ -235,7 +298,10 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "hidden_activation",
     "rope.dimension_count",
     "rope.freq_base",
+    "rope.freq_base_swa",
+    "rope.scaling.attn_factor",
     "rope.scaling.factor",
+    "rope.scaling.original_context_length",
     "rope.scaling.type",
     "vocab_size",
 ];
@@ -244,13 +310,21 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
 mod tests {
     use super::KNOWN_ARCH_KEYS;
 
-    /// Every `<arch>.` key named in this file's reading code is in the list `--strict` uses.
+    /// Every `<arch>.` key named in the reading code (this file's and the architectures') is
+    /// in the list `--strict` uses.
     #[test]
     fn every_key_read_is_known() {
         let source = include_str!("config.rs");
-        let code = &source[..source.find("pub const KNOWN_ARCH_KEYS").unwrap()];
+        let mut code = source[..source.find("pub const KNOWN_ARCH_KEYS").unwrap()].to_string();
+        for model in [
+            include_str!("models/gemma2.rs"),
+            include_str!("models/gemma3.rs"),
+            include_str!("models/phi3.rs"),
+        ] {
+            code.push_str(model);
+        }
         let mut read = 0;
-        for call in ["key(\"", "req_u64(\""] {
+        for call in ["key(\"", "req_u64(\"", "_u64(\"", "_f32(\""] {
             for part in code.split(call).skip(1) {
                 let name = &part[..part.find('"').unwrap()];
                 assert!(

@@ -126,6 +126,36 @@ impl Linear {
         Ok(Linear::Ternary { matrix, scale })
     }
 
+    /// Loads the fused tensor `name` (`cols` inputs, `sizes.iter().sum()` outputs) and cuts it
+    /// into one linear per block of outputs (see [`DenseMatrix::split_rows`]). Ternary fused
+    /// tensors are refused: no BitNet model has one.
+    pub fn load_split(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        sizes: &[usize],
+    ) -> Result<Vec<Linear>, ModelError> {
+        let rows = sizes.iter().sum();
+        let refuse = |reason: &str| ModelError::TensorType {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        match Linear::load(file, name, cols, rows, false)? {
+            Linear::Dense { matrix, .. } => Ok(matrix
+                .split_rows(sizes)
+                .ok_or_else(|| refuse("cannot be split into its projections"))?
+                .into_iter()
+                .map(|matrix| Linear::Dense {
+                    matrix,
+                    scale: None,
+                })
+                .collect()),
+            Linear::Ternary { .. } => Err(refuse(
+                "a fused projection with ternary weights is not supported",
+            )),
+        }
+    }
+
     /// Number of outputs.
     pub fn rows(&self) -> usize {
         match self {

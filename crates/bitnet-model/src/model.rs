@@ -180,6 +180,9 @@ impl Model {
             layers.push(layer);
             used.extend(asked);
         }
+        if config.rope_scaling.is_some() {
+            used.extend(crate::config::LONG_ROPE_TENSORS.map(String::from));
+        }
         weights::check_no_unused_tensors(file, &config, &used)?;
         Ok(Model {
             config,

@@ -48,6 +48,34 @@ pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mu
     }
 }
 
+/// [`rope_table`] with per-dimension frequency factors (LongRoPE: `theta_i / factors[i]`) and
+/// the cos/sin multiplied by `mscale`, as ggml's `rope_yarn` without extrapolation mixing.
+pub fn rope_table_scaled(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    factors: &[f32],
+    mscale: f32,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        let t = theta / factors[i];
+        cos[i] = t.cos() * mscale;
+        sin[i] = t.sin() * mscale;
+        theta *= theta_scale;
+    }
+}
+
+/// Adds `bias` to every `bias.len()`-wide row of `x`.
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    }
+}
+
 /// Rotates the first `cos.len() * 2` elements of every `head_dim`-wide head in `x` (the heads
 /// of one token) using a table from [`rope_table`].
 pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {

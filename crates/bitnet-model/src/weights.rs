@@ -146,6 +146,11 @@ pub struct Layer {
     pub wk: Linear,
     pub wv: Linear,
     pub wo: Linear,
+    /// Biases of the Q, K, V and output projections.
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    pub bo: Option<Vec<f32>>,
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
     pub attn_sub_norm: Option<Vec<f32>>,
@@ -156,6 +161,16 @@ pub struct Layer {
     pub ffn_down: Linear,
     pub ffn_sub_norm: Option<Vec<f32>>,
     pub ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// The Q, K, V projections of a layer and their biases.
+pub(crate) struct QkvProjections {
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
 }
 
 /// Reads the tensors of block `il` for an architecture's loader, remembering every name asked
@@ -206,18 +221,97 @@ impl<'f> LayerTensors<'f> {
         norm(self.file, &name, len)
     }
 
-    /// The parts of a pre-norm block with a gated FFN (`attn_norm`, Q/K/V/output projections,
-    /// `ffn_norm`, `ffn_gate`/`ffn_up`/`ffn_down`), the optional ones left out; an
-    /// architecture's loader adds what its block has on top (`Layer { q_norm: ..., ..base }`).
-    pub fn gated_block(&self) -> Result<Layer, ModelError> {
+    /// The optional one-dimensional tensor `blk.<il>.<part>.bias` of `len` elements.
+    pub fn bias(&self, part: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        let name = format!("blk.{}.{part}.bias", self.il);
+        self.ask(&name);
+        match self.file.tensor(&name) {
+            Some(_) => norm(self.file, &name, len).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The fused linear `part` cut into consecutive blocks of `sizes` outputs each.
+    pub fn fused_linear(
+        &self,
+        part: &str,
+        cols: usize,
+        sizes: &[usize],
+    ) -> Result<Vec<Linear>, ModelError> {
+        let name = self.name(part);
+        self.ask(&name);
+        Linear::load_split(self.file, &name, cols, sizes)
+    }
+
+    /// Separate `attn_q`, `attn_k`, `attn_v` projections without biases.
+    pub fn separate_qkv(&self) -> Result<QkvProjections, ModelError> {
         let c = self.cfg;
-        let (d, ff, qd, kvd) = (c.n_embd, c.n_ff, c.q_dim(), c.kv_dim());
-        Ok(Layer {
-            attn_norm: self.norm("attn_norm", d)?,
+        let (d, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
+        Ok(QkvProjections {
             wq: self.linear("attn_q", d, qd)?,
             wk: self.linear("attn_k", d, kvd)?,
             wv: self.linear("attn_v", d, kvd)?,
+            bq: None,
+            bk: None,
+            bv: None,
+        })
+    }
+
+    /// The Q, K and V projections as llama.cpp's `create_tensor_qkv` finds them: one fused
+    /// `attn_qkv` (with an optional fused bias) or separate `attn_q`, `attn_k`, `attn_v`, each
+    /// with an optional bias.
+    pub fn qkv_projections(&self) -> Result<QkvProjections, ModelError> {
+        let c = self.cfg;
+        let (d, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
+        let fused_name = self.name("attn_qkv");
+        self.ask(&fused_name);
+        if self.file.tensor(&fused_name).is_some() {
+            let mut parts = self
+                .fused_linear("attn_qkv", d, &[qd, kvd, kvd])?
+                .into_iter();
+            let mut next = || parts.next().expect("three parts");
+            let (wq, wk, wv) = (next(), next(), next());
+            let (bq, bk, bv) = match self.bias("attn_qkv", qd + 2 * kvd)? {
+                Some(b) => (
+                    Some(b[..qd].to_vec()),
+                    Some(b[qd..qd + kvd].to_vec()),
+                    Some(b[qd + kvd..].to_vec()),
+                ),
+                None => (None, None, None),
+            };
+            return Ok(QkvProjections {
+                wq,
+                wk,
+                wv,
+                bq,
+                bk,
+                bv,
+            });
+        }
+        Ok(QkvProjections {
+            bq: self.bias("attn_q", qd)?,
+            bk: self.bias("attn_k", kvd)?,
+            bv: self.bias("attn_v", kvd)?,
+            ..self.separate_qkv()?
+        })
+    }
+
+    /// The parts of a pre-norm block with a gated FFN (`attn_norm`, Q/K/V/output projections,
+    /// `ffn_norm`, `ffn_gate`/`ffn_up`/`ffn_down`), the optional ones left out; an
+    /// architecture's loader adds what its block has on top (`Layer { q_norm: ..., ..base }`).
+    pub fn gated_block(&self, qkv: QkvProjections) -> Result<Layer, ModelError> {
+        let c = self.cfg;
+        let (d, ff, qd) = (c.n_embd, c.n_ff, c.q_dim());
+        Ok(Layer {
+            attn_norm: self.norm("attn_norm", d)?,
+            wq: qkv.wq,
+            wk: qkv.wk,
+            wv: qkv.wv,
             wo: self.linear("attn_output", qd, d)?,
+            bq: qkv.bq,
+            bk: qkv.bk,
+            bv: qkv.bv,
+            bo: None,
             q_norm: None,
             k_norm: None,
             attn_sub_norm: None,

@@ -20,6 +20,20 @@ impl Pass<'_, '_> {
         wv.forward(&self.normed, self.n, &mut self.v, self.pool)
     }
 
+    /// `q += b_q`, `k += b_k`, `v += b_v` for the biases present.
+    pub fn add_qkv_biases(
+        &mut self,
+        bq: &Option<Vec<f32>>,
+        bk: &Option<Vec<f32>>,
+        bv: &Option<Vec<f32>>,
+    ) {
+        for (x, b) in [(&mut self.q, bq), (&mut self.k, bk), (&mut self.v, bv)] {
+            if let Some(b) = b {
+                ops::add_bias_rows(x, b);
+            }
+        }
+    }
+
     /// Per-head RMSNorm of the queries and keys (`attn_q_norm`, `attn_k_norm`).
     pub fn rms_norm_qk_heads(&mut self, q_norm: &[f32], k_norm: &[f32]) {
         ops::rms_norm_rows_in_place(&mut self.q, q_norm, self.cfg.rms_eps);
@@ -34,7 +48,8 @@ impl Pass<'_, '_> {
             let rows = self.rows_of(s);
             let q = &mut self.q[rows.start * q_dim..rows.end * q_dim];
             let k = &mut self.k[rows.start * kv_dim..rows.end * kv_dim];
-            apply_rope(self.cfg, il, self.plans[s].pos0, q, k);
+            let plan = &self.plans[s];
+            apply_rope(self.cfg, il, plan.pos0, plan.capacity, q, k);
             self.segments[s]
                 .cache
                 .store(il, k, &self.v[rows.start * kv_dim..rows.end * kv_dim]);
@@ -120,13 +135,23 @@ impl Pass<'_, '_> {
     pub fn project_attention_output(&mut self, wo: &Linear) -> Result<(), ModelError> {
         wo.forward(&self.attn, self.n, &mut self.proj, self.pool)
     }
+
+    /// `proj += b_o` when the output projection has a bias.
+    pub fn add_output_bias(&mut self, bo: &Option<Vec<f32>>) {
+        if let Some(b) = bo {
+            ops::add_bias_rows(&mut self.proj, b);
+        }
+    }
 }
 
-/// RoPE on the Q and K rows of a batch of one segment starting at position `pos0`.
+/// RoPE on the Q and K rows of a batch of one segment starting at position `pos0`, whose
+/// cache holds `capacity` positions (LongRoPE's factors depend on it, as llama.cpp's on its
+/// context size).
 fn apply_rope(
     cfg: &crate::config::ModelConfig,
     il: usize,
     pos0: usize,
+    capacity: usize,
     q: &mut [f32],
     k: &mut [f32],
 ) {
@@ -134,12 +159,24 @@ fn apply_rope(
     let mut cos = vec![0.0f32; half];
     let mut sin = vec![0.0f32; half];
     let base = cfg.rope_base_of(il);
+    let scaling = cfg.rope_scaling.as_ref().map(|s| s.for_context(capacity));
     for (i, (qr, kr)) in q
         .chunks_exact_mut(cfg.q_dim())
         .zip(k.chunks_exact_mut(cfg.kv_dim()))
         .enumerate()
     {
-        ops::rope_table(pos0 + i, cfg.n_rot, base, &mut cos, &mut sin);
+        match scaling {
+            None => ops::rope_table(pos0 + i, cfg.n_rot, base, &mut cos, &mut sin),
+            Some((factors, mscale)) => ops::rope_table_scaled(
+                pos0 + i,
+                cfg.n_rot,
+                base,
+                factors,
+                mscale,
+                &mut cos,
+                &mut sin,
+            ),
+        }
         ops::rope_apply(qr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
         ops::rope_apply(kr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
     }

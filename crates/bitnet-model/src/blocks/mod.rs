@@ -26,6 +26,8 @@ pub(crate) struct AttentionRounding {
 /// Where a segment starts and which roundings its attention follows.
 pub(crate) struct SegmentPlan {
     pub pos0: usize,
+    /// KV cache capacity (the context size llama.cpp's LongRoPE choice depends on).
+    pub capacity: usize,
     pub rounding: AttentionRounding,
 }
 
@@ -92,6 +94,7 @@ impl<'m, 'b> Pass<'m, 'b> {
                 let f16_rules = seg.cache.precision() == KvPrecision::F16;
                 SegmentPlan {
                     pos0: seg.cache.len(),
+                    capacity: seg.cache.capacity(),
                     rounding: AttentionRounding {
                         q_f16: f16_rules,
                         p_f16: f16_rules && seg.tokens.len() == 1,

@@ -22,7 +22,7 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
     Ok(Layer {
         attn_sub_norm: Some(t.norm("attn_sub_norm", c.q_dim())?),
         ffn_sub_norm: Some(t.norm("ffn_sub_norm", c.n_ff)?),
-        ..t.gated_block()?
+        ..t.gated_block(t.separate_qkv()?)?
     })
 }
 

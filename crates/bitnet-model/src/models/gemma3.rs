@@ -31,7 +31,7 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         k_norm: Some(t.norm("attn_k_norm", hd)?),
         attn_post_norm: Some(t.norm("post_attention_norm", d)?),
         ffn_post_norm: Some(t.norm("post_ffw_norm", d)?),
-        ..t.gated_block()?
+        ..t.gated_block(t.qkv_projections()?)?
     })
 }
 
@@ -44,6 +44,7 @@ pub(super) fn block(
     // Attention.
     p.rms_norm_input(x, &l.attn_norm);
     p.project_qkv(&l.wq, &l.wk, &l.wv)?;
+    p.add_qkv_biases(&l.bq, &l.bk, &l.bv);
     p.rms_norm_qk_heads(
         loaded(&l.q_norm, "attn_q_norm", il)?,
         loaded(&l.k_norm, "attn_k_norm", il)?,

@@ -1,4 +1,6 @@
-//! LLaMA (`llama`): pre-norm RMSNorm blocks, rotary attention with grouped KV heads, SwiGLU FFN.
+//! LLaMA (`llama`): pre-norm RMSNorm blocks, rotary attention with grouped KV heads, SwiGLU FFN;
+//! as llama.cpp loads it, Q/K/V may come fused (`attn_qkv`) and every attention projection may
+//! carry a bias. Qwen2 (`qwen2`) is this graph with NEOX RoPE and Q/K/V biases.
 //!
 //! ```text
 //! x ─┬─ RMSNorm ─ Wq,Wk,Wv ─ RoPE ─ attention ─ Wo ─(+)─┬─ RMSNorm ─ silu(Wgate·h)·(Wup·h) ─ Wdown ─(+)─
@@ -10,7 +12,10 @@ use crate::error::ModelError;
 use crate::weights::{Layer, LayerTensors};
 
 pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
-    t.gated_block()
+    Ok(Layer {
+        bo: t.bias("attn_output", t.cfg.n_embd)?,
+        ..t.gated_block(t.qkv_projections()?)?
+    })
 }
 
 pub(super) fn block(
@@ -22,9 +27,11 @@ pub(super) fn block(
     // Attention.
     p.rms_norm_input(x, &l.attn_norm);
     p.project_qkv(&l.wq, &l.wk, &l.wv)?;
+    p.add_qkv_biases(&l.bq, &l.bk, &l.bv);
     p.rope_and_store_kv(il);
     p.attend(il, p.cfg.attention_scale);
     p.project_attention_output(&l.wo)?;
+    p.add_output_bias(&l.bo);
     p.add_residual(x);
     // Feed-forward.
     p.rms_norm_input(x, &l.ffn_norm);

@@ -10,8 +10,11 @@
 //! - `block`: block `il` applied to the residual stream `x` of a whole batch.
 
 mod bitnet;
+mod gemma;
+mod gemma2;
 mod gemma3;
 mod llama;
+mod phi3;
 mod qwen3;
 
 use crate::arch::Graph;
@@ -23,7 +26,9 @@ use crate::weights::{Layer, LayerTensors};
 /// Fills in the architecture-specific part of the configuration.
 pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     match keys.arch.graph {
-        Graph::Bitnet | Graph::Llama | Graph::Qwen3 => Ok(()),
+        Graph::Bitnet | Graph::Llama | Graph::Qwen3 | Graph::Gemma => Ok(()),
+        Graph::Phi3 => phi3::configure(keys, cfg),
+        Graph::Gemma2 => gemma2::configure(keys, cfg),
         Graph::Gemma3 => gemma3::configure(keys, cfg),
     }
 }
@@ -34,13 +39,16 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         Graph::Bitnet => bitnet::load_layer(t),
         Graph::Llama => llama::load_layer(t),
         Graph::Qwen3 => qwen3::load_layer(t),
+        Graph::Phi3 => phi3::load_layer(t),
+        Graph::Gemma => gemma::load_layer(t),
+        Graph::Gemma2 => gemma2::load_layer(t),
         Graph::Gemma3 => gemma3::load_layer(t),
     }
 }
 
 /// Whether the graph multiplies the token embeddings by `sqrt(n_embd)` before the first block.
 pub(crate) fn scales_embeddings(graph: Graph) -> bool {
-    matches!(graph, Graph::Gemma3)
+    matches!(graph, Graph::Gemma | Graph::Gemma2 | Graph::Gemma3)
 }
 
 /// Whether the linears may carry one-element `<linear>.scale` tensors multiplying their output.
@@ -59,6 +67,9 @@ pub(crate) fn block(
         Graph::Bitnet => bitnet::block(p, il, layer, x),
         Graph::Llama => llama::block(p, il, layer, x),
         Graph::Qwen3 => qwen3::block(p, il, layer, x),
+        Graph::Phi3 => phi3::block(p, il, layer, x),
+        Graph::Gemma => gemma::block(p, il, layer, x),
+        Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
     }
 }
