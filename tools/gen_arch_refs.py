@@ -67,6 +67,7 @@ class Arch:
         self.rope_dims = rope_dims
         self.tensors = {}
         self.keys = []
+        self.layer_norm = False
 
     def q_dim(self):
         return N_HEAD * self.head_dim
@@ -128,7 +129,10 @@ class Arch:
         w.add_head_count(N_HEAD)
         w.add_head_count_kv(N_HEAD_KV)
         w.add_rope_freq_base(10000.0)
-        w.add_layer_norm_rms_eps(1e-6)
+        if self.layer_norm:
+            w.add_layer_norm_eps(1e-5)
+        else:
+            w.add_layer_norm_rms_eps(1e-6)
         if self.head_dim != N_EMBD // N_HEAD:
             w.add_key_length(self.head_dim)
             w.add_value_length(self.head_dim)
@@ -191,6 +195,17 @@ def build(name):
             a.vector(f"blk.{il}.post_attention_norm.weight", N_EMBD, mean=1.0)
             a.gated_ffn(il)
             a.vector(f"blk.{il}.post_ffw_norm.weight", N_EMBD, mean=1.0)
+    elif name == "command-r":
+        a = Arch(name, seed)
+        a.layer_norm = True
+        a.keys.append(("add_logit_scale", 0.5))
+        a.embedding_and_head(tied=True)
+        for il in range(N_LAYER):
+            a.attention(il)
+            p = f"blk.{il}."
+            a.matrix(p + "ffn_gate.weight", N_FF, N_EMBD)
+            a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
+            a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
     else:
         raise SystemExit(f"unknown architecture {name}")
     return a
@@ -254,7 +269,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

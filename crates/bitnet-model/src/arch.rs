@@ -47,6 +47,8 @@ pub enum Graph {
     Llama,
     /// `models/phi3.rs`: fused QKV and gate-up projections, LongRoPE frequency factors.
     Phi3,
+    /// `models/command_r.rs`: Command-R (LayerNorm, parallel attention and FFN, logit scale).
+    CommandR,
     /// `models/gemma.rs`: Gemma (scaled embeddings, GeGLU, tied head).
     Gemma,
     /// `models/gemma2.rs`: Gemma 2 (post-norms, alternating sliding window, soft-capping).
@@ -111,6 +113,12 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     ),
     spec("qwen3", Graph::Qwen3, Activation::Silu, RopeStyle::Neox),
     spec("phi3", Graph::Phi3, Activation::Silu, RopeStyle::Neox),
+    spec(
+        "command-r",
+        Graph::CommandR,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
     spec("gemma", Graph::Gemma, Activation::GeluTanh, RopeStyle::Neox),
     spec(
         "gemma2",

@@ -21,6 +21,8 @@ pub struct ModelConfig {
     pub head_dim: usize,
     /// Number of leading elements of each head that RoPE rotates.
     pub n_rot: usize,
+    /// The norms' epsilon (`attention.layer_norm_rms_epsilon`, or `attention.layer_norm_epsilon`
+    /// for the LayerNorm architectures).
     pub rms_eps: f32,
     pub rope_base: f32,
     /// Training context length (informational; the KV cache size is chosen by the caller).
@@ -36,6 +38,10 @@ pub struct ModelConfig {
     pub rope_scaling: Option<LongRope>,
     /// Multiplier applied to the softmax input `q·k` (or to Q first, see `ArchSpec`).
     pub attention_scale: f32,
+    /// Multiplier of the final logits (`<arch>.logit_scale`, Command-R).
+    pub logit_scale: Option<f32>,
+    /// Whether the norms are LayerNorm (mean and variance) rather than RMSNorm.
+    pub layer_norm: bool,
     /// `tanh` soft-capping of the final logits (`<arch>.final_logit_softcapping`).
     pub final_logit_softcap: Option<f32>,
     /// `tanh` soft-capping of attention scores (`<arch>.attn_logit_softcapping`).
@@ -100,8 +106,10 @@ impl ModelConfig {
                 "RoPE dimension {n_rot} must be even and at most the head width {head_dim}"
             )));
         }
+        // LayerNorm architectures (Command-R) give `layer_norm_epsilon` instead.
         let rms_eps = file
             .get_f32(&key("attention.layer_norm_rms_epsilon"))
+            .or_else(|| file.get_f32(&key("attention.layer_norm_epsilon")))
             .ok_or_else(|| ModelError::MissingKey(key("attention.layer_norm_rms_epsilon")))?;
         let rope_base = file.get_f32(&key("rope.freq_base")).unwrap_or(10_000.0);
         if let Some(scaling) = file.get_str(&key("rope.scaling.type")) {
@@ -156,6 +164,8 @@ impl ModelConfig {
             swa_layers: vec![false; n_layer],
             swa_rope_base: None,
             rope_scaling: None,
+            logit_scale: None,
+            layer_norm: false,
             attention_scale,
             final_logit_softcap,
             attn_logit_softcap,
@@ -285,6 +295,7 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "attention.head_count",
     "attention.head_count_kv",
     "attention.key_length",
+    "attention.layer_norm_epsilon",
     "attention.layer_norm_rms_epsilon",
     "attention.sliding_window",
     "attention.sliding_window_pattern",
@@ -296,6 +307,7 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "feed_forward_length",
     "final_logit_softcapping",
     "hidden_activation",
+    "logit_scale",
     "rope.dimension_count",
     "rope.freq_base",
     "rope.freq_base_swa",
@@ -317,6 +329,7 @@ mod tests {
         let source = include_str!("config.rs");
         let mut code = source[..source.find("pub const KNOWN_ARCH_KEYS").unwrap()].to_string();
         for model in [
+            include_str!("models/command_r.rs"),
             include_str!("models/gemma2.rs"),
             include_str!("models/gemma3.rs"),
             include_str!("models/phi3.rs"),

@@ -320,7 +320,16 @@ impl Model {
             let from = seg.logits_from.min(seg.tokens.len());
             let start = h.len();
             h.extend_from_slice(&x[(r0 + from) * d..(r0 + seg.tokens.len()) * d]);
-            ops::rms_norm_rows_in_place(&mut h[start..], &self.output_norm, cfg.rms_eps);
+            if cfg.layer_norm {
+                ops::layer_norm_rows_in_place(
+                    &mut h[start..],
+                    &self.output_norm,
+                    None,
+                    cfg.rms_eps,
+                );
+            } else {
+                ops::rms_norm_rows_in_place(&mut h[start..], &self.output_norm, cfg.rms_eps);
+            }
             if plan.rounding.p_f16 {
                 ops::round_to_f16(&mut h[start..]);
             }
@@ -330,6 +339,9 @@ impl Model {
         let mut logits = vec![0.0f32; n_out * cfg.n_vocab];
         if n_out > 0 {
             self.head.forward(&h, n_out, &mut logits, pass.pool)?;
+            if let Some(scale) = cfg.logit_scale {
+                logits.iter_mut().for_each(|v| *v *= scale);
+            }
             if let Some(cap) = cfg.final_logit_softcap {
                 ops::soft_cap(&mut logits, cap);
             }

@@ -36,6 +36,28 @@ pub fn rms_norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
+/// `out = (x − mean) / sqrt(var + eps) · w (+ b)` on every `w.len()`-wide row of `x`, in place,
+/// as ggml's `norm` then `MUL` (and `ADD`): mean and variance summed in f64 here (ggml sums in
+/// f32; the difference is far below the tolerance of any comparison with it).
+pub fn layer_norm_rows_in_place(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
+    let n = w.len();
+    for row in x.chunks_exact_mut(n) {
+        let mean = (row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64) as f32;
+        let mut var = 0.0f64;
+        for v in row.iter_mut() {
+            *v -= mean;
+            var += f64::from(*v * *v);
+        }
+        let scale = 1.0f32 / ((var / n as f64) as f32 + eps).sqrt();
+        for (v, &wi) in row.iter_mut().zip(w) {
+            *v = *v * scale * wi;
+        }
+        if let Some(b) = b {
+            row.iter_mut().zip(b).for_each(|(v, bi)| *v += bi);
+        }
+    }
+}
+
 /// The cos/sin table of one position: `theta_i = p · base^(−2i/n_rot)`, the angle advanced by
 /// repeated f32 multiplication by `powf(base, −2/n_rot)` as ggml's rope cache does.
 pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mut [f32]) {
@@ -155,6 +177,23 @@ mod tests {
         let e = (1.0f64).exp();
         let expect0 = 1.0 / (1.0 + e);
         assert!((f64::from(x[0]) - expect0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales() {
+        let mut x = [1.0f32, 2.0, 3.0, 6.0];
+        layer_norm_rows_in_place(
+            &mut x,
+            &[1.0, 1.0, 2.0, 1.0],
+            Some(&[0.0, 0.5, 0.0, 0.0]),
+            0.0,
+        );
+        // mean 3, variance (4 + 1 + 0 + 9) / 4 = 3.5
+        let s = 1.0 / 3.5f64.sqrt();
+        let expect = [-2.0 * s, -s + 0.5, 0.0, 3.0 * s];
+        for (a, e) in x.iter().zip(expect) {
+            assert!((f64::from(*a) - e).abs() < 1e-6, "{a} vs {e}");
+        }
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub struct Layer {
     pub k_norm: Option<Vec<f32>>,
     pub attn_sub_norm: Option<Vec<f32>>,
     pub attn_post_norm: Option<Vec<f32>>,
+    /// Empty where the block has no FFN norm (Command-R's parallel FFN reads the attention's
+    /// normed input).
     pub ffn_norm: Vec<f32>,
     pub ffn_gate: Linear,
     pub ffn_up: Linear,

@@ -119,3 +119,8 @@ fn gemma2_matches_llama_cpp() {
 fn internlm2_matches_llama_cpp() {
     check("internlm2");
 }
+
+#[test]
+fn command_r_matches_llama_cpp() {
+    check("command-r");
+}

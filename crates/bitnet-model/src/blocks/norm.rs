@@ -1,6 +1,6 @@
 //! Norm steps: the pre-norm of a block's input and the norms applied inside and after blocks
-//! (BitNet's sub-norms, Gemma's post-norms), all RMSNorm with ggml's arithmetic
-//! ([`crate::ops::rms_norm_rows_in_place`]).
+//! (BitNet's sub-norms, Gemma's post-norms), RMSNorm with ggml's arithmetic
+//! ([`crate::ops::rms_norm_rows_in_place`]) or LayerNorm ([`crate::ops::layer_norm_rows_in_place`]).
 
 use super::Pass;
 use crate::ops;
@@ -10,6 +10,12 @@ impl Pass<'_, '_> {
     pub fn rms_norm_input(&mut self, x: &[f32], w: &[f32]) {
         self.normed.copy_from_slice(x);
         ops::rms_norm_rows_in_place(&mut self.normed, w, self.cfg.rms_eps);
+    }
+
+    /// `normed = LayerNorm(x) · w`: the input of a block (LayerNorm architectures).
+    pub fn layer_norm_input(&mut self, x: &[f32], w: &[f32]) {
+        self.normed.copy_from_slice(x);
+        ops::layer_norm_rows_in_place(&mut self.normed, w, None, self.cfg.rms_eps);
     }
 
     /// `attn = RMSNorm(attn) · w` before the output projection (BitNet's `attn_sub_norm`).

@@ -10,6 +10,7 @@
 //! - `block`: block `il` applied to the residual stream `x` of a whole batch.
 
 mod bitnet;
+mod command_r;
 mod gemma;
 mod gemma2;
 mod gemma3;
@@ -28,6 +29,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
     match keys.arch.graph {
         Graph::Bitnet | Graph::Llama | Graph::Qwen3 | Graph::Gemma => Ok(()),
         Graph::Phi3 => phi3::configure(keys, cfg),
+        Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
         Graph::Gemma3 => gemma3::configure(keys, cfg),
     }
@@ -40,6 +42,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         Graph::Llama => llama::load_layer(t),
         Graph::Qwen3 => qwen3::load_layer(t),
         Graph::Phi3 => phi3::load_layer(t),
+        Graph::CommandR => command_r::load_layer(t),
         Graph::Gemma => gemma::load_layer(t),
         Graph::Gemma2 => gemma2::load_layer(t),
         Graph::Gemma3 => gemma3::load_layer(t),
@@ -68,6 +71,7 @@ pub(crate) fn block(
         Graph::Llama => llama::block(p, il, layer, x),
         Graph::Qwen3 => qwen3::block(p, il, layer, x),
         Graph::Phi3 => phi3::block(p, il, layer, x),
+        Graph::CommandR => command_r::block(p, il, layer, x),
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
