@@ -100,7 +100,9 @@ class Arch:
             self.matrix(p + "attn_q.weight", self.q_dim(), N_EMBD)
             self.matrix(p + "attn_k.weight", self.kv_dim(), N_EMBD)
             self.matrix(p + "attn_v.weight", self.kv_dim(), N_EMBD)
-        if biases:
+        if biases and fused:
+            self.vector(p + "attn_qkv.bias", self.q_dim() + 2 * self.kv_dim(), spread=0.5)
+        elif biases:
             self.vector(p + "attn_q.bias", self.q_dim(), spread=0.5)
             self.vector(p + "attn_k.bias", self.kv_dim(), spread=0.5)
             self.vector(p + "attn_v.bias", self.kv_dim(), spread=0.5)
@@ -206,6 +208,15 @@ def build(name):
             a.matrix(p + "ffn_gate.weight", N_FF, N_EMBD)
             a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
+    elif name in ("glm4", "chatglm"):
+        a = Arch(name, seed, rope_dims=(N_EMBD // N_HEAD) // 2)
+        a.embedding_and_head()
+        for il in range(N_LAYER):
+            a.attention(il, fused=True, biases=True)
+            a.gated_ffn(il, fused=True)
+            if name == "glm4":
+                a.vector(f"blk.{il}.post_attention_norm.weight", N_EMBD, mean=1.0)
+                a.vector(f"blk.{il}.post_ffw_norm.weight", N_EMBD, mean=1.0)
     else:
         raise SystemExit(f"unknown architecture {name}")
     return a
@@ -269,7 +280,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

@@ -53,6 +53,10 @@ pub enum Graph {
     Gemma,
     /// `models/gemma2.rs`: Gemma 2 (post-norms, alternating sliding window, soft-capping).
     Gemma2,
+    /// `models/chatglm.rs`: ChatGLM 2/3 (the LLaMA block over fused weights, half-head RoPE).
+    ChatGlm,
+    /// `models/glm4.rs`: GLM-4 (fused QKV with biases, half-head RoPE, post-norms, fused gate-up).
+    Glm4,
     /// `models/qwen3.rs`: the LLaMA block with per-head Q/K RMSNorm before RoPE.
     Qwen3,
     /// `models/gemma3.rs`: Gemma 3 (Gemma 2 with Q/K norms and 5:1 local/global layers).
@@ -132,6 +136,13 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         Activation::GeluTanh,
         RopeStyle::Neox,
     ),
+    spec(
+        "chatglm",
+        Graph::ChatGlm,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
+    spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
 ];
 
 /// Looks up an architecture by its `general.architecture` string.

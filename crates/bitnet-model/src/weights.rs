@@ -302,6 +302,31 @@ impl<'f> LayerTensors<'f> {
     /// `ffn_norm`, `ffn_gate`/`ffn_up`/`ffn_down`), the optional ones left out; an
     /// architecture's loader adds what its block has on top (`Layer { q_norm: ..., ..base }`).
     pub fn gated_block(&self, qkv: QkvProjections) -> Result<Layer, ModelError> {
+        let (d, ff) = (self.cfg.n_embd, self.cfg.n_ff);
+        let gate = self.linear("ffn_gate", d, ff)?;
+        let up = self.linear("ffn_up", d, ff)?;
+        self.block_with(qkv, gate, up)
+    }
+
+    /// [`LayerTensors::gated_block`] with the gate and up projections fused in one `ffn_up`
+    /// of `2 · n_ff` outputs, gate rows first (Phi-3, GLM-4: llama.cpp's SwiGLU over halves).
+    pub fn gated_block_fused_gate_up(&self, qkv: QkvProjections) -> Result<Layer, ModelError> {
+        let (d, ff) = (self.cfg.n_embd, self.cfg.n_ff);
+        let [gate, up]: [Linear; 2] = self
+            .fused_linear("ffn_up", d, &[ff, ff])?
+            .try_into()
+            .map_err(|_| {
+                ModelError::Internal("the gate-up split gave other than two parts".into())
+            })?;
+        self.block_with(qkv, gate, up)
+    }
+
+    fn block_with(
+        &self,
+        qkv: QkvProjections,
+        gate: Linear,
+        up: Linear,
+    ) -> Result<Layer, ModelError> {
         let c = self.cfg;
         let (d, ff, qd) = (c.n_embd, c.n_ff, c.q_dim());
         Ok(Layer {
@@ -319,8 +344,8 @@ impl<'f> LayerTensors<'f> {
             attn_sub_norm: None,
             attn_post_norm: None,
             ffn_norm: self.norm("ffn_norm", d)?,
-            ffn_gate: self.linear("ffn_gate", d, ff)?,
-            ffn_up: self.linear("ffn_up", d, ff)?,
+            ffn_gate: gate,
+            ffn_up: up,
             ffn_down: self.linear("ffn_down", ff, d)?,
             ffn_sub_norm: None,
             ffn_post_norm: None,

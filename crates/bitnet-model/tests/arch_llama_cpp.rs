@@ -124,3 +124,13 @@ fn internlm2_matches_llama_cpp() {
 fn command_r_matches_llama_cpp() {
     check("command-r");
 }
+
+#[test]
+fn glm4_matches_llama_cpp() {
+    check("glm4");
+}
+
+#[test]
+fn chatglm_matches_llama_cpp() {
+    check("chatglm");
+}

@@ -10,10 +10,12 @@
 //! - `block`: block `il` applied to the residual stream `x` of a whole batch.
 
 mod bitnet;
+mod chatglm;
 mod command_r;
 mod gemma;
 mod gemma2;
 mod gemma3;
+mod glm4;
 mod llama;
 mod phi3;
 mod qwen3;
@@ -27,7 +29,12 @@ use crate::weights::{Layer, LayerTensors};
 /// Fills in the architecture-specific part of the configuration.
 pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     match keys.arch.graph {
-        Graph::Bitnet | Graph::Llama | Graph::Qwen3 | Graph::Gemma => Ok(()),
+        Graph::Bitnet
+        | Graph::Llama
+        | Graph::Qwen3
+        | Graph::Gemma
+        | Graph::Glm4
+        | Graph::ChatGlm => Ok(()),
         Graph::Phi3 => phi3::configure(keys, cfg),
         Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
@@ -42,6 +49,8 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         Graph::Llama => llama::load_layer(t),
         Graph::Qwen3 => qwen3::load_layer(t),
         Graph::Phi3 => phi3::load_layer(t),
+        Graph::Glm4 => glm4::load_layer(t),
+        Graph::ChatGlm => chatglm::load_layer(t),
         Graph::CommandR => command_r::load_layer(t),
         Graph::Gemma => gemma::load_layer(t),
         Graph::Gemma2 => gemma2::load_layer(t),
@@ -71,6 +80,8 @@ pub(crate) fn block(
         Graph::Llama => llama::block(p, il, layer, x),
         Graph::Qwen3 => qwen3::block(p, il, layer, x),
         Graph::Phi3 => phi3::block(p, il, layer, x),
+        Graph::Glm4 => glm4::block(p, il, layer, x),
+        Graph::ChatGlm => chatglm::block(p, il, layer, x),
         Graph::CommandR => command_r::block(p, il, layer, x),
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
