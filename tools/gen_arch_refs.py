@@ -146,7 +146,7 @@ class Arch:
 
 def build(name):
     seed = sum(map(ord, name))
-    if name in ("llama", "internlm2"):
+    if name in ("llama", "internlm2", "baichuan"):
         a = Arch(name, seed, rope_dims=N_EMBD // N_HEAD)
         a.embedding_and_head()
         for il in range(N_LAYER):
@@ -280,7 +280,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

@@ -53,6 +53,8 @@ pub enum Graph {
     Gemma,
     /// `models/gemma2.rs`: Gemma 2 (post-norms, alternating sliding window, soft-capping).
     Gemma2,
+    /// `models/baichuan.rs`: the LLaMA block, RoPE only at 7B's depth.
+    Baichuan,
     /// `models/chatglm.rs`: ChatGLM 2/3 (the LLaMA block over fused weights, half-head RoPE).
     ChatGlm,
     /// `models/glm4.rs`: GLM-4 (fused QKV with biases, half-head RoPE, post-norms, fused gate-up).
@@ -135,6 +137,12 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         Graph::Gemma3,
         Activation::GeluTanh,
         RopeStyle::Neox,
+    ),
+    spec(
+        "baichuan",
+        Graph::Baichuan,
+        Activation::Silu,
+        RopeStyle::Normal,
     ),
     spec(
         "chatglm",

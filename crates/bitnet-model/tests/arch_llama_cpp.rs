@@ -134,3 +134,8 @@ fn glm4_matches_llama_cpp() {
 fn chatglm_matches_llama_cpp() {
     check("chatglm");
 }
+
+#[test]
+fn baichuan_matches_llama_cpp() {
+    check("baichuan");
+}

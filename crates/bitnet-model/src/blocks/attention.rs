@@ -50,9 +50,20 @@ impl Pass<'_, '_> {
             let k = &mut self.k[rows.start * kv_dim..rows.end * kv_dim];
             let plan = &self.plans[s];
             apply_rope(self.cfg, il, plan.pos0, plan.capacity, q, k);
+        }
+        self.store_kv(il);
+    }
+
+    /// The keys and values of layer `il` stored in each segment's cache (graphs without RoPE
+    /// call this alone).
+    pub fn store_kv(&mut self, il: usize) {
+        let kv_dim = self.cfg.kv_dim();
+        for s in 0..self.segments.len() {
+            let rows = self.rows_of(s);
+            let span = rows.start * kv_dim..rows.end * kv_dim;
             self.segments[s]
                 .cache
-                .store(il, k, &self.v[rows.start * kv_dim..rows.end * kv_dim]);
+                .store(il, &self.k[span.clone()], &self.v[span]);
         }
     }
 

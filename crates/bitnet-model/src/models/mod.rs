@@ -9,6 +9,7 @@
 //! - `load_layer`: block `il`'s weights;
 //! - `block`: block `il` applied to the residual stream `x` of a whole batch.
 
+mod baichuan;
 mod bitnet;
 mod chatglm;
 mod command_r;
@@ -36,6 +37,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         | Graph::Glm4
         | Graph::ChatGlm => Ok(()),
         Graph::Phi3 => phi3::configure(keys, cfg),
+        Graph::Baichuan => baichuan::configure(keys, cfg),
         Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
         Graph::Gemma3 => gemma3::configure(keys, cfg),
@@ -49,6 +51,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         Graph::Llama => llama::load_layer(t),
         Graph::Qwen3 => qwen3::load_layer(t),
         Graph::Phi3 => phi3::load_layer(t),
+        Graph::Baichuan => baichuan::load_layer(t),
         Graph::Glm4 => glm4::load_layer(t),
         Graph::ChatGlm => chatglm::load_layer(t),
         Graph::CommandR => command_r::load_layer(t),
@@ -80,6 +83,7 @@ pub(crate) fn block(
         Graph::Llama => llama::block(p, il, layer, x),
         Graph::Qwen3 => qwen3::block(p, il, layer, x),
         Graph::Phi3 => phi3::block(p, il, layer, x),
+        Graph::Baichuan => baichuan::block(p, il, layer, x),
         Graph::Glm4 => glm4::block(p, il, layer, x),
         Graph::ChatGlm => chatglm::block(p, il, layer, x),
         Graph::CommandR => command_r::block(p, il, layer, x),
