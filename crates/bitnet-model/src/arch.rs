@@ -59,6 +59,8 @@ pub enum Graph {
     ChatGlm,
     /// `models/glm4.rs`: GLM-4 (fused QKV with biases, half-head RoPE, post-norms, fused gate-up).
     Glm4,
+    /// `models/starcoder2.rs`: LayerNorm with bias, biases everywhere, plain GELU FFN.
+    Starcoder2,
     /// `models/qwen3.rs`: the LLaMA block with per-head Q/K RMSNorm before RoPE.
     Qwen3,
     /// `models/gemma3.rs`: Gemma 3 (Gemma 2 with Q/K norms and 5:1 local/global layers).
@@ -149,6 +151,12 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         Graph::ChatGlm,
         Activation::Silu,
         RopeStyle::Normal,
+    ),
+    spec(
+        "starcoder2",
+        Graph::Starcoder2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
     ),
     spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
 ];

@@ -19,8 +19,9 @@ use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
 use crate::linear::Linear;
 use crate::models;
+use crate::models::{BlockRef, BlockWeights};
 use crate::ops;
-use crate::weights::{self, Embedding, Layer, LayerTensors};
+use crate::weights::{self, Embedding, Layer, LayerTensors, PlainLayer};
 
 /// A loaded model.
 pub struct Model {
@@ -28,7 +29,12 @@ pub struct Model {
     /// The token embedding table; `None` when the tied F16 head holds the same values and
     /// rows are read from it (the table is then held once, not twice).
     embedding: Option<Embedding>,
+    /// The blocks of a gated-FFN architecture (empty for a plain-FFN one).
     layers: Vec<Layer>,
+    /// The blocks of a plain-FFN architecture (empty for a gated-FFN one).
+    plain_layers: Vec<PlainLayer>,
+    /// The bias of a final LayerNorm, where the architecture has one.
+    output_norm_b: Option<Vec<f32>>,
     output_norm: Vec<f32>,
     head: Linear,
 }
@@ -93,6 +99,14 @@ impl Model {
     pub fn load_with(file: &GgufFile, options: LoadOptions) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
+        const OUTPUT_NORM_BIAS: &str = "output_norm.bias";
+        // Only a final LayerNorm has a bias; anywhere else the tensor is refused as unused.
+        let output_norm_b = match file.tensor(OUTPUT_NORM_BIAS) {
+            Some(_) if config.layer_norm => {
+                Some(weights::norm(file, OUTPUT_NORM_BIAS, config.n_embd)?)
+            }
+            _ => None,
+        };
         const EMBD: &str = "token_embd.weight";
         let embd = file
             .tensor(EMBD)
@@ -146,7 +160,7 @@ impl Model {
             }
         }
         // Decoding and repacking the layers is the slow part of loading: spread it over the cores.
-        type Loaded = Result<(Layer, Vec<String>), ModelError>;
+        type Loaded = Result<(BlockWeights, Vec<String>), ModelError>;
         let slots: Vec<std::sync::Mutex<Option<Loaded>>> = (0..config.n_layer)
             .map(|_| std::sync::Mutex::new(None))
             .collect();
@@ -171,13 +185,19 @@ impl Model {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-        let mut layers = Vec::with_capacity(config.n_layer);
+        if output_norm_b.is_some() {
+            used.insert(OUTPUT_NORM_BIAS.to_string());
+        }
+        let (mut layers, mut plain_layers) = (Vec::new(), Vec::new());
         for slot in slots {
             let (layer, asked) = slot
                 .into_inner()
                 .unwrap_or_else(|p| p.into_inner())
                 .expect("the pool runs every layer")?;
-            layers.push(layer);
+            match layer {
+                BlockWeights::Gated(l) => layers.push(l),
+                BlockWeights::Plain(l) => plain_layers.push(l),
+            }
             used.extend(asked);
         }
         if config.rope_scaling.is_some() {
@@ -188,7 +208,9 @@ impl Model {
             config,
             embedding,
             layers,
+            plain_layers,
             output_norm,
+            output_norm_b,
             head,
         })
     }
@@ -243,7 +265,8 @@ impl Model {
         &self.head
     }
 
-    /// The layers (weights of each block).
+    /// The layers (weights of each block) of a gated-FFN architecture; empty for a plain-FFN
+    /// one (StarCoder2), whose blocks are [`PlainLayer`]s.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
@@ -287,7 +310,12 @@ impl Model {
         let cfg = &self.config;
         let mut pass = Pass::plan(cfg, pool, segments)?;
         let mut x = self.embed_batch(&pass)?;
-        for (il, layer) in self.layers.iter().enumerate() {
+        let blocks = self
+            .layers
+            .iter()
+            .map(BlockRef::Gated)
+            .chain(self.plain_layers.iter().map(BlockRef::Plain));
+        for (il, layer) in blocks.enumerate() {
             models::block(&mut pass, il, layer, &mut x)?;
         }
         pass.commit();
@@ -324,7 +352,7 @@ impl Model {
                 ops::layer_norm_rows_in_place(
                     &mut h[start..],
                     &self.output_norm,
-                    None,
+                    self.output_norm_b.as_deref(),
                     cfg.rms_eps,
                 );
             } else {

@@ -137,19 +137,28 @@ pub fn round_to_f16(x: &mut [f32]) {
     }
 }
 
+/// `act(x)` of one value.
+fn activate(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Relu2 => {
+            let r = x.max(0.0);
+            r * r
+        }
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::GeluTanh => gelu_tanh(x),
+    }
+}
+
 /// `gate = act(gate) * up`, element-wise.
 pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        let a = match act {
-            Activation::Relu2 => {
-                let r = g.max(0.0);
-                r * r
-            }
-            Activation::Silu => *g / (1.0 + (-*g).exp()),
-            Activation::GeluTanh => gelu_tanh(*g),
-        };
-        *g = a * u;
+        *g = activate(act, *g) * u;
     }
+}
+
+/// `x = act(x)`, element-wise (a plain FFN).
+pub fn activation_in_place(act: Activation, x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = activate(act, *v));
 }
 
 /// GELU with the tanh approximation: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.

@@ -165,6 +165,28 @@ pub struct Layer {
     pub ffn_post_norm: Option<Vec<f32>>,
 }
 
+/// The weights of a block whose FFN is not gated (`down(act(up · h + b_up)) + b_down`, StarCoder2)
+/// and whose norms are LayerNorms with biases; named after llama.cpp's tensors like [`Layer`].
+#[derive(Debug)]
+pub struct PlainLayer {
+    pub attn_norm: Vec<f32>,
+    pub attn_norm_b: Option<Vec<f32>>,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    pub bo: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub ffn_norm_b: Option<Vec<f32>>,
+    pub ffn_up: Linear,
+    pub ffn_up_b: Option<Vec<f32>>,
+    pub ffn_down: Linear,
+    pub ffn_down_b: Option<Vec<f32>>,
+}
+
 /// The Q, K, V projections of a layer and their biases.
 pub(crate) struct QkvProjections {
     pub wq: Linear,
@@ -349,6 +371,30 @@ impl<'f> LayerTensors<'f> {
             ffn_down: self.linear("ffn_down", ff, d)?,
             ffn_sub_norm: None,
             ffn_post_norm: None,
+        })
+    }
+
+    /// A block with a plain (non-gated) FFN: each norm and projection with its optional bias.
+    pub fn plain_block(&self, qkv: QkvProjections) -> Result<PlainLayer, ModelError> {
+        let c = self.cfg;
+        let (d, ff, qd) = (c.n_embd, c.n_ff, c.q_dim());
+        Ok(PlainLayer {
+            attn_norm: self.norm("attn_norm", d)?,
+            attn_norm_b: self.bias("attn_norm", d)?,
+            wq: qkv.wq,
+            wk: qkv.wk,
+            wv: qkv.wv,
+            wo: self.linear("attn_output", qd, d)?,
+            bq: qkv.bq,
+            bk: qkv.bk,
+            bv: qkv.bv,
+            bo: self.bias("attn_output", d)?,
+            ffn_norm: self.norm("ffn_norm", d)?,
+            ffn_norm_b: self.bias("ffn_norm", d)?,
+            ffn_up: self.linear("ffn_up", d, ff)?,
+            ffn_up_b: self.bias("ffn_up", ff)?,
+            ffn_down: self.linear("ffn_down", ff, d)?,
+            ffn_down_b: self.bias("ffn_down", d)?,
         })
     }
 

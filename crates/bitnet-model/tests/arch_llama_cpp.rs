@@ -139,3 +139,8 @@ fn chatglm_matches_llama_cpp() {
 fn baichuan_matches_llama_cpp() {
     check("baichuan");
 }
+
+#[test]
+fn starcoder2_matches_llama_cpp() {
+    check("starcoder2");
+}

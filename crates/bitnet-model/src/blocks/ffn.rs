@@ -1,5 +1,6 @@
 //! Feed-forward steps: the gated FFN `down(act(gate · h) ⊙ (up · h))` in its three stages, so
-//! that a graph can norm the hidden activations in between (BitNet's `ffn_sub_norm`).
+//! that a graph can norm the hidden activations in between (BitNet's `ffn_sub_norm`), and the
+//! plain FFN `down(act(up · h + b)) + b`.
 
 use super::Pass;
 use crate::arch::Activation;
@@ -24,6 +25,28 @@ impl Pass<'_, '_> {
     /// `gate = RMSNorm(gate) · w` (BitNet's `ffn_sub_norm`).
     pub fn rms_norm_ffn_hidden(&mut self, w: &[f32]) {
         ops::rms_norm_rows_in_place(&mut self.gate, w, self.cfg.rms_eps);
+    }
+
+    /// The plain FFN `proj = w_down · act(w_up · normed + b_up) + b_down` (the hidden
+    /// activations in `gate`).
+    pub fn plain_ffn(
+        &mut self,
+        w_up: &Linear,
+        b_up: &Option<Vec<f32>>,
+        w_down: &Linear,
+        b_down: &Option<Vec<f32>>,
+        act: Activation,
+    ) -> Result<(), ModelError> {
+        w_up.forward(&self.normed, self.n, &mut self.gate, self.pool)?;
+        if let Some(b) = b_up {
+            ops::add_bias_rows(&mut self.gate, b);
+        }
+        ops::activation_in_place(act, &mut self.gate);
+        w_down.forward(&self.gate, self.n, &mut self.proj, self.pool)?;
+        if let Some(b) = b_down {
+            ops::add_bias_rows(&mut self.proj, b);
+        }
+        Ok(())
     }
 
     /// `proj = w_down · gate`.

@@ -12,10 +12,10 @@ impl Pass<'_, '_> {
         ops::rms_norm_rows_in_place(&mut self.normed, w, self.cfg.rms_eps);
     }
 
-    /// `normed = LayerNorm(x) · w`: the input of a block (LayerNorm architectures).
-    pub fn layer_norm_input(&mut self, x: &[f32], w: &[f32]) {
+    /// `normed = LayerNorm(x) · w (+ b)`: the input of a block (LayerNorm architectures).
+    pub fn layer_norm_input(&mut self, x: &[f32], w: &[f32], b: Option<&[f32]>) {
         self.normed.copy_from_slice(x);
-        ops::layer_norm_rows_in_place(&mut self.normed, w, None, self.cfg.rms_eps);
+        ops::layer_norm_rows_in_place(&mut self.normed, w, b, self.cfg.rms_eps);
     }
 
     /// `attn = RMSNorm(attn) · w` before the output projection (BitNet's `attn_sub_norm`).

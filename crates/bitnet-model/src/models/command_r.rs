@@ -56,7 +56,7 @@ pub(super) fn block(
     l: &Layer,
     x: &mut [f32],
 ) -> Result<(), ModelError> {
-    p.layer_norm_input(x, &l.attn_norm);
+    p.layer_norm_input(x, &l.attn_norm, None);
     // Attention.
     p.project_qkv(&l.wq, &l.wk, &l.wv)?;
     p.add_qkv_biases(&l.bq, &l.bk, &l.bv);

@@ -20,12 +20,26 @@ mod glm4;
 mod llama;
 mod phi3;
 mod qwen3;
+mod starcoder2;
 
 use crate::arch::Graph;
 use crate::blocks::Pass;
 use crate::config::{ArchKeys, ModelConfig};
 use crate::error::ModelError;
-use crate::weights::{Layer, LayerTensors};
+use crate::weights::{Layer, LayerTensors, PlainLayer};
+
+/// One block's weights: a gated-FFN block or a plain-FFN one, as its architecture loads it.
+pub(crate) enum BlockWeights {
+    Gated(Layer),
+    Plain(PlainLayer),
+}
+
+/// A borrowed [`BlockWeights`].
+#[derive(Clone, Copy)]
+pub(crate) enum BlockRef<'a> {
+    Gated(&'a Layer),
+    Plain(&'a PlainLayer),
+}
 
 /// Fills in the architecture-specific part of the configuration.
 pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<(), ModelError> {
@@ -41,12 +55,13 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
         Graph::Gemma3 => gemma3::configure(keys, cfg),
+        Graph::Starcoder2 => starcoder2::configure(keys, cfg),
     }
 }
 
 /// Loads block `t.il`'s weights as the architecture declares them.
-pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
-    match t.cfg.arch.graph {
+pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelError> {
+    let gated = match t.cfg.arch.graph {
         Graph::Bitnet => bitnet::load_layer(t),
         Graph::Llama => llama::load_layer(t),
         Graph::Qwen3 => qwen3::load_layer(t),
@@ -58,7 +73,9 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         Graph::Gemma => gemma::load_layer(t),
         Graph::Gemma2 => gemma2::load_layer(t),
         Graph::Gemma3 => gemma3::load_layer(t),
-    }
+        Graph::Starcoder2 => return starcoder2::load_layer(t).map(BlockWeights::Plain),
+    };
+    gated.map(BlockWeights::Gated)
 }
 
 /// Whether the graph multiplies the token embeddings by `sqrt(n_embd)` before the first block.
@@ -75,9 +92,18 @@ pub(crate) fn has_linear_scales(cfg: &ModelConfig) -> bool {
 pub(crate) fn block(
     p: &mut Pass<'_, '_>,
     il: usize,
-    layer: &Layer,
+    layer: BlockRef<'_>,
     x: &mut [f32],
 ) -> Result<(), ModelError> {
+    let layer = match (p.cfg.arch.graph, layer) {
+        (Graph::Starcoder2, BlockRef::Plain(l)) => return starcoder2::block(p, il, l, x),
+        (_, BlockRef::Gated(l)) => l,
+        (_, BlockRef::Plain(_)) => {
+            return Err(ModelError::Internal(format!(
+                "layer {il} was loaded as a plain-FFN block for a gated-FFN graph"
+            )))
+        }
+    };
     match p.cfg.arch.graph {
         Graph::Bitnet => bitnet::block(p, il, layer, x),
         Graph::Llama => llama::block(p, il, layer, x),
@@ -90,6 +116,9 @@ pub(crate) fn block(
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
+        Graph::Starcoder2 => Err(ModelError::Internal(format!(
+            "layer {il} was loaded as a gated-FFN block for StarCoder2"
+        ))),
     }
 }
 
