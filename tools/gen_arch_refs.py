@@ -67,6 +67,7 @@ class Arch:
         self.rope_dims = rope_dims
         self.tensors = {}
         self.keys = []
+        self.ctx_train = N_CTX_TRAIN
         self.layer_norm = False
 
     def q_dim(self):
@@ -124,7 +125,7 @@ class Arch:
         self.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
 
     def common_keys(self, w):
-        w.add_context_length(N_CTX_TRAIN)
+        w.add_context_length(self.ctx_train)
         w.add_embedding_length(N_EMBD)
         w.add_block_count(N_LAYER)
         w.add_feed_forward_length(N_FF)
@@ -217,6 +218,25 @@ def build(name):
             if name == "glm4":
                 a.vector(f"blk.{il}.post_attention_norm.weight", N_EMBD, mean=1.0)
                 a.vector(f"blk.{il}.post_ffw_norm.weight", N_EMBD, mean=1.0)
+    elif name in ("gpt2", "starcoder"):
+        a = Arch(name, seed)
+        a.layer_norm = True
+        a.ctx_train = 64  # rows of the learned position table
+        a.embedding_and_head(tied=name == "gpt2")
+        a.tensors["position_embd.weight"] = (
+            0.5 * a.rng.standard_normal((a.ctx_train, N_EMBD))
+        ).astype(np.float32)
+        a.vector("output_norm.bias", N_EMBD, spread=0.2)
+        for il in range(N_LAYER):
+            p = f"blk.{il}."
+            a.attention(il, fused=True, biases=True, out_bias=True)
+            a.vector(p + "attn_norm.bias", N_EMBD, spread=0.2)
+            a.vector(p + "ffn_norm.weight", N_EMBD, mean=1.0)
+            a.vector(p + "ffn_norm.bias", N_EMBD, spread=0.2)
+            a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
+            a.vector(p + "ffn_up.bias", N_FF, spread=0.2)
+            a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
+            a.vector(p + "ffn_down.bias", N_EMBD, spread=0.2)
     elif name == "starcoder2":
         a = Arch(name, seed)
         a.layer_norm = True
@@ -295,7 +315,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

@@ -59,6 +59,8 @@ pub enum Graph {
     ChatGlm,
     /// `models/glm4.rs`: GLM-4 (fused QKV with biases, half-head RoPE, post-norms, fused gate-up).
     Glm4,
+    /// `models/gpt2.rs`: GPT-2 and StarCoder (learned positions, LayerNorm, plain FFN, biases).
+    Gpt2,
     /// `models/starcoder2.rs`: LayerNorm with bias, biases everywhere, plain GELU FFN.
     Starcoder2,
     /// `models/qwen3.rs`: the LLaMA block with per-head Q/K RMSNorm before RoPE.
@@ -155,6 +157,13 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     spec(
         "starcoder2",
         Graph::Starcoder2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec("gpt2", Graph::Gpt2, Activation::GeluTanh, RopeStyle::Neox),
+    spec(
+        "starcoder",
+        Graph::Gpt2,
         Activation::GeluTanh,
         RopeStyle::Neox,
     ),

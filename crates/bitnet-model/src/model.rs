@@ -33,6 +33,8 @@ pub struct Model {
     layers: Vec<Layer>,
     /// The blocks of a plain-FFN architecture (empty for a gated-FFN one).
     plain_layers: Vec<PlainLayer>,
+    /// Learned position embeddings (GPT-2, StarCoder), one row per position.
+    position_embd: Option<Embedding>,
     /// The bias of a final LayerNorm, where the architecture has one.
     output_norm_b: Option<Vec<f32>>,
     output_norm: Vec<f32>,
@@ -188,6 +190,18 @@ impl Model {
         if output_norm_b.is_some() {
             used.insert(OUTPUT_NORM_BIAS.to_string());
         }
+        const POSITIONS: &str = "position_embd.weight";
+        let position_embd = if models::has_position_embeddings(config.arch.graph) {
+            used.insert(POSITIONS.to_string());
+            Some(Embedding::load_table(
+                file,
+                POSITIONS,
+                config.n_embd,
+                config.n_ctx_train,
+            )?)
+        } else {
+            None
+        };
         let (mut layers, mut plain_layers) = (Vec::new(), Vec::new());
         for slot in slots {
             let (layer, asked) = slot
@@ -209,6 +223,7 @@ impl Model {
             embedding,
             layers,
             plain_layers,
+            position_embd,
             output_norm,
             output_norm_b,
             head,
@@ -332,6 +347,20 @@ impl Model {
         if models::scales_embeddings(self.config.arch.graph) {
             let s = (d as f32).sqrt();
             x.iter_mut().for_each(|v| *v *= s);
+        }
+        if let Some(table) = &self.position_embd {
+            let mut pos_row = vec![0.0f32; d];
+            for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&pass.rows) {
+                let pos = pass.plans[s].pos0 + i;
+                if pos >= table.rows() {
+                    return Err(ModelError::PositionOutOfRange {
+                        pos,
+                        max: table.rows(),
+                    });
+                }
+                table.row(pos as u32, &mut pos_row)?;
+                row.iter_mut().zip(&pos_row).for_each(|(a, b)| *a += b);
+            }
         }
         Ok(x)
     }

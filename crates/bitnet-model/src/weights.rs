@@ -61,6 +61,7 @@ pub(crate) fn check_no_unused_tensors(
 /// The token embedding table, kept in its stored type; rows are dequantized on lookup.
 #[derive(Debug, Clone)]
 pub struct Embedding {
+    name: &'static str,
     ggml_type: GgmlType,
     n_embd: usize,
     n_vocab: usize,
@@ -70,46 +71,52 @@ pub struct Embedding {
 
 impl Embedding {
     pub(crate) fn load(file: &GgufFile, config: &ModelConfig) -> Result<Self, ModelError> {
-        const NAME: &str = "token_embd.weight";
+        Self::load_table(file, "token_embd.weight", config.n_embd, config.n_vocab)
+    }
+
+    /// The table `name` of `rows` rows of `n_embd` values (token or position embeddings).
+    pub(crate) fn load_table(
+        file: &GgufFile,
+        name: &'static str,
+        n_embd: usize,
+        rows: usize,
+    ) -> Result<Self, ModelError> {
         let info = file
-            .tensor(NAME)
-            .ok_or_else(|| ModelError::MissingTensor(NAME.into()))?;
-        check_dims(
-            NAME,
-            &info.dims,
-            &[config.n_embd as u64, config.n_vocab as u64],
-        )?;
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+        check_dims(name, &info.dims, &[n_embd as u64, rows as u64])?;
         let (block_elems, block_bytes) = info
             .ggml_type
             .block_geometry()
-            .filter(|(e, _)| config.n_embd.is_multiple_of(*e))
+            .filter(|(e, _)| n_embd.is_multiple_of(*e))
             .ok_or_else(|| ModelError::TensorType {
-                name: NAME.into(),
+                name: name.into(),
                 reason: format!(
-                    "type {} cannot be read row by row with {} columns",
+                    "type {} cannot be read row by row with {n_embd} columns",
                     info.ggml_type.name(),
-                    config.n_embd
                 ),
             })?;
-        let row_bytes = config.n_embd / block_elems * block_bytes;
+        let row_bytes = n_embd / block_elems * block_bytes;
         let data = file.tensor_data(info);
-        if data.len() < row_bytes * config.n_vocab {
+        if data.len() < row_bytes * rows {
             return Err(ModelError::TensorData {
-                name: NAME.into(),
-                reason: format!(
-                    "{} bytes, {} expected",
-                    data.len(),
-                    row_bytes * config.n_vocab
-                ),
+                name: name.into(),
+                reason: format!("{} bytes, {} expected", data.len(), row_bytes * rows),
             });
         }
         Ok(Embedding {
+            name,
             ggml_type: info.ggml_type,
-            n_embd: config.n_embd,
-            n_vocab: config.n_vocab,
+            n_embd,
+            n_vocab: rows,
             row_bytes,
-            data: data[..row_bytes * config.n_vocab].to_vec(),
+            data: data[..row_bytes * rows].to_vec(),
         })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.n_vocab
     }
 
     /// The storage type of the table.
@@ -129,7 +136,7 @@ impl Embedding {
         let bytes = &self.data[i * self.row_bytes..(i + 1) * self.row_bytes];
         bitnet_quant::dequantize(self.ggml_type, bytes, self.n_embd, out).map_err(|e| {
             ModelError::TensorData {
-                name: "token_embd.weight".into(),
+                name: self.name.into(),
                 reason: e.to_string(),
             }
         })

@@ -17,6 +17,7 @@ mod gemma;
 mod gemma2;
 mod gemma3;
 mod glm4;
+mod gpt2;
 mod llama;
 mod phi3;
 mod qwen3;
@@ -56,6 +57,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         Graph::Gemma2 => gemma2::configure(keys, cfg),
         Graph::Gemma3 => gemma3::configure(keys, cfg),
         Graph::Starcoder2 => starcoder2::configure(keys, cfg),
+        Graph::Gpt2 => gpt2::configure(keys, cfg),
     }
 }
 
@@ -74,6 +76,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Gemma2 => gemma2::load_layer(t),
         Graph::Gemma3 => gemma3::load_layer(t),
         Graph::Starcoder2 => return starcoder2::load_layer(t).map(BlockWeights::Plain),
+        Graph::Gpt2 => return gpt2::load_layer(t).map(BlockWeights::Plain),
     };
     gated.map(BlockWeights::Gated)
 }
@@ -81,6 +84,11 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
 /// Whether the graph multiplies the token embeddings by `sqrt(n_embd)` before the first block.
 pub(crate) fn scales_embeddings(graph: Graph) -> bool {
     matches!(graph, Graph::Gemma | Graph::Gemma2 | Graph::Gemma3)
+}
+
+/// Whether the graph adds learned position embeddings (`position_embd.weight`) to the input.
+pub(crate) fn has_position_embeddings(graph: Graph) -> bool {
+    graph == Graph::Gpt2
 }
 
 /// Whether the linears may carry one-element `<linear>.scale` tensors multiplying their output.
@@ -97,6 +105,7 @@ pub(crate) fn block(
 ) -> Result<(), ModelError> {
     let layer = match (p.cfg.arch.graph, layer) {
         (Graph::Starcoder2, BlockRef::Plain(l)) => return starcoder2::block(p, il, l, x),
+        (Graph::Gpt2, BlockRef::Plain(l)) => return gpt2::block(p, il, l, x),
         (_, BlockRef::Gated(l)) => l,
         (_, BlockRef::Plain(_)) => {
             return Err(ModelError::Internal(format!(
@@ -116,8 +125,8 @@ pub(crate) fn block(
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
-        Graph::Starcoder2 => Err(ModelError::Internal(format!(
-            "layer {il} was loaded as a gated-FFN block for StarCoder2"
+        Graph::Starcoder2 | Graph::Gpt2 => Err(ModelError::Internal(format!(
+            "layer {il} was loaded as a gated-FFN block for a plain-FFN graph"
         ))),
     }
 }
