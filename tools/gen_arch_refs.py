@@ -237,6 +237,17 @@ def build(name):
             a.vector(p + "ffn_up.bias", N_FF, spread=0.2)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
             a.vector(p + "ffn_down.bias", N_EMBD, spread=0.2)
+    elif name == "falcon":
+        a = Arch(name, seed)
+        a.layer_norm = True
+        a.embedding_and_head()
+        a.vector("output_norm.bias", N_EMBD, spread=0.2)
+        for il in range(N_LAYER):
+            p = f"blk.{il}."
+            a.attention(il, fused=True)
+            a.vector(p + "attn_norm.bias", N_EMBD, spread=0.2)
+            a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
+            a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
     elif name == "starcoder2":
         a = Arch(name, seed)
         a.layer_norm = True
@@ -315,7 +326,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

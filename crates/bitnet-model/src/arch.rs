@@ -59,6 +59,8 @@ pub enum Graph {
     ChatGlm,
     /// `models/glm4.rs`: GLM-4 (fused QKV with biases, half-head RoPE, post-norms, fused gate-up).
     Glm4,
+    /// `models/falcon.rs`: Falcon-7B (parallel block, LayerNorm with bias, plain GELU FFN).
+    Falcon,
     /// `models/gpt2.rs`: GPT-2 and StarCoder (learned positions, LayerNorm, plain FFN, biases).
     Gpt2,
     /// `models/starcoder2.rs`: LayerNorm with bias, biases everywhere, plain GELU FFN.
@@ -164,6 +166,12 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     spec(
         "starcoder",
         Graph::Gpt2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec(
+        "falcon",
+        Graph::Falcon,
         Activation::GeluTanh,
         RopeStyle::Neox,
     ),

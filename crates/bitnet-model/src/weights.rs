@@ -186,7 +186,8 @@ pub struct PlainLayer {
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
     pub bo: Option<Vec<f32>>,
-    pub ffn_norm: Vec<f32>,
+    /// `None` where the FFN reads the attention's normed input (Falcon's parallel block).
+    pub ffn_norm: Option<Vec<f32>>,
     pub ffn_norm_b: Option<Vec<f32>>,
     pub ffn_up: Linear,
     pub ffn_up_b: Option<Vec<f32>>,
@@ -396,7 +397,7 @@ impl<'f> LayerTensors<'f> {
             bk: qkv.bk,
             bv: qkv.bv,
             bo: self.bias("attn_output", d)?,
-            ffn_norm: self.norm("ffn_norm", d)?,
+            ffn_norm: Some(self.norm("ffn_norm", d)?),
             ffn_norm_b: self.bias("ffn_norm", d)?,
             ffn_up: self.linear("ffn_up", d, ff)?,
             ffn_up_b: self.bias("ffn_up", ff)?,

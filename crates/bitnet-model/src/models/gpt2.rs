@@ -8,6 +8,7 @@
 //!            └───────────────────────────────────────────────┘  └────────────────────────────────────────┘
 //! ```
 
+use super::loaded;
 use crate::blocks::Pass;
 use crate::config::{ArchKeys, ModelConfig};
 use crate::error::ModelError;
@@ -38,7 +39,8 @@ pub(super) fn block(
     p.add_output_bias(&l.bo);
     p.add_residual(x);
     // Feed-forward.
-    p.layer_norm_input(x, &l.ffn_norm, l.ffn_norm_b.as_deref());
+    let ffn_norm = loaded(&l.ffn_norm, "ffn_norm", il)?;
+    p.layer_norm_input(x, ffn_norm, l.ffn_norm_b.as_deref());
     p.plain_ffn(
         &l.ffn_up,
         &l.ffn_up_b,

@@ -13,6 +13,7 @@ mod baichuan;
 mod bitnet;
 mod chatglm;
 mod command_r;
+mod falcon;
 mod gemma;
 mod gemma2;
 mod gemma3;
@@ -58,6 +59,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         Graph::Gemma3 => gemma3::configure(keys, cfg),
         Graph::Starcoder2 => starcoder2::configure(keys, cfg),
         Graph::Gpt2 => gpt2::configure(keys, cfg),
+        Graph::Falcon => falcon::configure(keys, cfg),
     }
 }
 
@@ -77,6 +79,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Gemma3 => gemma3::load_layer(t),
         Graph::Starcoder2 => return starcoder2::load_layer(t).map(BlockWeights::Plain),
         Graph::Gpt2 => return gpt2::load_layer(t).map(BlockWeights::Plain),
+        Graph::Falcon => return falcon::load_layer(t).map(BlockWeights::Plain),
     };
     gated.map(BlockWeights::Gated)
 }
@@ -106,6 +109,7 @@ pub(crate) fn block(
     let layer = match (p.cfg.arch.graph, layer) {
         (Graph::Starcoder2, BlockRef::Plain(l)) => return starcoder2::block(p, il, l, x),
         (Graph::Gpt2, BlockRef::Plain(l)) => return gpt2::block(p, il, l, x),
+        (Graph::Falcon, BlockRef::Plain(l)) => return falcon::block(p, il, l, x),
         (_, BlockRef::Gated(l)) => l,
         (_, BlockRef::Plain(_)) => {
             return Err(ModelError::Internal(format!(
@@ -125,7 +129,7 @@ pub(crate) fn block(
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
-        Graph::Starcoder2 | Graph::Gpt2 => Err(ModelError::Internal(format!(
+        Graph::Starcoder2 | Graph::Gpt2 | Graph::Falcon => Err(ModelError::Internal(format!(
             "layer {il} was loaded as a gated-FFN block for a plain-FFN graph"
         ))),
     }
