@@ -248,6 +248,17 @@ def build(name):
             a.vector(p + "attn_norm.bias", N_EMBD, spread=0.2)
             a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
+    elif name == "mpt":
+        a = Arch(name, seed)
+        a.layer_norm = True
+        a.keys += [("add_max_alibi_bias", 8.0), ("add_clamp_kqv", 1.5)]
+        a.embedding_and_head(tied=True)
+        for il in range(N_LAYER):
+            p = f"blk.{il}."
+            a.attention(il, fused=True)
+            a.vector(p + "ffn_norm.weight", N_EMBD, mean=1.0)
+            a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
+            a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
     elif name == "starcoder2":
         a = Arch(name, seed)
         a.layer_norm = True
@@ -326,7 +337,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "mpt"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

@@ -61,6 +61,8 @@ pub enum Graph {
     Glm4,
     /// `models/falcon.rs`: Falcon-7B (parallel block, LayerNorm with bias, plain GELU FFN).
     Falcon,
+    /// `models/mpt.rs`: MPT (ALiBi, LayerNorm, fused QKV with clamp, plain GELU FFN).
+    Mpt,
     /// `models/gpt2.rs`: GPT-2 and StarCoder (learned positions, LayerNorm, plain FFN, biases).
     Gpt2,
     /// `models/starcoder2.rs`: LayerNorm with bias, biases everywhere, plain GELU FFN.
@@ -175,6 +177,7 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         Activation::GeluTanh,
         RopeStyle::Neox,
     ),
+    spec("mpt", Graph::Mpt, Activation::GeluTanh, RopeStyle::Neox),
     spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
 ];
 

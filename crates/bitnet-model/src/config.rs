@@ -40,6 +40,11 @@ pub struct ModelConfig {
     pub attention_scale: f32,
     /// Multiplier of the final logits (`<arch>.logit_scale`, Command-R).
     pub logit_scale: Option<f32>,
+    /// ALiBi (MPT): the largest head's bias slope exponent (`attention.max_alibi_bias`); scores
+    /// get `-slope_h · (query position − key position)`.
+    pub alibi_max_bias: Option<f32>,
+    /// Q/K/V clamped to `±c` after their projection (`attention.clamp_kqv`, MPT).
+    pub clamp_kqv: Option<f32>,
     /// Whether the norms are LayerNorm (mean and variance) rather than RMSNorm.
     pub layer_norm: bool,
     /// `tanh` soft-capping of the final logits (`<arch>.final_logit_softcapping`).
@@ -49,6 +54,19 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// ALiBi's slope of query head `h` (ggml's: `m0^(h+1)` for the first `2^⌊log2 n_head⌋`
+    /// heads, then `m1^(2(h − that) + 1)`).
+    pub fn alibi_slope(&self, max_bias: f32, h: usize) -> f32 {
+        let n_head_log2 = 1usize << (self.n_head as f32).log2().floor() as u32;
+        let m0 = 2.0f32.powf(-max_bias / n_head_log2 as f32);
+        let m1 = 2.0f32.powf(-(max_bias / 2.0) / n_head_log2 as f32);
+        if h < n_head_log2 {
+            m0.powi(h as i32 + 1)
+        } else {
+            m1.powi(2 * (h - n_head_log2) as i32 + 1)
+        }
+    }
+
     /// Reads and validates the configuration. `n_vocab` is taken from the embedding tensor.
     pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
         let arch_name = file
@@ -165,6 +183,8 @@ impl ModelConfig {
             swa_rope_base: None,
             rope_scaling: None,
             logit_scale: None,
+            alibi_max_bias: None,
+            clamp_kqv: None,
             layer_norm: false,
             attention_scale,
             final_logit_softcap,
@@ -292,11 +312,13 @@ impl ArchKeys<'_> {
 /// `vocab_size` (taken from the embedding tensor instead). `--strict` refuses files with any other
 /// key in the architecture's namespace: its meaning would be ignored.
 pub const KNOWN_ARCH_KEYS: &[&str] = &[
+    "attention.clamp_kqv",
     "attention.head_count",
     "attention.head_count_kv",
     "attention.key_length",
     "attention.layer_norm_epsilon",
     "attention.layer_norm_rms_epsilon",
+    "attention.max_alibi_bias",
     "attention.sliding_window",
     "attention.sliding_window_pattern",
     "attention.value_length",
@@ -331,6 +353,7 @@ mod tests {
         for model in [
             include_str!("models/command_r.rs"),
             include_str!("models/gemma2.rs"),
+            include_str!("models/mpt.rs"),
             include_str!("models/gemma3.rs"),
             include_str!("models/phi3.rs"),
         ] {

@@ -34,6 +34,13 @@ impl Pass<'_, '_> {
         }
     }
 
+    /// `q, k, v` clamped to `±c` (MPT's `clamp_kqv`).
+    pub fn clamp_qkv(&mut self, c: f32) {
+        for x in [&mut self.q, &mut self.k, &mut self.v] {
+            x.iter_mut().for_each(|v| *v = v.clamp(-c, c));
+        }
+    }
+
     /// Per-head RMSNorm of the queries and keys (`attn_q_norm`, `attn_k_norm`).
     pub fn rms_norm_qk_heads(&mut self, q_norm: &[f32], k_norm: &[f32]) {
         ops::rms_norm_rows_in_place(&mut self.q, q_norm, self.cfg.rms_eps);
@@ -74,7 +81,8 @@ impl Pass<'_, '_> {
 
     /// Causal (sliding-window on the layers the configuration marks) multi-head attention
     /// with grouped KV heads over each segment's cache of layer `il`: `softmax(cap(scale ·
-    /// q·k)) · v` into `attn`, `cap` being the configuration's attention soft-capping.
+    /// q·k + alibi)) · v` into `attn`, `cap` being the configuration's attention soft-capping
+    /// and `alibi` its ALiBi bias (MPT).
     pub fn attend(&mut self, il: usize, score_scale: f32) {
         let cfg = self.cfg;
         let hd = cfg.head_dim;
@@ -127,7 +135,13 @@ impl Pass<'_, '_> {
                     head_dim: hd,
                 };
                 attention_scores(&qs, rows_of(k_all), lo..p + 1, score_scale, &mut scores);
-                for sc in scores.chunks_exact_mut(span) {
+                for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
+                    if let Some(max_bias) = cfg.alibi_max_bias {
+                        let slope = cfg.alibi_slope(max_bias, heads.start + gi);
+                        for (j, v) in (lo..p + 1).zip(sc.iter_mut()) {
+                            *v += slope * -((p - j) as f32);
+                        }
+                    }
                     if let Some(cap) = cfg.attn_logit_softcap {
                         ops::soft_cap(sc, cap);
                     }

@@ -20,6 +20,7 @@ mod gemma3;
 mod glm4;
 mod gpt2;
 mod llama;
+mod mpt;
 mod phi3;
 mod qwen3;
 mod starcoder2;
@@ -60,6 +61,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         Graph::Starcoder2 => starcoder2::configure(keys, cfg),
         Graph::Gpt2 => gpt2::configure(keys, cfg),
         Graph::Falcon => falcon::configure(keys, cfg),
+        Graph::Mpt => mpt::configure(keys, cfg),
     }
 }
 
@@ -80,6 +82,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Starcoder2 => return starcoder2::load_layer(t).map(BlockWeights::Plain),
         Graph::Gpt2 => return gpt2::load_layer(t).map(BlockWeights::Plain),
         Graph::Falcon => return falcon::load_layer(t).map(BlockWeights::Plain),
+        Graph::Mpt => return mpt::load_layer(t).map(BlockWeights::Plain),
     };
     gated.map(BlockWeights::Gated)
 }
@@ -110,6 +113,7 @@ pub(crate) fn block(
         (Graph::Starcoder2, BlockRef::Plain(l)) => return starcoder2::block(p, il, l, x),
         (Graph::Gpt2, BlockRef::Plain(l)) => return gpt2::block(p, il, l, x),
         (Graph::Falcon, BlockRef::Plain(l)) => return falcon::block(p, il, l, x),
+        (Graph::Mpt, BlockRef::Plain(l)) => return mpt::block(p, il, l, x),
         (_, BlockRef::Gated(l)) => l,
         (_, BlockRef::Plain(_)) => {
             return Err(ModelError::Internal(format!(
@@ -129,9 +133,9 @@ pub(crate) fn block(
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
-        Graph::Starcoder2 | Graph::Gpt2 | Graph::Falcon => Err(ModelError::Internal(format!(
-            "layer {il} was loaded as a gated-FFN block for a plain-FFN graph"
-        ))),
+        Graph::Starcoder2 | Graph::Gpt2 | Graph::Falcon | Graph::Mpt => Err(ModelError::Internal(
+            format!("layer {il} was loaded as a gated-FFN block for a plain-FFN graph"),
+        )),
     }
 }
 
