@@ -259,6 +259,34 @@ def build(name):
             a.vector(p + "ffn_norm.weight", N_EMBD, mean=1.0)
             a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
+    elif name == "deepseek":
+        n_expert, n_ff_exp, n_shared = 4, 32, 2
+        a = Arch(name, seed, rope_dims=N_EMBD // N_HEAD)
+        a.keys += [
+            ("add_expert_count", n_expert),
+            ("add_expert_used_count", 2),
+            ("add_expert_feed_forward_length", n_ff_exp),
+            ("add_expert_shared_count", n_shared),
+            ("add_leading_dense_block_count", 1),
+            ("add_expert_weights_scale", 1.5),
+        ]
+        a.embedding_and_head()
+        for il in range(N_LAYER):
+            a.attention(il)
+            p = f"blk.{il}."
+            if il < 1:
+                a.gated_ffn(il)
+                continue
+            a.vector(p + "ffn_norm.weight", N_EMBD, mean=1.0)
+            # Router logits spread over a few units, so top-k choices are clear-cut.
+            a.matrix(p + "ffn_gate_inp.weight", n_expert, N_EMBD, gain=3.0)
+            for part, rows, cols in (("gate", n_ff_exp, N_EMBD), ("up", n_ff_exp, N_EMBD), ("down", N_EMBD, n_ff_exp)):
+                a.tensors[p + f"ffn_{part}_exps.weight"] = (
+                    a.rng.standard_normal((n_expert, rows, cols)) / np.sqrt(cols)
+                ).astype(np.float32)
+            a.matrix(p + "ffn_gate_shexp.weight", n_ff_exp * n_shared, N_EMBD)
+            a.matrix(p + "ffn_up_shexp.weight", n_ff_exp * n_shared, N_EMBD)
+            a.matrix(p + "ffn_down_shexp.weight", N_EMBD, n_ff_exp * n_shared)
     elif name == "starcoder2":
         a = Arch(name, seed)
         a.layer_norm = True
@@ -282,6 +310,8 @@ def build(name):
 def storage_type(name, array, mixed):
     if array.ndim == 1 or not mixed:
         return Q.F32
+    if array.ndim == 3 or "ffn_gate_inp" in name:
+        return Q.F16
     if name == "token_embd.weight" or ".attn_" in name:
         return Q.F16
     return Q.Q8_0
@@ -337,7 +367,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "mpt"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "mpt", "deepseek"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

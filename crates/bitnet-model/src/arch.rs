@@ -49,6 +49,8 @@ pub enum Graph {
     Phi3,
     /// `models/command_r.rs`: Command-R (LayerNorm, parallel attention and FFN, logit scale).
     CommandR,
+    /// `models/deepseek.rs`: DeepSeek v1 (the LLaMA block with a mixture-of-experts FFN).
+    Deepseek,
     /// `models/gemma.rs`: Gemma (scaled embeddings, GeGLU, tied head).
     Gemma,
     /// `models/gemma2.rs`: Gemma 2 (post-norms, alternating sliding window, soft-capping).
@@ -178,6 +180,12 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         RopeStyle::Neox,
     ),
     spec("mpt", Graph::Mpt, Activation::GeluTanh, RopeStyle::Neox),
+    spec(
+        "deepseek",
+        Graph::Deepseek,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
     spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
 ];
 

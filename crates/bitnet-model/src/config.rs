@@ -45,6 +45,8 @@ pub struct ModelConfig {
     pub alibi_max_bias: Option<f32>,
     /// Q/K/V clamped to `±c` after their projection (`attention.clamp_kqv`, MPT).
     pub clamp_kqv: Option<f32>,
+    /// Mixture-of-experts hyper-parameters (DeepSeek), when the architecture has experts.
+    pub moe: Option<MoeConfig>,
     /// Whether the norms are LayerNorm (mean and variance) rather than RMSNorm.
     pub layer_norm: bool,
     /// `tanh` soft-capping of the final logits (`<arch>.final_logit_softcapping`).
@@ -183,6 +185,7 @@ impl ModelConfig {
             swa_rope_base: None,
             rope_scaling: None,
             logit_scale: None,
+            moe: None,
             alibi_max_bias: None,
             clamp_kqv: None,
             layer_norm: false,
@@ -231,6 +234,23 @@ impl ModelConfig {
     pub fn kv_dim(&self) -> usize {
         self.n_head_kv * self.head_dim
     }
+}
+
+/// The shape of a mixture-of-experts FFN (llama.cpp's `expert_*` keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    /// Routed experts per MoE layer (`expert_count`).
+    pub n_expert: usize,
+    /// Experts each token goes through (`expert_used_count`).
+    pub n_expert_used: usize,
+    /// Hidden width of one expert (`expert_feed_forward_length`).
+    pub n_ff_exp: usize,
+    /// Shared experts, together one gated FFN `n_ff_exp · n_shared` wide (`expert_shared_count`).
+    pub n_shared: usize,
+    /// The first layers with a dense FFN instead (`leading_dense_block_count`).
+    pub n_dense_lead: usize,
+    /// Multiplier of the routing weights (`expert_weights_scale`; 0 or 1: none).
+    pub weights_scale: f32,
 }
 
 /// LongRoPE: per-dimension RoPE frequency factors, the `long` set for contexts beyond the
@@ -319,6 +339,7 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "attention.layer_norm_epsilon",
     "attention.layer_norm_rms_epsilon",
     "attention.max_alibi_bias",
+    "attention.scale",
     "attention.sliding_window",
     "attention.sliding_window_pattern",
     "attention.value_length",
@@ -326,9 +347,15 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "block_count",
     "context_length",
     "embedding_length",
+    "expert_count",
+    "expert_feed_forward_length",
+    "expert_shared_count",
+    "expert_used_count",
+    "expert_weights_scale",
     "feed_forward_length",
     "final_logit_softcapping",
     "hidden_activation",
+    "leading_dense_block_count",
     "logit_scale",
     "rope.dimension_count",
     "rope.freq_base",
@@ -352,6 +379,7 @@ mod tests {
         let mut code = source[..source.find("pub const KNOWN_ARCH_KEYS").unwrap()].to_string();
         for model in [
             include_str!("models/command_r.rs"),
+            include_str!("models/deepseek.rs"),
             include_str!("models/gemma2.rs"),
             include_str!("models/mpt.rs"),
             include_str!("models/gemma3.rs"),

@@ -209,8 +209,8 @@ impl Model {
                 .unwrap_or_else(|p| p.into_inner())
                 .expect("the pool runs every layer")?;
             match layer {
-                BlockWeights::Gated(l) => layers.push(l),
-                BlockWeights::Plain(l) => plain_layers.push(l),
+                BlockWeights::Gated(l) => layers.push(*l),
+                BlockWeights::Plain(l) => plain_layers.push(*l),
             }
             used.extend(asked);
         }

@@ -170,6 +170,18 @@ pub struct Layer {
     pub ffn_down: Linear,
     pub ffn_sub_norm: Option<Vec<f32>>,
     pub ffn_post_norm: Option<Vec<f32>>,
+    /// The routed experts of a mixture-of-experts layer (DeepSeek); its `ffn_gate`, `ffn_up`,
+    /// `ffn_down` then hold the shared experts (`ffn_*_shexp`), which every token goes through.
+    pub moe: Option<MoeWeights>,
+}
+
+/// The routed experts of one mixture-of-experts layer.
+#[derive(Debug)]
+pub struct MoeWeights {
+    /// `ffn_gate_inp`: one logit per expert.
+    pub router: Linear,
+    /// Per expert: gate, up, down projections (a gated FFN of `expert_feed_forward_length`).
+    pub experts: Vec<[Linear; 3]>,
 }
 
 /// The weights of a block whose FFN is not gated (`down(act(up · h + b_up)) + b_down`, StarCoder2)
@@ -225,6 +237,11 @@ impl<'f> LayerTensors<'f> {
             linear_scales,
             asked: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// The block's index.
+    pub fn layer_index(&self) -> usize {
+        self.il
     }
 
     /// `blk.<il>.<part>.weight`.
@@ -379,7 +396,33 @@ impl<'f> LayerTensors<'f> {
             ffn_down: self.linear("ffn_down", ff, d)?,
             ffn_sub_norm: None,
             ffn_post_norm: None,
+            moe: None,
         })
+    }
+
+    /// The routed experts of a mixture-of-experts layer (`ffn_gate_inp`, `ffn_{gate,up,down}_exps`).
+    pub fn routed_experts(
+        &self,
+        n_expert: usize,
+        n_ff_exp: usize,
+    ) -> Result<MoeWeights, ModelError> {
+        let d = self.cfg.n_embd;
+        let router = self.linear("ffn_gate_inp", d, n_expert)?;
+        let load = |part: &str, cols: usize, rows: usize| {
+            let name = self.name(part);
+            self.ask(&name);
+            Linear::load_experts(self.file, &name, cols, rows, n_expert)
+        };
+        let gates = load("ffn_gate_exps", d, n_ff_exp)?;
+        let ups = load("ffn_up_exps", d, n_ff_exp)?;
+        let downs = load("ffn_down_exps", n_ff_exp, d)?;
+        let experts = gates
+            .into_iter()
+            .zip(ups)
+            .zip(downs)
+            .map(|((g, u), dn)| [g, u, dn])
+            .collect();
+        Ok(MoeWeights { router, experts })
     }
 
     /// A block with a plain (non-gated) FFN: each norm and projection with its optional bias.

@@ -47,6 +47,7 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         ffn_down: t.linear("ffn_down", ff, d)?,
         ffn_sub_norm: None,
         ffn_post_norm: None,
+        moe: None,
     })
 }
 

@@ -13,6 +13,7 @@ mod baichuan;
 mod bitnet;
 mod chatglm;
 mod command_r;
+mod deepseek;
 mod falcon;
 mod gemma;
 mod gemma2;
@@ -33,8 +34,8 @@ use crate::weights::{Layer, LayerTensors, PlainLayer};
 
 /// One block's weights: a gated-FFN block or a plain-FFN one, as its architecture loads it.
 pub(crate) enum BlockWeights {
-    Gated(Layer),
-    Plain(PlainLayer),
+    Gated(Box<Layer>),
+    Plain(Box<PlainLayer>),
 }
 
 /// A borrowed [`BlockWeights`].
@@ -54,6 +55,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         | Graph::Glm4
         | Graph::ChatGlm => Ok(()),
         Graph::Phi3 => phi3::configure(keys, cfg),
+        Graph::Deepseek => deepseek::configure(keys, cfg),
         Graph::Baichuan => baichuan::configure(keys, cfg),
         Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
@@ -72,6 +74,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Llama => llama::load_layer(t),
         Graph::Qwen3 => qwen3::load_layer(t),
         Graph::Phi3 => phi3::load_layer(t),
+        Graph::Deepseek => deepseek::load_layer(t),
         Graph::Baichuan => baichuan::load_layer(t),
         Graph::Glm4 => glm4::load_layer(t),
         Graph::ChatGlm => chatglm::load_layer(t),
@@ -79,12 +82,14 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Gemma => gemma::load_layer(t),
         Graph::Gemma2 => gemma2::load_layer(t),
         Graph::Gemma3 => gemma3::load_layer(t),
-        Graph::Starcoder2 => return starcoder2::load_layer(t).map(BlockWeights::Plain),
-        Graph::Gpt2 => return gpt2::load_layer(t).map(BlockWeights::Plain),
-        Graph::Falcon => return falcon::load_layer(t).map(BlockWeights::Plain),
-        Graph::Mpt => return mpt::load_layer(t).map(BlockWeights::Plain),
+        Graph::Starcoder2 => {
+            return starcoder2::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l)))
+        }
+        Graph::Gpt2 => return gpt2::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
+        Graph::Falcon => return falcon::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
+        Graph::Mpt => return mpt::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
     };
-    gated.map(BlockWeights::Gated)
+    gated.map(|l| BlockWeights::Gated(Box::new(l)))
 }
 
 /// Whether the graph multiplies the token embeddings by `sqrt(n_embd)` before the first block.
@@ -126,6 +131,7 @@ pub(crate) fn block(
         Graph::Llama => llama::block(p, il, layer, x),
         Graph::Qwen3 => qwen3::block(p, il, layer, x),
         Graph::Phi3 => phi3::block(p, il, layer, x),
+        Graph::Deepseek => deepseek::block(p, il, layer, x),
         Graph::Baichuan => baichuan::block(p, il, layer, x),
         Graph::Glm4 => glm4::block(p, il, layer, x),
         Graph::ChatGlm => chatglm::block(p, il, layer, x),
