@@ -259,22 +259,29 @@ def build(name):
             a.vector(p + "ffn_norm.weight", N_EMBD, mean=1.0)
             a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
-    elif name == "deepseek":
+    elif name in ("deepseek", "qwen2moe"):
         n_expert, n_ff_exp, n_shared = 4, 32, 2
         a = Arch(name, seed, rope_dims=N_EMBD // N_HEAD)
         a.keys += [
             ("add_expert_count", n_expert),
             ("add_expert_used_count", 2),
             ("add_expert_feed_forward_length", n_ff_exp),
-            ("add_expert_shared_count", n_shared),
-            ("add_leading_dense_block_count", 1),
-            ("add_expert_weights_scale", 1.5),
         ]
+        if name == "deepseek":
+            a.keys += [
+                ("add_expert_weights_scale", 1.5),
+                ("add_expert_shared_count", n_shared),
+                ("add_leading_dense_block_count", 1),
+            ]
+        else:
+            a.keys += [("add_expert_shared_feed_forward_length", n_ff_exp * n_shared)]
         a.embedding_and_head()
         for il in range(N_LAYER):
-            a.attention(il)
+            a.attention(il, biases=name == "qwen2moe")
             p = f"blk.{il}."
-            if il < 1:
+            if name == "qwen2moe":
+                a.vector(p + "ffn_gate_inp_shexp.weight", N_EMBD, spread=0.3)
+            if name == "deepseek" and il < 1:
                 a.gated_ffn(il)
                 continue
             a.vector(p + "ffn_norm.weight", N_EMBD, mean=1.0)
@@ -367,7 +374,7 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "mpt", "deepseek"]
+    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "mpt", "deepseek", "qwen2moe"]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

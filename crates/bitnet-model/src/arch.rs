@@ -69,6 +69,8 @@ pub enum Graph {
     Gpt2,
     /// `models/starcoder2.rs`: LayerNorm with bias, biases everywhere, plain GELU FFN.
     Starcoder2,
+    /// `models/qwen2moe.rs`: Qwen2-MoE (Qwen2 attention, routed experts and a gated shared one).
+    Qwen2Moe,
     /// `models/qwen3.rs`: the LLaMA block with per-head Q/K RMSNorm before RoPE.
     Qwen3,
     /// `models/gemma3.rs`: Gemma 3 (Gemma 2 with Q/K norms and 5:1 local/global layers).
@@ -185,6 +187,12 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         Graph::Deepseek,
         Activation::Silu,
         RopeStyle::Normal,
+    ),
+    spec(
+        "qwen2moe",
+        Graph::Qwen2Moe,
+        Activation::Silu,
+        RopeStyle::Neox,
     ),
     spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
 ];

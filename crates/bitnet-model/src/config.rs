@@ -245,8 +245,9 @@ pub struct MoeConfig {
     pub n_expert_used: usize,
     /// Hidden width of one expert (`expert_feed_forward_length`).
     pub n_ff_exp: usize,
-    /// Shared experts, together one gated FFN `n_ff_exp · n_shared` wide (`expert_shared_count`).
-    pub n_shared: usize,
+    /// Width of the shared experts, together one gated FFN (DeepSeek: `expert_shared_count ·
+    /// n_ff_exp`; Qwen2-MoE: `expert_shared_feed_forward_length`).
+    pub shared_width: usize,
     /// The first layers with a dense FFN instead (`leading_dense_block_count`).
     pub n_dense_lead: usize,
     /// Multiplier of the routing weights (`expert_weights_scale`; 0 or 1: none).
@@ -350,6 +351,7 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "expert_count",
     "expert_feed_forward_length",
     "expert_shared_count",
+    "expert_shared_feed_forward_length",
     "expert_used_count",
     "expert_weights_scale",
     "feed_forward_length",
@@ -380,6 +382,7 @@ mod tests {
         for model in [
             include_str!("models/command_r.rs"),
             include_str!("models/deepseek.rs"),
+            include_str!("models/qwen2moe.rs"),
             include_str!("models/gemma2.rs"),
             include_str!("models/mpt.rs"),
             include_str!("models/gemma3.rs"),

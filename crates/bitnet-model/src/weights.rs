@@ -4,7 +4,7 @@
 
 use bitnet_gguf::{GgmlType, GgufFile};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, MoeConfig};
 use crate::error::ModelError;
 use crate::linear::Linear;
 
@@ -182,6 +182,9 @@ pub struct MoeWeights {
     pub router: Linear,
     /// Per expert: gate, up, down projections (a gated FFN of `expert_feed_forward_length`).
     pub experts: Vec<[Linear; 3]>,
+    /// `ffn_gate_inp_shexp` (Qwen2-MoE): the shared experts' output is multiplied per token by
+    /// `sigmoid(w · h)`.
+    pub shared_gate: Option<Vec<f32>>,
 }
 
 /// The weights of a block whose FFN is not gated (`down(act(up · h + b_up)) + b_down`, StarCoder2)
@@ -401,12 +404,8 @@ impl<'f> LayerTensors<'f> {
     }
 
     /// The routed experts of a mixture-of-experts layer (`ffn_gate_inp`, `ffn_{gate,up,down}_exps`).
-    pub fn routed_experts(
-        &self,
-        n_expert: usize,
-        n_ff_exp: usize,
-    ) -> Result<MoeWeights, ModelError> {
-        let d = self.cfg.n_embd;
+    pub fn routed_experts(&self, moe: &MoeConfig) -> Result<MoeWeights, ModelError> {
+        let (d, n_expert, n_ff_exp) = (self.cfg.n_embd, moe.n_expert, moe.n_ff_exp);
         let router = self.linear("ffn_gate_inp", d, n_expert)?;
         let load = |part: &str, cols: usize, rows: usize| {
             let name = self.name(part);
@@ -422,7 +421,11 @@ impl<'f> LayerTensors<'f> {
             .zip(downs)
             .map(|((g, u), dn)| [g, u, dn])
             .collect();
-        Ok(MoeWeights { router, experts })
+        Ok(MoeWeights {
+            router,
+            experts,
+            shared_gate: None,
+        })
     }
 
     /// A block with a plain (non-gated) FFN: each norm and projection with its optional bias.

@@ -182,6 +182,11 @@ fn deepseek_matches_llama_cpp() {
 }
 
 #[test]
+fn qwen2moe_matches_llama_cpp() {
+    check("qwen2moe");
+}
+
+#[test]
 fn positions_beyond_the_learned_table_are_an_error() {
     let model = Model::open(fixture("gpt2", "gpt2-f32.gguf")).unwrap();
     let mut cache = model.new_cache(70);

@@ -112,6 +112,20 @@ impl Pass<'_, '_> {
         Ok(())
     }
 
+    /// `proj[r] *= sigmoid(normed[r] · w)` (Qwen2-MoE's gate on its shared experts).
+    pub fn scale_by_sigmoid_gate(&mut self, w: &[f32]) {
+        let d = self.cfg.n_embd;
+        for (h, out) in self
+            .normed
+            .chunks_exact(d)
+            .zip(self.proj.chunks_exact_mut(d))
+        {
+            let z: f32 = h.iter().zip(w).map(|(a, b)| a * b).sum();
+            let g = 1.0 / (1.0 + (-z).exp());
+            out.iter_mut().for_each(|v| *v *= g);
+        }
+    }
+
     /// `proj = w_down · gate`.
     pub fn ffn_down(&mut self, w_down: &Linear) -> Result<(), ModelError> {
         w_down.forward(&self.gate, self.n, &mut self.proj, self.pool)

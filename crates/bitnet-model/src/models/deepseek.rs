@@ -19,7 +19,8 @@ pub(super) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         n_expert: keys.required_u64("expert_count")?,
         n_expert_used: keys.required_u64("expert_used_count")?,
         n_ff_exp: keys.required_u64("expert_feed_forward_length")?,
-        n_shared: keys.required_u64("expert_shared_count")?,
+        shared_width: keys.required_u64("expert_shared_count")?
+            * keys.required_u64("expert_feed_forward_length")?,
         n_dense_lead: keys.optional_u64("leading_dense_block_count").unwrap_or(0),
         weights_scale: keys.optional_f32("expert_weights_scale").unwrap_or(0.0),
     };
@@ -29,7 +30,7 @@ pub(super) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
             moe.n_expert_used, moe.n_expert
         )));
     }
-    if moe.n_shared == 0 || moe.n_ff_exp == 0 {
+    if moe.shared_width == 0 || moe.n_ff_exp == 0 {
         return Err(ModelError::InvalidConfig(
             "DeepSeek MoE layers need shared experts of non-zero width".into(),
         ));
@@ -48,7 +49,7 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         return t.gated_block(qkv);
     }
     let c = t.cfg;
-    let (d, qd, shared) = (c.n_embd, c.q_dim(), moe.n_ff_exp * moe.n_shared);
+    let (d, qd, shared) = (c.n_embd, c.q_dim(), moe.shared_width);
     Ok(Layer {
         attn_norm: t.norm("attn_norm", d)?,
         wq: qkv.wq,
@@ -69,7 +70,7 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
         ffn_down: t.linear("ffn_down_shexp", shared, d)?,
         ffn_sub_norm: None,
         ffn_post_norm: None,
-        moe: Some(t.routed_experts(moe.n_expert, moe.n_ff_exp)?),
+        moe: Some(t.routed_experts(moe)?),
     })
 }
 

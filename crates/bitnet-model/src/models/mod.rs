@@ -23,6 +23,7 @@ mod gpt2;
 mod llama;
 mod mpt;
 mod phi3;
+mod qwen2moe;
 mod qwen3;
 mod starcoder2;
 
@@ -56,6 +57,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         | Graph::ChatGlm => Ok(()),
         Graph::Phi3 => phi3::configure(keys, cfg),
         Graph::Deepseek => deepseek::configure(keys, cfg),
+        Graph::Qwen2Moe => qwen2moe::configure(keys, cfg),
         Graph::Baichuan => baichuan::configure(keys, cfg),
         Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
@@ -75,6 +77,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Qwen3 => qwen3::load_layer(t),
         Graph::Phi3 => phi3::load_layer(t),
         Graph::Deepseek => deepseek::load_layer(t),
+        Graph::Qwen2Moe => qwen2moe::load_layer(t),
         Graph::Baichuan => baichuan::load_layer(t),
         Graph::Glm4 => glm4::load_layer(t),
         Graph::ChatGlm => chatglm::load_layer(t),
@@ -132,6 +135,7 @@ pub(crate) fn block(
         Graph::Qwen3 => qwen3::block(p, il, layer, x),
         Graph::Phi3 => phi3::block(p, il, layer, x),
         Graph::Deepseek => deepseek::block(p, il, layer, x),
+        Graph::Qwen2Moe => qwen2moe::block(p, il, layer, x),
         Graph::Baichuan => baichuan::block(p, il, layer, x),
         Graph::Glm4 => glm4::block(p, il, layer, x),
         Graph::ChatGlm => chatglm::block(p, il, layer, x),
