@@ -237,8 +237,8 @@ def build(name):
             a.vector(p + "ffn_up.bias", N_FF, spread=0.2)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
             a.vector(p + "ffn_down.bias", N_EMBD, spread=0.2)
-    elif name == "falcon":
-        a = Arch(name, seed)
+    elif name in ("falcon", "falcon-40b"):
+        a = Arch("falcon", seed)
         a.layer_norm = True
         a.embedding_and_head()
         a.vector("output_norm.bias", N_EMBD, spread=0.2)
@@ -246,6 +246,9 @@ def build(name):
             p = f"blk.{il}."
             a.attention(il, fused=True)
             a.vector(p + "attn_norm.bias", N_EMBD, spread=0.2)
+            if name == "falcon-40b":
+                a.vector(p + "attn_norm_2.weight", N_EMBD, mean=1.0)
+                a.vector(p + "attn_norm_2.bias", N_EMBD, spread=0.2)
             a.matrix(p + "ffn_up.weight", N_FF, N_EMBD)
             a.matrix(p + "ffn_down.weight", N_EMBD, N_FF)
     elif name == "mpt":
@@ -374,7 +377,12 @@ def llama_cpp_logits(path, sequences):
 def main():
     from safetensors.numpy import save_file
 
-    names = sys.argv[1:] or ["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4", "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "mpt", "deepseek", "qwen2moe"]
+    # One folder per name: the architecture's string, or a variant of one (falcon-40b).
+    names = sys.argv[1:] or [
+        "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "internlm2", "command-r", "glm4",
+        "chatglm", "baichuan", "starcoder2", "gpt2", "starcoder", "falcon", "falcon-40b", "mpt",
+        "deepseek", "qwen2moe",
+    ]
     rng = np.random.default_rng(20260)
     sequences = [
         [1] + [int(t) for t in rng.integers(3, N_VOCAB, n - 1)] for n in SEQUENCE_LENGTHS

@@ -201,7 +201,7 @@ pub struct PlainLayer {
     pub bk: Option<Vec<f32>>,
     pub bv: Option<Vec<f32>>,
     pub bo: Option<Vec<f32>>,
-    /// `None` where the FFN reads the attention's normed input (Falcon's parallel block).
+    /// `None` where the FFN reads the attention's normed input (Falcon-7B's parallel block).
     pub ffn_norm: Option<Vec<f32>>,
     pub ffn_norm_b: Option<Vec<f32>>,
     pub ffn_up: Linear,
@@ -273,9 +273,17 @@ impl<'f> LayerTensors<'f> {
         norm(self.file, &name, len)
     }
 
+    /// The norm weight vector `part` of `len` elements, if the file has it.
+    pub fn optional_norm(&self, part: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        self.optional_vector(self.name(part), len)
+    }
+
     /// The optional one-dimensional tensor `blk.<il>.<part>.bias` of `len` elements.
     pub fn bias(&self, part: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
-        let name = format!("blk.{}.{part}.bias", self.il);
+        self.optional_vector(format!("blk.{}.{part}.bias", self.il), len)
+    }
+
+    fn optional_vector(&self, name: String, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
         self.ask(&name);
         match self.file.tensor(&name) {
             Some(_) => norm(self.file, &name, len).map(Some),
