@@ -254,6 +254,24 @@ pub struct MoeConfig {
     pub weights_scale: f32,
 }
 
+impl MoeConfig {
+    /// Errors unless the expert counts and widths make sense.
+    pub(crate) fn validated(self) -> Result<Self, ModelError> {
+        if self.n_expert == 0 || self.n_expert_used == 0 || self.n_expert_used > self.n_expert {
+            return Err(ModelError::InvalidConfig(format!(
+                "{} experts used out of {}",
+                self.n_expert_used, self.n_expert
+            )));
+        }
+        if self.n_ff_exp == 0 || self.shared_width == 0 {
+            return Err(ModelError::InvalidConfig(
+                "experts and shared experts need a non-zero width".into(),
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// LongRoPE: per-dimension RoPE frequency factors, the `long` set for contexts beyond the
 /// original training context and the `short` set otherwise (llama.cpp chooses by its context
 /// size; here by the KV cache's capacity), and the cos/sin multiplier

@@ -361,9 +361,12 @@ impl<'f> LayerTensors<'f> {
     /// architecture's loader adds what its block has on top (`Layer { q_norm: ..., ..base }`).
     pub fn gated_block(&self, qkv: QkvProjections) -> Result<Layer, ModelError> {
         let (d, ff) = (self.cfg.n_embd, self.cfg.n_ff);
-        let gate = self.linear("ffn_gate", d, ff)?;
-        let up = self.linear("ffn_up", d, ff)?;
-        self.block_with(qkv, gate, up)
+        let ffn = [
+            self.linear("ffn_gate", d, ff)?,
+            self.linear("ffn_up", d, ff)?,
+            self.linear("ffn_down", ff, d)?,
+        ];
+        self.block_with(qkv, self.norm("ffn_norm", d)?, ffn)
     }
 
     /// [`LayerTensors::gated_block`] with the gate and up projections fused in one `ffn_up`
@@ -376,17 +379,20 @@ impl<'f> LayerTensors<'f> {
             .map_err(|_| {
                 ModelError::Internal("the gate-up split gave other than two parts".into())
             })?;
-        self.block_with(qkv, gate, up)
+        let down = self.linear("ffn_down", ff, d)?;
+        self.block_with(qkv, self.norm("ffn_norm", d)?, [gate, up, down])
     }
 
-    fn block_with(
+    /// The attention parts of a gated-FFN block (`attn_norm`, Q/K/V, `attn_output`) around the
+    /// FFN given: its norm (empty where the block has none) and its gate, up, down projections.
+    pub fn block_with(
         &self,
         qkv: QkvProjections,
-        gate: Linear,
-        up: Linear,
+        ffn_norm: Vec<f32>,
+        [gate, up, down]: [Linear; 3],
     ) -> Result<Layer, ModelError> {
         let c = self.cfg;
-        let (d, ff, qd) = (c.n_embd, c.n_ff, c.q_dim());
+        let (d, qd) = (c.n_embd, c.q_dim());
         Ok(Layer {
             attn_norm: self.norm("attn_norm", d)?,
             wq: qkv.wq,
@@ -401,13 +407,28 @@ impl<'f> LayerTensors<'f> {
             k_norm: None,
             attn_sub_norm: None,
             attn_post_norm: None,
-            ffn_norm: self.norm("ffn_norm", d)?,
+            ffn_norm,
             ffn_gate: gate,
             ffn_up: up,
-            ffn_down: self.linear("ffn_down", ff, d)?,
+            ffn_down: down,
             ffn_sub_norm: None,
             ffn_post_norm: None,
             moe: None,
+        })
+    }
+
+    /// A mixture-of-experts block (DeepSeek, Qwen2-MoE): the shared experts (`ffn_*_shexp`,
+    /// `moe.shared_width` wide) in the FFN fields and the routed experts in `moe`.
+    pub fn moe_block(&self, qkv: QkvProjections, moe: &MoeConfig) -> Result<Layer, ModelError> {
+        let (d, shared) = (self.cfg.n_embd, moe.shared_width);
+        let shared_experts = [
+            self.linear("ffn_gate_shexp", d, shared)?,
+            self.linear("ffn_up_shexp", d, shared)?,
+            self.linear("ffn_down_shexp", shared, d)?,
+        ];
+        Ok(Layer {
+            moe: Some(self.routed_experts(moe)?),
+            ..self.block_with(qkv, self.norm("ffn_norm", d)?, shared_experts)?
         })
     }
 

@@ -23,32 +23,14 @@ pub(super) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
 }
 
 pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
-    let c = t.cfg;
-    let (d, ff, qd) = (c.n_embd, c.n_ff, c.q_dim());
-    let qkv = t.qkv_projections()?;
-    Ok(Layer {
-        attn_norm: t.norm("attn_norm", d)?,
-        wq: qkv.wq,
-        wk: qkv.wk,
-        wv: qkv.wv,
-        wo: t.linear("attn_output", qd, d)?,
-        bq: qkv.bq,
-        bk: qkv.bk,
-        bv: qkv.bv,
-        bo: None,
-        q_norm: None,
-        k_norm: None,
-        attn_sub_norm: None,
-        attn_post_norm: None,
-        // The FFN reads the attention's normed input: there is no FFN norm.
-        ffn_norm: Vec::new(),
-        ffn_gate: t.linear("ffn_gate", d, ff)?,
-        ffn_up: t.linear("ffn_up", d, ff)?,
-        ffn_down: t.linear("ffn_down", ff, d)?,
-        ffn_sub_norm: None,
-        ffn_post_norm: None,
-        moe: None,
-    })
+    let (d, ff) = (t.cfg.n_embd, t.cfg.n_ff);
+    let ffn = [
+        t.linear("ffn_gate", d, ff)?,
+        t.linear("ffn_up", d, ff)?,
+        t.linear("ffn_down", ff, d)?,
+    ];
+    // The FFN reads the attention's normed input: there is no FFN norm.
+    t.block_with(t.qkv_projections()?, Vec::new(), ffn)
 }
 
 pub(super) fn block(

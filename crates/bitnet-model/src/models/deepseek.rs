@@ -24,18 +24,7 @@ pub(super) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         n_dense_lead: keys.optional_u64("leading_dense_block_count").unwrap_or(0),
         weights_scale: keys.optional_f32("expert_weights_scale").unwrap_or(0.0),
     };
-    if moe.n_expert == 0 || moe.n_expert_used == 0 || moe.n_expert_used > moe.n_expert {
-        return Err(ModelError::InvalidConfig(format!(
-            "{} experts used out of {}",
-            moe.n_expert_used, moe.n_expert
-        )));
-    }
-    if moe.shared_width == 0 || moe.n_ff_exp == 0 {
-        return Err(ModelError::InvalidConfig(
-            "DeepSeek MoE layers need shared experts of non-zero width".into(),
-        ));
-    }
-    cfg.moe = Some(moe);
+    cfg.moe = Some(moe.validated()?);
     if let Some(scale) = keys.optional_f32("attention.scale").filter(|s| *s != 0.0) {
         cfg.attention_scale = scale;
     }
@@ -48,30 +37,7 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<Layer, ModelError> {
     if t.layer_index() < moe.n_dense_lead {
         return t.gated_block(qkv);
     }
-    let c = t.cfg;
-    let (d, qd, shared) = (c.n_embd, c.q_dim(), moe.shared_width);
-    Ok(Layer {
-        attn_norm: t.norm("attn_norm", d)?,
-        wq: qkv.wq,
-        wk: qkv.wk,
-        wv: qkv.wv,
-        wo: t.linear("attn_output", qd, d)?,
-        bq: qkv.bq,
-        bk: qkv.bk,
-        bv: qkv.bv,
-        bo: None,
-        q_norm: None,
-        k_norm: None,
-        attn_sub_norm: None,
-        attn_post_norm: None,
-        ffn_norm: t.norm("ffn_norm", d)?,
-        ffn_gate: t.linear("ffn_gate_shexp", d, shared)?,
-        ffn_up: t.linear("ffn_up_shexp", d, shared)?,
-        ffn_down: t.linear("ffn_down_shexp", shared, d)?,
-        ffn_sub_norm: None,
-        ffn_post_norm: None,
-        moe: Some(t.routed_experts(moe)?),
-    })
+    t.moe_block(qkv, moe)
 }
 
 pub(super) fn block(
@@ -93,14 +59,18 @@ pub(super) fn block(
     p.gated_ffn_hidden(&l.ffn_gate, &l.ffn_up, p.cfg.activation)?;
     p.ffn_down(&l.ffn_down)?;
     if let Some(experts) = &l.moe {
+        if let Some(gate) = &experts.shared_gate {
+            p.scale_by_sigmoid_gate(gate);
+        }
         p.add_routed_experts(experts, moe_config(p.cfg)?, p.cfg.activation)?;
     }
     p.add_residual(x);
     Ok(())
 }
 
-fn moe_config(cfg: &ModelConfig) -> Result<&MoeConfig, ModelError> {
+/// The MoE shape (set by `configure` of DeepSeek or Qwen2-MoE).
+pub(super) fn moe_config(cfg: &ModelConfig) -> Result<&MoeConfig, ModelError> {
     cfg.moe
         .as_ref()
-        .ok_or_else(|| ModelError::Internal("DeepSeek configured without experts".into()))
+        .ok_or_else(|| ModelError::Internal("an MoE graph configured without experts".into()))
 }

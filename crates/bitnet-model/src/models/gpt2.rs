@@ -29,11 +29,32 @@ pub(super) fn block(
     l: &PlainLayer,
     x: &mut [f32],
 ) -> Result<(), ModelError> {
-    // Attention (positions are in the input: no RoPE).
+    // Positions are in the input: no RoPE.
+    sequential_block(p, il, l, x, false)
+}
+
+/// The sequential LayerNorm block with a plain FFN, shared by GPT-2/StarCoder (positions in
+/// the input), StarCoder2 (`rope`) and MPT (ALiBi inside `attend`; Q/K/V clamped where the
+/// configuration says).
+pub(super) fn sequential_block(
+    p: &mut Pass<'_, '_>,
+    il: usize,
+    l: &PlainLayer,
+    x: &mut [f32],
+    rope: bool,
+) -> Result<(), ModelError> {
+    // Attention.
     p.layer_norm_input(x, &l.attn_norm, l.attn_norm_b.as_deref());
     p.project_qkv(&l.wq, &l.wk, &l.wv)?;
     p.add_qkv_biases(&l.bq, &l.bk, &l.bv);
-    p.store_kv(il);
+    if let Some(c) = p.cfg.clamp_kqv {
+        p.clamp_qkv(c);
+    }
+    if rope {
+        p.rope_and_store_kv(il);
+    } else {
+        p.store_kv(il);
+    }
     p.attend(il, p.cfg.attention_scale);
     p.project_attention_output(&l.wo)?;
     p.add_output_bias(&l.bo);

@@ -6,7 +6,6 @@
 //!    └──────────────────────────────────────────────────────┘  └────────────────────────────────────────┘
 //! ```
 
-use super::loaded;
 use crate::blocks::Pass;
 use crate::config::{ArchKeys, ModelConfig};
 use crate::error::ModelError;
@@ -21,31 +20,12 @@ pub(super) fn load_layer(t: &LayerTensors<'_>) -> Result<PlainLayer, ModelError>
     t.plain_block(t.qkv_projections()?)
 }
 
+// The block is GPT-2's with RoPE instead of learned positions.
 pub(super) fn block(
     p: &mut Pass<'_, '_>,
     il: usize,
     l: &PlainLayer,
     x: &mut [f32],
 ) -> Result<(), ModelError> {
-    // Attention.
-    p.layer_norm_input(x, &l.attn_norm, l.attn_norm_b.as_deref());
-    p.project_qkv(&l.wq, &l.wk, &l.wv)?;
-    p.add_qkv_biases(&l.bq, &l.bk, &l.bv);
-    p.rope_and_store_kv(il);
-    p.attend(il, p.cfg.attention_scale);
-    p.project_attention_output(&l.wo)?;
-    p.add_output_bias(&l.bo);
-    p.add_residual(x);
-    // Feed-forward.
-    let ffn_norm = loaded(&l.ffn_norm, "ffn_norm", il)?;
-    p.layer_norm_input(x, ffn_norm, l.ffn_norm_b.as_deref());
-    p.plain_ffn(
-        &l.ffn_up,
-        &l.ffn_up_b,
-        &l.ffn_down,
-        &l.ffn_down_b,
-        p.cfg.activation,
-    )?;
-    p.add_residual(x);
-    Ok(())
+    super::gpt2::sequential_block(p, il, l, x, true)
 }
