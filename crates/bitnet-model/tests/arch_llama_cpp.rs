@@ -207,3 +207,20 @@ fn positions_beyond_the_learned_table_are_an_error() {
     );
     assert!(cache.is_empty(), "nothing is cached by a refused batch");
 }
+
+#[test]
+fn glm4_with_multi_section_rope_is_refused() {
+    use bitnet_gguf::{GgufFile, GgufWriter, MetadataValue};
+    let file = GgufFile::open(fixture("glm4", "glm4-f32.gguf")).unwrap();
+    let mut w = GgufWriter::from_file(&file);
+    w.add_metadata(
+        "glm4.rope.dimension_sections",
+        MetadataValue::Array([8u32, 8, 0, 0].map(MetadataValue::U32).to_vec()),
+    );
+    let bad = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+    let err = Model::load(&bad).unwrap_err();
+    assert!(
+        matches!(&err, bitnet_model::ModelError::InvalidConfig(m) if m.contains("dimension_sections")),
+        "{err}"
+    );
+}

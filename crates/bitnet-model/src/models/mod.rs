@@ -49,12 +49,8 @@ pub(crate) enum BlockRef<'a> {
 /// Fills in the architecture-specific part of the configuration.
 pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     match keys.arch.graph {
-        Graph::Bitnet
-        | Graph::Llama
-        | Graph::Qwen3
-        | Graph::Gemma
-        | Graph::Glm4
-        | Graph::ChatGlm => Ok(()),
+        Graph::Bitnet | Graph::Llama | Graph::Qwen3 | Graph::Gemma | Graph::ChatGlm => Ok(()),
+        Graph::Glm4 => glm4::configure(keys, cfg),
         Graph::Phi3 => phi3::configure(keys, cfg),
         Graph::Deepseek => deepseek::configure(keys, cfg),
         Graph::Qwen2Moe => qwen2moe::configure(keys, cfg),
