@@ -1,10 +1,12 @@
-//! The architecture registry: for each `general.architecture` string this engine runs, which of
-//! the shared blocks its graph uses (norm placement, FFN activation, RoPE pairing, head, extra
-//! tensors). Everything architecture-specific is declared here; the forward pass only reads it.
+//! The architecture registry: every `general.architecture` string this engine runs, and which
+//! graph in [`crate::models`] (one file per architecture) computes it. The graphs themselves —
+//! which tensors a layer has, in which order the shared blocks run — live in those files; this
+//! table only names them, with the two choices a GGUF file of that architecture never states
+//! (the RoPE pairing and the default FFN activation).
 
 use crate::error::ModelError;
 
-/// The gated-FFN activation applied to the gate projection (`act(gate) * up`).
+/// The FFN activation (applied to the gate projection in a gated FFN, `act(gate) * up`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// `max(x, 0)^2` (BitNet b1.58).
@@ -36,94 +38,163 @@ pub enum RopeStyle {
     Normal,
 }
 
-/// The declaration of one architecture's graph.
+/// Which file of [`crate::models`] holds an architecture's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Graph {
+    /// `models/bitnet.rs`: BitNet b1.58 (sub-norms, BitLinear) and llama.cpp's `bitnet`.
+    Bitnet,
+    /// `models/llama.rs`: pre-norm RMSNorm, SwiGLU, optional biases, optional sliding window.
+    Llama,
+    /// `models/phi3.rs`: fused QKV and gate-up projections, LongRoPE frequency factors.
+    Phi3,
+    /// `models/command_r.rs`: Command-R (LayerNorm, parallel attention and FFN, logit scale).
+    CommandR,
+    /// `models/deepseek.rs`: DeepSeek v1 (the LLaMA block with a mixture-of-experts FFN).
+    Deepseek,
+    /// `models/gemma.rs`: Gemma (scaled embeddings, GeGLU, tied head).
+    Gemma,
+    /// `models/gemma2.rs`: Gemma 2 (post-norms, alternating sliding window, soft-capping).
+    Gemma2,
+    /// `models/baichuan.rs`: the LLaMA block, RoPE only at 7B's depth.
+    Baichuan,
+    /// `models/chatglm.rs`: ChatGLM 2/3 (the LLaMA block over fused weights, half-head RoPE).
+    ChatGlm,
+    /// `models/glm4.rs`: GLM-4 (fused QKV with biases, half-head RoPE, post-norms, fused gate-up).
+    Glm4,
+    /// `models/falcon.rs`: Falcon-7B (parallel block, LayerNorm with bias, plain GELU FFN).
+    Falcon,
+    /// `models/mpt.rs`: MPT (ALiBi, LayerNorm, fused QKV with clamp, plain GELU FFN).
+    Mpt,
+    /// `models/gpt2.rs`: GPT-2 and StarCoder (learned positions, LayerNorm, plain FFN, biases).
+    Gpt2,
+    /// `models/starcoder2.rs`: LayerNorm with bias, biases everywhere, plain GELU FFN.
+    Starcoder2,
+    /// `models/qwen2moe.rs`: Qwen2-MoE (Qwen2 attention, routed experts and a gated shared one).
+    Qwen2Moe,
+    /// `models/qwen3.rs`: the LLaMA block with per-head Q/K RMSNorm before RoPE.
+    Qwen3,
+    /// `models/gemma3.rs`: Gemma 3 (Gemma 2 with Q/K norms and 5:1 local/global layers).
+    Gemma3,
+}
+
+/// One registered architecture.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ArchSpec {
     /// The `general.architecture` string (also the metadata key prefix).
     pub name: &'static str,
+    /// The graph that computes it.
+    pub graph: Graph,
     /// Default FFN activation (may be overridden by `<arch>.hidden_activation`).
     pub activation: Activation,
     pub rope: RopeStyle,
-    /// `attn_sub_norm` before the output projection and `ffn_sub_norm` before the down projection.
-    pub sub_norms: bool,
-    /// Per-head RMSNorm of Q and K (`attn_q_norm`, `attn_k_norm`) before RoPE.
-    pub qk_norm: bool,
-    /// RMSNorm of each block's output before the residual add (`post_attention_norm`,
-    /// `post_ffw_norm`).
-    pub post_norms: bool,
-    /// Multiply the token embeddings by `sqrt(n_embd)`.
-    pub scale_embeddings: bool,
-    /// Optional one-element `blk.N.<linear>.scale` tensors multiply each linear's output.
-    pub linear_scales: bool,
-    /// Scale Q by `1/sqrt(head_dim)` before attention (Gemma's `query_pre_attn_scalar`
-    /// convention); the result is the same quantity as scaling the scores, applied where
-    /// llama.cpp applies it.
-    pub scale_q_before_attention: bool,
-    /// Sliding-window layers as llama.cpp's `set_swa_pattern(n)`: layer `il` uses the window iff
-    /// `il % n < n - 1`. `None`: no sliding window.
-    pub swa_pattern: Option<usize>,
-    /// RoPE base of the sliding-window layers (Gemma-3: 10000), when it differs.
-    pub swa_rope_base: Option<f32>,
 }
 
-const BITNET_B158: ArchSpec = ArchSpec {
-    name: "bitnet-b1.58",
-    activation: Activation::Relu2,
-    rope: RopeStyle::Neox,
-    sub_norms: true,
-    qk_norm: false,
-    post_norms: false,
-    scale_embeddings: false,
-    linear_scales: false,
-    scale_q_before_attention: false,
-    swa_pattern: None,
-    swa_rope_base: None,
-};
+const fn spec(
+    name: &'static str,
+    graph: Graph,
+    activation: Activation,
+    rope: RopeStyle,
+) -> ArchSpec {
+    ArchSpec {
+        name,
+        graph,
+        activation,
+        rope,
+    }
+}
 
 /// Every architecture this engine runs.
 pub const ARCHITECTURES: &[ArchSpec] = &[
-    BITNET_B158,
-    ArchSpec {
-        name: "bitnet-25",
-        ..BITNET_B158
-    },
-    ArchSpec {
-        name: "bitnet",
-        activation: Activation::Silu,
-        linear_scales: true,
-        ..BITNET_B158
-    },
-    ArchSpec {
-        name: "llama",
-        activation: Activation::Silu,
-        rope: RopeStyle::Normal,
-        sub_norms: false,
-        ..BITNET_B158
-    },
-    // Qwen3 (dense): the LLaMA graph with NEOX RoPE and per-head Q/K RMSNorm before RoPE, no
-    // biases; head_dim from `qwen3.attention.key_length` as for Gemma-3. Every block it uses is
-    // exercised by the tested models (NEOX by BitNet, Q/K norms by Gemma-3).
-    ArchSpec {
-        name: "qwen3",
-        activation: Activation::Silu,
-        rope: RopeStyle::Neox,
-        sub_norms: false,
-        qk_norm: true,
-        ..BITNET_B158
-    },
-    ArchSpec {
-        name: "gemma3",
-        activation: Activation::GeluTanh,
-        rope: RopeStyle::Neox,
-        sub_norms: false,
-        qk_norm: true,
-        post_norms: true,
-        scale_embeddings: true,
-        linear_scales: false,
-        scale_q_before_attention: true,
-        swa_pattern: Some(6),
-        swa_rope_base: Some(10_000.0),
-    },
+    spec(
+        "bitnet-b1.58",
+        Graph::Bitnet,
+        Activation::Relu2,
+        RopeStyle::Neox,
+    ),
+    spec(
+        "bitnet-25",
+        Graph::Bitnet,
+        Activation::Relu2,
+        RopeStyle::Neox,
+    ),
+    spec("bitnet", Graph::Bitnet, Activation::Silu, RopeStyle::Neox),
+    spec("llama", Graph::Llama, Activation::Silu, RopeStyle::Normal),
+    // Qwen2 is the LLaMA graph with NEOX RoPE; its Q/K/V biases are the optional ones of
+    // `models/llama.rs`.
+    spec("qwen2", Graph::Llama, Activation::Silu, RopeStyle::Neox),
+    // InternLM2: the LLaMA graph (llama.cpp's converter splits its fused `wqkv`).
+    spec(
+        "internlm2",
+        Graph::Llama,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
+    spec("qwen3", Graph::Qwen3, Activation::Silu, RopeStyle::Neox),
+    spec("phi3", Graph::Phi3, Activation::Silu, RopeStyle::Neox),
+    spec(
+        "command-r",
+        Graph::CommandR,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
+    spec("gemma", Graph::Gemma, Activation::GeluTanh, RopeStyle::Neox),
+    spec(
+        "gemma2",
+        Graph::Gemma2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec(
+        "gemma3",
+        Graph::Gemma3,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec(
+        "baichuan",
+        Graph::Baichuan,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
+    spec(
+        "chatglm",
+        Graph::ChatGlm,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
+    spec(
+        "starcoder2",
+        Graph::Starcoder2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec("gpt2", Graph::Gpt2, Activation::GeluTanh, RopeStyle::Neox),
+    spec(
+        "starcoder",
+        Graph::Gpt2,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec(
+        "falcon",
+        Graph::Falcon,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+    spec("mpt", Graph::Mpt, Activation::GeluTanh, RopeStyle::Neox),
+    spec(
+        "deepseek",
+        Graph::Deepseek,
+        Activation::Silu,
+        RopeStyle::Normal,
+    ),
+    spec(
+        "qwen2moe",
+        Graph::Qwen2Moe,
+        Activation::Silu,
+        RopeStyle::Neox,
+    ),
+    spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
 ];
 
 /// Looks up an architecture by its `general.architecture` string.
@@ -165,7 +236,7 @@ mod tests {
         let b25 = lookup("bitnet-25").unwrap();
         assert_eq!(b.activation, Activation::Relu2);
         assert_eq!(b25.activation, Activation::Relu2);
-        assert!(b25.sub_norms && b.sub_norms);
+        assert!(b.graph == Graph::Bitnet && b25.graph == Graph::Bitnet);
         assert_eq!(lookup("bitnet").unwrap().activation, Activation::Silu);
         assert_eq!(lookup("llama").unwrap().rope, RopeStyle::Normal);
     }

@@ -138,6 +138,29 @@ impl DenseMatrix {
         }
     }
 
+    /// The matrix cut into consecutive blocks of output rows (`sizes` must add up to `rows`):
+    /// a fused projection (`attn_qkv`, Phi-3's gate-up) becomes its parts. Each part's rows
+    /// hold the same values, so each output is the same dot product as in the fused matrix.
+    pub fn split_rows(self, sizes: &[usize]) -> Option<Vec<DenseMatrix>> {
+        if sizes.iter().sum::<usize>() != self.rows {
+            return None;
+        }
+        let cols = self.cols;
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(sizes.len());
+        for &rows in sizes {
+            let span = start * cols..(start + rows) * cols;
+            let data = match &self.data {
+                DenseData::F32(d) => DenseData::F32(d[span].to_vec()),
+                DenseData::F16(d) => DenseData::F16(d[span].to_vec()),
+                DenseData::Q8(_) => return None,
+            };
+            parts.push(DenseMatrix { rows, cols, data });
+            start += rows;
+        }
+        Some(parts)
+    }
+
     /// The same matrix requantized to Q8_0 (ggml's rounding), for a smaller, faster head.
     pub fn to_q8_0(&self) -> Result<DenseMatrix, KernelError> {
         let q8 = match &self.data {

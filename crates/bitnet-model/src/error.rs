@@ -36,6 +36,9 @@ pub enum ModelError {
     /// A token id outside the vocabulary.
     #[error("token id {id} is outside the vocabulary (size {vocab})")]
     TokenOutOfRange { id: u32, vocab: usize },
+    /// A position beyond the learned position embeddings (GPT-2, StarCoder).
+    #[error("position {pos} is beyond the model's {max} learned positions")]
+    PositionOutOfRange { pos: usize, max: usize },
     /// The KV cache has no room for the tokens.
     #[error("context full: {needed} positions needed, the KV cache holds {capacity}")]
     ContextFull { needed: usize, capacity: usize },

@@ -2,7 +2,9 @@
 //! loading, the forward pass (batched prefill and one-token decode over a preallocated F16 KV
 //! cache) and llama.cpp-compatible perplexity scoring.
 //!
-//! - [`arch`]: which `general.architecture` strings run, and what each graph is made of.
+//! - [`arch`]: which `general.architecture` strings run, and which graph computes each.
+//! - `models`: one file per architecture (its tensors, its metadata, its block's diagram).
+//! - `blocks`: the shared steps those graphs are made of (norms, attention, FFNs).
 //! - [`config`]: hyper-parameters from metadata, validated.
 //! - [`weights`]: tensor loading with shape checks; embedding; per-layer weights.
 //! - [`linear`]: BitLinear (ternary, via `bitnet-kernels`) and the dense f32 linear.
@@ -15,17 +17,19 @@
 #![forbid(unsafe_code)]
 
 pub mod arch;
+mod blocks;
 pub mod config;
 pub mod dense;
 mod error;
 pub mod kv_cache;
 pub mod linear;
 pub mod model;
+mod models;
 pub mod ops;
 pub mod perplexity;
 pub mod weights;
 
-pub use arch::{Activation, ArchSpec, RopeStyle, ARCHITECTURES};
+pub use arch::{Activation, ArchSpec, Graph, RopeStyle, ARCHITECTURES};
 pub use config::ModelConfig;
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvPrecision};

@@ -126,6 +126,81 @@ impl Linear {
         Ok(Linear::Ternary { matrix, scale })
     }
 
+    /// Loads the fused tensor `name` (`cols` inputs, `sizes.iter().sum()` outputs) and cuts it
+    /// into one linear per block of outputs (see [`DenseMatrix::split_rows`]). Ternary fused
+    /// tensors are refused: no BitNet model has one.
+    pub fn load_split(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        sizes: &[usize],
+    ) -> Result<Vec<Linear>, ModelError> {
+        let rows = sizes.iter().sum();
+        let refuse = |reason: &str| ModelError::TensorType {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        match Linear::load(file, name, cols, rows, false)? {
+            Linear::Dense { matrix, .. } => Ok(matrix
+                .split_rows(sizes)
+                .ok_or_else(|| refuse("cannot be split into its projections"))?
+                .into_iter()
+                .map(|matrix| Linear::Dense {
+                    matrix,
+                    scale: None,
+                })
+                .collect()),
+            Linear::Ternary { .. } => Err(refuse(
+                "a fused projection with ternary weights is not supported",
+            )),
+        }
+    }
+
+    /// Loads the 3-D expert tensor `name` (GGUF dims `[cols, rows, n_expert]`: one `rows × cols`
+    /// matrix per expert, stored one after another) as one dense linear per expert.
+    pub fn load_experts(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        n_expert: usize,
+    ) -> Result<Vec<Linear>, ModelError> {
+        let info = file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
+        check_dims(
+            name,
+            &info.dims,
+            &[cols as u64, rows as u64, n_expert as u64],
+        )?;
+        if is_ternary(info.ggml_type) {
+            return Err(ModelError::TensorType {
+                name: name.to_string(),
+                reason: "ternary expert weights are not supported".into(),
+            });
+        }
+        let all = DenseMatrix::dequantized(
+            name,
+            info.ggml_type,
+            file.tensor_data(info),
+            rows * n_expert,
+            cols,
+        )?;
+        let parts =
+            all.split_rows(&vec![rows; n_expert])
+                .ok_or_else(|| ModelError::TensorType {
+                    name: name.to_string(),
+                    reason: "cannot be split into its experts".into(),
+                })?;
+        Ok(parts
+            .into_iter()
+            .map(|matrix| Linear::Dense {
+                matrix,
+                scale: None,
+            })
+            .collect())
+    }
+
     /// Number of outputs.
     pub fn rows(&self) -> usize {
         match self {

@@ -10,23 +10,18 @@
 use std::path::Path;
 
 use bitnet_gguf::GgufFile;
-use bitnet_kernels::attention::{attention_scores, attention_values, CachedRows, KvData};
 use bitnet_kernels::ThreadPool;
 
+use crate::blocks::Pass;
 use crate::config::ModelConfig;
 use crate::dense::DenseMatrix;
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
 use crate::linear::Linear;
+use crate::models;
+use crate::models::{BlockRef, BlockWeights};
 use crate::ops;
-use crate::weights::{self, Embedding, Layer};
-
-/// Which attention operands are rounded to F16 (see the module docs).
-#[derive(Debug, Clone, Copy)]
-struct AttentionRounding {
-    q_f16: bool,
-    p_f16: bool,
-}
+use crate::weights::{self, Embedding, Layer, LayerTensors, PlainLayer};
 
 /// A loaded model.
 pub struct Model {
@@ -34,7 +29,14 @@ pub struct Model {
     /// The token embedding table; `None` when the tied F16 head holds the same values and
     /// rows are read from it (the table is then held once, not twice).
     embedding: Option<Embedding>,
+    /// The blocks of a gated-FFN architecture (empty for a plain-FFN one).
     layers: Vec<Layer>,
+    /// The blocks of a plain-FFN architecture (empty for a gated-FFN one).
+    plain_layers: Vec<PlainLayer>,
+    /// Learned position embeddings (GPT-2, StarCoder), one row per position.
+    position_embd: Option<Embedding>,
+    /// The bias of a final LayerNorm, where the architecture has one.
+    output_norm_b: Option<Vec<f32>>,
     output_norm: Vec<f32>,
     head: Linear,
 }
@@ -53,12 +55,6 @@ pub struct BatchSegment<'a> {
     pub tokens: &'a [u32],
     pub cache: &'a mut KvCache,
     pub logits_from: usize,
-}
-
-/// Where a segment starts and which roundings its attention follows.
-struct SegmentPlan {
-    pos0: usize,
-    rounding: AttentionRounding,
 }
 
 /// How the output head is held in memory.
@@ -105,7 +101,14 @@ impl Model {
     pub fn load_with(file: &GgufFile, options: LoadOptions) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
-        weights::check_no_unused_tensors(file, &config)?;
+        const OUTPUT_NORM_BIAS: &str = "output_norm.bias";
+        // Only a final LayerNorm has a bias; anywhere else the tensor is refused as unused.
+        let output_norm_b = match file.tensor(OUTPUT_NORM_BIAS) {
+            Some(_) if config.layer_norm => {
+                Some(weights::norm(file, OUTPUT_NORM_BIAS, config.n_embd)?)
+            }
+            _ => None,
+        };
         const EMBD: &str = "token_embd.weight";
         let embd = file
             .tensor(EMBD)
@@ -159,9 +162,11 @@ impl Model {
             }
         }
         // Decoding and repacking the layers is the slow part of loading: spread it over the cores.
-        let slots: Vec<std::sync::Mutex<Option<Result<Layer, ModelError>>>> = (0..config.n_layer)
+        type Loaded = Result<(BlockWeights, Vec<String>), ModelError>;
+        let slots: Vec<std::sync::Mutex<Option<Loaded>>> = (0..config.n_layer)
             .map(|_| std::sync::Mutex::new(None))
             .collect();
+        let linear_scales = models::has_linear_scales(&config);
         ThreadPool::global().run(config.n_layer, &|il| {
             let prefix = format!("blk.{il}.");
             let tensors = || {
@@ -170,24 +175,57 @@ impl Model {
                     .filter(|t| t.name.starts_with(&prefix))
             };
             tensors().for_each(|t| file.prefetch_tensor_pages(t));
-            let layer = Layer::load(file, &config, il);
+            let tensors_of_layer = LayerTensors::new(file, &config, il, linear_scales);
+            let layer = models::load_layer(&tensors_of_layer)
+                .map(|layer| (layer, tensors_of_layer.into_asked()));
             // The layer's weights are copied out: its mapped pages need not stay resident.
             tensors().for_each(|t| file.release_tensor_pages(t));
             *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
         });
-        let layers = slots
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .expect("the pool runs every layer")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut used: std::collections::HashSet<String> =
+            [EMBD, "output_norm.weight", "output.weight"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        if output_norm_b.is_some() {
+            used.insert(OUTPUT_NORM_BIAS.to_string());
+        }
+        const POSITIONS: &str = "position_embd.weight";
+        let position_embd = if models::has_position_embeddings(config.arch.graph) {
+            used.insert(POSITIONS.to_string());
+            Some(Embedding::load_table(
+                file,
+                POSITIONS,
+                config.n_embd,
+                config.n_ctx_train,
+            )?)
+        } else {
+            None
+        };
+        let (mut layers, mut plain_layers) = (Vec::new(), Vec::new());
+        for slot in slots {
+            let (layer, asked) = slot
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("the pool runs every layer")?;
+            match layer {
+                BlockWeights::Gated(l) => layers.push(*l),
+                BlockWeights::Plain(l) => plain_layers.push(*l),
+            }
+            used.extend(asked);
+        }
+        if config.rope_scaling.is_some() {
+            used.extend(crate::config::LONG_ROPE_TENSORS.map(String::from));
+        }
+        weights::check_no_unused_tensors(file, &config, &used)?;
         Ok(Model {
             config,
             embedding,
             layers,
+            plain_layers,
+            position_embd,
             output_norm,
+            output_norm_b,
             head,
         })
     }
@@ -242,7 +280,8 @@ impl Model {
         &self.head
     }
 
-    /// The layers (weights of each block).
+    /// The layers (weights of each block) of a gated-FFN architecture; empty for a plain-FFN
+    /// one (StarCoder2), whose blocks are [`PlainLayer`]s.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
@@ -284,130 +323,70 @@ impl Model {
         pool: &ThreadPool,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
-        for seg in segments.iter() {
-            if seg.tokens.is_empty() {
-                return Err(ModelError::EmptyBatch);
-            }
-            seg.cache.check_shape(cfg)?;
-            seg.cache.ensure_room(seg.tokens.len())?;
+        let mut pass = Pass::plan(cfg, pool, segments)?;
+        let mut x = self.embed_batch(&pass)?;
+        let blocks = self
+            .layers
+            .iter()
+            .map(BlockRef::Gated)
+            .chain(self.plain_layers.iter().map(BlockRef::Plain));
+        for (il, layer) in blocks.enumerate() {
+            models::block(&mut pass, il, layer, &mut x)?;
         }
-        if segments.is_empty() {
-            return Err(ModelError::EmptyBatch);
-        }
-        // Row `r` of the batch is token `i` of segment `s`.
-        let rows: Vec<(usize, usize)> = segments
-            .iter()
-            .enumerate()
-            .flat_map(|(s, seg)| (0..seg.tokens.len()).map(move |i| (s, i)))
-            .collect();
-        let first_row: Vec<usize> = segments
-            .iter()
-            .scan(0, |acc, seg| {
-                let start = *acc;
-                *acc += seg.tokens.len();
-                Some(start)
-            })
-            .collect();
-        let plans: Vec<SegmentPlan> = segments
-            .iter()
-            .map(|seg| {
-                let f16_rules = seg.cache.precision() == KvPrecision::F16;
-                SegmentPlan {
-                    pos0: seg.cache.len(),
-                    rounding: AttentionRounding {
-                        q_f16: f16_rules,
-                        p_f16: f16_rules && seg.tokens.len() == 1,
-                    },
-                }
-            })
-            .collect();
-        let n = rows.len();
-        let d = cfg.n_embd;
+        pass.commit();
+        self.head_logits(&pass, &x)
+    }
 
-        let mut x = vec![0.0f32; n * d];
-        for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&rows) {
-            self.embed(segments[s].tokens[i], row)?;
+    /// The residual stream's start: each row's token embedding (scaled where the graph says).
+    fn embed_batch(&self, pass: &Pass<'_, '_>) -> Result<Vec<f32>, ModelError> {
+        let d = self.config.n_embd;
+        let mut x = vec![0.0f32; pass.n * d];
+        for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&pass.rows) {
+            self.embed(pass.segments[s].tokens[i], row)?;
         }
-        if cfg.arch.scale_embeddings {
+        if models::scales_embeddings(self.config.arch.graph) {
             let s = (d as f32).sqrt();
             x.iter_mut().for_each(|v| *v *= s);
         }
-
-        let mut normed = vec![0.0f32; n * d];
-        let mut q = vec![0.0f32; n * cfg.q_dim()];
-        let mut k = vec![0.0f32; n * cfg.kv_dim()];
-        let mut v = vec![0.0f32; n * cfg.kv_dim()];
-        let mut attn = vec![0.0f32; n * cfg.q_dim()];
-        let mut proj = vec![0.0f32; n * d];
-        let mut gate = vec![0.0f32; n * cfg.n_ff];
-        let mut up = vec![0.0f32; n * cfg.n_ff];
-        let (q_dim, kv_dim) = (cfg.q_dim(), cfg.kv_dim());
-
-        for (il, layer) in self.layers.iter().enumerate() {
-            // Attention block.
-            normed.copy_from_slice(&x);
-            ops::rms_norm_rows_in_place(&mut normed, &layer.attn_norm, cfg.rms_eps);
-            layer.wq.forward(&normed, n, &mut q, pool)?;
-            layer.wk.forward(&normed, n, &mut k, pool)?;
-            layer.wv.forward(&normed, n, &mut v, pool)?;
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                ops::rms_norm_rows_in_place(&mut q, qn, cfg.rms_eps);
-                ops::rms_norm_rows_in_place(&mut k, kn, cfg.rms_eps);
+        if let Some(table) = &self.position_embd {
+            let mut pos_row = vec![0.0f32; d];
+            for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&pass.rows) {
+                let pos = pass.plans[s].pos0 + i;
+                if pos >= table.rows() {
+                    return Err(ModelError::PositionOutOfRange {
+                        pos,
+                        max: table.rows(),
+                    });
+                }
+                table.row(pos as u32, &mut pos_row)?;
+                row.iter_mut().zip(&pos_row).for_each(|(a, b)| *a += b);
             }
-            for ((seg, plan), &r0) in segments.iter_mut().zip(&plans).zip(&first_row) {
-                let rows_of = r0..r0 + seg.tokens.len();
-                let (qs, ks) = (
-                    &mut q[rows_of.start * q_dim..rows_of.end * q_dim],
-                    &mut k[rows_of.start * kv_dim..rows_of.end * kv_dim],
-                );
-                self.apply_rope(il, plan.pos0, qs, ks);
-                seg.cache
-                    .store(il, ks, &v[rows_of.start * kv_dim..rows_of.end * kv_dim]);
-            }
-            let score_scale = if cfg.arch.scale_q_before_attention {
-                q.iter_mut().for_each(|v| *v *= cfg.attention_scale);
-                1.0
-            } else {
-                cfg.attention_scale
-            };
-            let kv: Vec<_> = segments.iter().map(|seg| seg.cache.layer(il)).collect();
-            self.attention(il, &q, &rows, &plans, &kv, score_scale, &mut attn, pool);
-            if let Some(sub) = &layer.attn_sub_norm {
-                ops::rms_norm_rows_in_place(&mut attn, sub, cfg.rms_eps);
-            }
-            layer.wo.forward(&attn, n, &mut proj, pool)?;
-            if let Some(post) = &layer.attn_post_norm {
-                ops::rms_norm_rows_in_place(&mut proj, post, cfg.rms_eps);
-            }
-            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
-
-            // Feed-forward block.
-            normed.copy_from_slice(&x);
-            ops::rms_norm_rows_in_place(&mut normed, &layer.ffn_norm, cfg.rms_eps);
-            layer.ffn_gate.forward(&normed, n, &mut gate, pool)?;
-            layer.ffn_up.forward(&normed, n, &mut up, pool)?;
-            ops::gated_activation(cfg.activation, &mut gate, &up);
-            if let Some(sub) = &layer.ffn_sub_norm {
-                ops::rms_norm_rows_in_place(&mut gate, sub, cfg.rms_eps);
-            }
-            layer.ffn_down.forward(&gate, n, &mut proj, pool)?;
-            if let Some(post) = &layer.ffn_post_norm {
-                ops::rms_norm_rows_in_place(&mut proj, post, cfg.rms_eps);
-            }
-            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
-        for seg in segments.iter_mut() {
-            seg.cache.advance(seg.tokens.len());
-        }
+        Ok(x)
+    }
 
-        // The head runs once over every segment's requested rows.
+    /// The final norm and the LM head over every segment's requested rows (one product for
+    /// all), split back into each segment's logits.
+    fn head_logits(&self, pass: &Pass<'_, '_>, x: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let cfg = &self.config;
+        let d = cfg.n_embd;
         let mut h = Vec::new();
-        let mut counts = Vec::with_capacity(segments.len());
-        for ((seg, plan), &r0) in segments.iter().zip(&plans).zip(&first_row) {
+        let mut counts = Vec::with_capacity(pass.segments.len());
+        for (s, (seg, plan)) in pass.segments.iter().zip(&pass.plans).enumerate() {
+            let r0 = pass.first_row[s];
             let from = seg.logits_from.min(seg.tokens.len());
             let start = h.len();
             h.extend_from_slice(&x[(r0 + from) * d..(r0 + seg.tokens.len()) * d]);
-            ops::rms_norm_rows_in_place(&mut h[start..], &self.output_norm, cfg.rms_eps);
+            if cfg.layer_norm {
+                ops::layer_norm_rows_in_place(
+                    &mut h[start..],
+                    &self.output_norm,
+                    self.output_norm_b.as_deref(),
+                    cfg.rms_eps,
+                );
+            } else {
+                ops::rms_norm_rows_in_place(&mut h[start..], &self.output_norm, cfg.rms_eps);
+            }
             if plan.rounding.p_f16 {
                 ops::round_to_f16(&mut h[start..]);
             }
@@ -416,7 +395,10 @@ impl Model {
         let n_out = h.len() / d;
         let mut logits = vec![0.0f32; n_out * cfg.n_vocab];
         if n_out > 0 {
-            self.head.forward(&h, n_out, &mut logits, pool)?;
+            self.head.forward(&h, n_out, &mut logits, pass.pool)?;
+            if let Some(scale) = cfg.logit_scale {
+                logits.iter_mut().for_each(|v| *v *= scale);
+            }
             if let Some(cap) = cfg.final_logit_softcap {
                 ops::soft_cap(&mut logits, cap);
             }
@@ -429,98 +411,5 @@ impl Model {
             rest = tail;
         }
         Ok(out)
-    }
-
-    /// RoPE on the Q and K rows of a batch starting at position `pos0`.
-    fn apply_rope(&self, il: usize, pos0: usize, q: &mut [f32], k: &mut [f32]) {
-        let cfg = &self.config;
-        let half = cfg.n_rot / 2;
-        let mut cos = vec![0.0f32; half];
-        let mut sin = vec![0.0f32; half];
-        let base = cfg.rope_base_of(il);
-        for (i, (qr, kr)) in q
-            .chunks_exact_mut(cfg.q_dim())
-            .zip(k.chunks_exact_mut(cfg.kv_dim()))
-            .enumerate()
-        {
-            ops::rope_table(pos0 + i, cfg.n_rot, base, &mut cos, &mut sin);
-            ops::rope_apply(qr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
-            ops::rope_apply(kr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
-        }
-    }
-
-    /// Causal (optionally sliding-window) multi-head attention with grouped KV heads.
-    /// `q` holds the batch's queries, row `r` being token `rows[r].1` of segment `rows[r].0`,
-    /// whose cache layer (keys, values; positions `0..pos0 + its length` filled) is `kv[segment]`.
-    /// Writes `n × q_dim` into `out`.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        il: usize,
-        q: &[f32],
-        rows: &[(usize, usize)],
-        plans: &[SegmentPlan],
-        kv: &[(KvData<'_>, KvData<'_>)],
-        score_scale: f32,
-        out: &mut [f32],
-        pool: &ThreadPool,
-    ) {
-        let cfg = &self.config;
-        let hd = cfg.head_dim;
-        let (q_dim, kv_dim) = (cfg.q_dim(), cfg.kv_dim());
-        let group = cfg.n_head / cfg.n_head_kv;
-        let window = if cfg.swa_layers[il] {
-            cfg.sliding_window
-        } else {
-            None
-        };
-        // One chunk per token (all its heads), handed out dynamically: later tokens attend to
-        // more positions, so a static split would leave one thread with most of the work.
-        let out_rows: Vec<std::sync::Mutex<&mut [f32]>> = out
-            .chunks_exact_mut(q_dim)
-            .map(std::sync::Mutex::new)
-            .collect();
-        pool.run(rows.len(), &|r| {
-            let mut row = out_rows[r].lock().unwrap_or_else(|p| p.into_inner());
-            let (s, i) = rows[r];
-            let (plan, (k_all, v_all)) = (&plans[s], kv[s]);
-            let rounding = plan.rounding;
-            let p = plan.pos0 + i;
-            let lo = match window {
-                Some(w) if p + 1 > w => p + 1 - w,
-                _ => 0,
-            };
-            // The query heads of one KV group are done together, so each cached key and value
-            // row is loaded once per group; every dot and sum is the same arithmetic as one head
-            // at a time.
-            let span = p + 1 - lo;
-            let mut scores = vec![0.0f32; group * span];
-            let mut qs = vec![0.0f32; group * hd];
-            for g in 0..cfg.n_head_kv {
-                let heads = g * group..(g + 1) * group;
-                qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
-                if rounding.q_f16 {
-                    ops::round_to_f16(&mut qs);
-                }
-                let rows_of = |data| CachedRows {
-                    data,
-                    stride: kv_dim,
-                    offset: g * hd,
-                    head_dim: hd,
-                };
-                attention_scores(&qs, rows_of(k_all), lo..p + 1, score_scale, &mut scores);
-                for sc in scores.chunks_exact_mut(span) {
-                    if let Some(cap) = cfg.attn_logit_softcap {
-                        ops::soft_cap(sc, cap);
-                    }
-                    ops::softmax_in_place(sc);
-                    if rounding.p_f16 {
-                        ops::round_to_f16(sc);
-                    }
-                }
-                let o_group = &mut row[heads.start * hd..heads.end * hd];
-                attention_values(&scores, rows_of(v_all), lo..p + 1, o_group);
-            }
-        });
     }
 }

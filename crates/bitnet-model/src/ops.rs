@@ -36,6 +36,28 @@ pub fn rms_norm_rows_in_place(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
+/// `out = (x − mean) / sqrt(var + eps) · w (+ b)` on every `w.len()`-wide row of `x`, in place,
+/// as ggml's `norm` then `MUL` (and `ADD`): mean and variance summed in f64 here (ggml sums in
+/// f32; the difference is far below the tolerance of any comparison with it).
+pub fn layer_norm_rows_in_place(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
+    let n = w.len();
+    for row in x.chunks_exact_mut(n) {
+        let mean = (row.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64) as f32;
+        let mut var = 0.0f64;
+        for v in row.iter_mut() {
+            *v -= mean;
+            var += f64::from(*v * *v);
+        }
+        let scale = 1.0f32 / ((var / n as f64) as f32 + eps).sqrt();
+        for (v, &wi) in row.iter_mut().zip(w) {
+            *v = *v * scale * wi;
+        }
+        if let Some(b) = b {
+            row.iter_mut().zip(b).for_each(|(v, bi)| *v += bi);
+        }
+    }
+}
+
 /// The cos/sin table of one position: `theta_i = p · base^(−2i/n_rot)`, the angle advanced by
 /// repeated f32 multiplication by `powf(base, −2/n_rot)` as ggml's rope cache does.
 pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mut [f32]) {
@@ -45,6 +67,34 @@ pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mu
         cos[i] = theta.cos();
         sin[i] = theta.sin();
         theta *= theta_scale;
+    }
+}
+
+/// [`rope_table`] with per-dimension frequency factors (LongRoPE: `theta_i / factors[i]`) and
+/// the cos/sin multiplied by `mscale`, as ggml's `rope_yarn` without extrapolation mixing.
+pub fn rope_table_scaled(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    factors: &[f32],
+    mscale: f32,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        let t = theta / factors[i];
+        cos[i] = t.cos() * mscale;
+        sin[i] = t.sin() * mscale;
+        theta *= theta_scale;
+    }
+}
+
+/// Adds `bias` to every `bias.len()`-wide row of `x`.
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
     }
 }
 
@@ -87,19 +137,28 @@ pub fn round_to_f16(x: &mut [f32]) {
     }
 }
 
+/// `act(x)` of one value.
+fn activate(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Relu2 => {
+            let r = x.max(0.0);
+            r * r
+        }
+        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::GeluTanh => gelu_tanh(x),
+    }
+}
+
 /// `gate = act(gate) * up`, element-wise.
 pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        let a = match act {
-            Activation::Relu2 => {
-                let r = g.max(0.0);
-                r * r
-            }
-            Activation::Silu => *g / (1.0 + (-*g).exp()),
-            Activation::GeluTanh => gelu_tanh(*g),
-        };
-        *g = a * u;
+        *g = activate(act, *g) * u;
     }
+}
+
+/// `x = act(x)`, element-wise (a plain FFN).
+pub fn activation_in_place(act: Activation, x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = activate(act, *v));
 }
 
 /// GELU with the tanh approximation: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
@@ -127,6 +186,23 @@ mod tests {
         let e = (1.0f64).exp();
         let expect0 = 1.0 / (1.0 + e);
         assert!((f64::from(x[0]) - expect0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales() {
+        let mut x = [1.0f32, 2.0, 3.0, 6.0];
+        layer_norm_rows_in_place(
+            &mut x,
+            &[1.0, 1.0, 2.0, 1.0],
+            Some(&[0.0, 0.5, 0.0, 0.0]),
+            0.0,
+        );
+        // mean 3, variance (4 + 1 + 0 + 9) / 4 = 3.5
+        let s = 1.0 / 3.5f64.sqrt();
+        let expect = [-2.0 * s, -s + 0.5, 0.0, 3.0 * s];
+        for (a, e) in x.iter().zip(expect) {
+            assert!((f64::from(*a) - e).abs() < 1e-6, "{a} vs {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use bitnet_gguf::{GgmlType, GgufFile};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, MoeConfig};
 use crate::error::ModelError;
 use crate::linear::Linear;
 
@@ -36,54 +36,21 @@ pub(crate) fn norm(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, 
     Ok(out)
 }
 
-/// Errors if the file holds a tensor the architecture's graph would not use (a bias, an extra
-/// norm, a variant this engine does not implement): running without it would be wrong silently.
+/// Errors if the file holds a tensor that no loader asked for (a bias, an extra norm, a variant
+/// this engine does not implement): running without it would be wrong silently. `used` holds
+/// the name of every tensor the architecture's loader read or looked for.
 pub(crate) fn check_no_unused_tensors(
     file: &GgufFile,
     cfg: &ModelConfig,
+    used: &std::collections::HashSet<String>,
 ) -> Result<(), ModelError> {
-    let arch = cfg.arch;
-    let mut known: Vec<String> = ["token_embd.weight", "output_norm.weight", "output.weight"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let linears = [
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ];
-    let mut norms = vec!["attn_norm", "ffn_norm"];
-    if arch.qk_norm {
-        norms.extend(["attn_q_norm", "attn_k_norm"]);
-    }
-    if arch.sub_norms {
-        norms.extend(["attn_sub_norm", "ffn_sub_norm"]);
-    }
-    if arch.post_norms {
-        norms.extend(["post_attention_norm", "post_ffw_norm"]);
-    }
-    for il in 0..cfg.n_layer {
-        for part in linears {
-            known.push(format!("blk.{il}.{part}.weight"));
-            if arch.linear_scales {
-                known.push(format!("blk.{il}.{part}.scale"));
-            }
-        }
-        for part in &norms {
-            known.push(format!("blk.{il}.{part}.weight"));
-        }
-    }
     for t in file.tensors() {
-        if !known.contains(&t.name) {
+        if !used.contains(&t.name) {
             return Err(ModelError::TensorType {
                 name: t.name.clone(),
                 reason: format!(
                     "not part of the `{}` graph this engine implements (unsupported model variant)",
-                    arch.name
+                    cfg.arch.name
                 ),
             });
         }
@@ -94,6 +61,7 @@ pub(crate) fn check_no_unused_tensors(
 /// The token embedding table, kept in its stored type; rows are dequantized on lookup.
 #[derive(Debug, Clone)]
 pub struct Embedding {
+    name: &'static str,
     ggml_type: GgmlType,
     n_embd: usize,
     n_vocab: usize,
@@ -103,46 +71,52 @@ pub struct Embedding {
 
 impl Embedding {
     pub(crate) fn load(file: &GgufFile, config: &ModelConfig) -> Result<Self, ModelError> {
-        const NAME: &str = "token_embd.weight";
+        Self::load_table(file, "token_embd.weight", config.n_embd, config.n_vocab)
+    }
+
+    /// The table `name` of `rows` rows of `n_embd` values (token or position embeddings).
+    pub(crate) fn load_table(
+        file: &GgufFile,
+        name: &'static str,
+        n_embd: usize,
+        rows: usize,
+    ) -> Result<Self, ModelError> {
         let info = file
-            .tensor(NAME)
-            .ok_or_else(|| ModelError::MissingTensor(NAME.into()))?;
-        check_dims(
-            NAME,
-            &info.dims,
-            &[config.n_embd as u64, config.n_vocab as u64],
-        )?;
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor(name.into()))?;
+        check_dims(name, &info.dims, &[n_embd as u64, rows as u64])?;
         let (block_elems, block_bytes) = info
             .ggml_type
             .block_geometry()
-            .filter(|(e, _)| config.n_embd.is_multiple_of(*e))
+            .filter(|(e, _)| n_embd.is_multiple_of(*e))
             .ok_or_else(|| ModelError::TensorType {
-                name: NAME.into(),
+                name: name.into(),
                 reason: format!(
-                    "type {} cannot be read row by row with {} columns",
+                    "type {} cannot be read row by row with {n_embd} columns",
                     info.ggml_type.name(),
-                    config.n_embd
                 ),
             })?;
-        let row_bytes = config.n_embd / block_elems * block_bytes;
+        let row_bytes = n_embd / block_elems * block_bytes;
         let data = file.tensor_data(info);
-        if data.len() < row_bytes * config.n_vocab {
+        if data.len() < row_bytes * rows {
             return Err(ModelError::TensorData {
-                name: NAME.into(),
-                reason: format!(
-                    "{} bytes, {} expected",
-                    data.len(),
-                    row_bytes * config.n_vocab
-                ),
+                name: name.into(),
+                reason: format!("{} bytes, {} expected", data.len(), row_bytes * rows),
             });
         }
         Ok(Embedding {
+            name,
             ggml_type: info.ggml_type,
-            n_embd: config.n_embd,
-            n_vocab: config.n_vocab,
+            n_embd,
+            n_vocab: rows,
             row_bytes,
-            data: data[..row_bytes * config.n_vocab].to_vec(),
+            data: data[..row_bytes * rows].to_vec(),
         })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.n_vocab
     }
 
     /// The storage type of the table.
@@ -162,15 +136,16 @@ impl Embedding {
         let bytes = &self.data[i * self.row_bytes..(i + 1) * self.row_bytes];
         bitnet_quant::dequantize(self.ggml_type, bytes, self.n_embd, out).map_err(|e| {
             ModelError::TensorData {
-                name: "token_embd.weight".into(),
+                name: self.name.into(),
                 reason: e.to_string(),
             }
         })
     }
 }
 
-/// The weights of one transformer block. Optional parts are present exactly when the
-/// architecture declares them.
+/// The weights of one transformer block, named after llama.cpp's tensors (`blk.N.<name>`).
+/// Which parts a layer has is decided by its architecture's loader in [`crate::models`]; the
+/// optional ones are `None` where that architecture (or that file) has no such tensor.
 #[derive(Debug)]
 pub struct Layer {
     pub attn_norm: Vec<f32>,
@@ -178,50 +153,336 @@ pub struct Layer {
     pub wk: Linear,
     pub wv: Linear,
     pub wo: Linear,
+    /// Biases of the Q, K, V and output projections.
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    pub bo: Option<Vec<f32>>,
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
     pub attn_sub_norm: Option<Vec<f32>>,
     pub attn_post_norm: Option<Vec<f32>>,
+    /// Empty where the block has no FFN norm (Command-R's parallel FFN reads the attention's
+    /// normed input).
     pub ffn_norm: Vec<f32>,
     pub ffn_gate: Linear,
     pub ffn_up: Linear,
     pub ffn_down: Linear,
     pub ffn_sub_norm: Option<Vec<f32>>,
     pub ffn_post_norm: Option<Vec<f32>>,
+    /// The routed experts of a mixture-of-experts layer (DeepSeek); its `ffn_gate`, `ffn_up`,
+    /// `ffn_down` then hold the shared experts (`ffn_*_shexp`), which every token goes through.
+    pub moe: Option<MoeWeights>,
 }
 
-impl Layer {
-    pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig, il: usize) -> Result<Self, ModelError> {
-        let arch = cfg.arch;
-        let name = |part: &str| format!("blk.{il}.{part}.weight");
-        let lin = |part: &str, cols: usize, rows: usize| {
-            Linear::load(file, &name(part), cols, rows, arch.linear_scales)
-        };
-        let required = |part: &str, len: usize| norm(file, &name(part), len);
-        let (d, ff, qd, kvd) = (cfg.n_embd, cfg.n_ff, cfg.q_dim(), cfg.kv_dim());
-        let when = |flag: bool, part: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
-            if flag {
-                required(part, len).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        Ok(Layer {
-            attn_norm: required("attn_norm", d)?,
-            wq: lin("attn_q", d, qd)?,
-            wk: lin("attn_k", d, kvd)?,
-            wv: lin("attn_v", d, kvd)?,
-            wo: lin("attn_output", qd, d)?,
-            q_norm: when(arch.qk_norm, "attn_q_norm", cfg.head_dim)?,
-            k_norm: when(arch.qk_norm, "attn_k_norm", cfg.head_dim)?,
-            attn_sub_norm: when(arch.sub_norms, "attn_sub_norm", qd)?,
-            attn_post_norm: when(arch.post_norms, "post_attention_norm", d)?,
-            ffn_norm: required("ffn_norm", d)?,
-            ffn_gate: lin("ffn_gate", d, ff)?,
-            ffn_up: lin("ffn_up", d, ff)?,
-            ffn_down: lin("ffn_down", ff, d)?,
-            ffn_sub_norm: when(arch.sub_norms, "ffn_sub_norm", ff)?,
-            ffn_post_norm: when(arch.post_norms, "post_ffw_norm", d)?,
+/// The routed experts of one mixture-of-experts layer.
+#[derive(Debug)]
+pub struct MoeWeights {
+    /// `ffn_gate_inp`: one logit per expert.
+    pub router: Linear,
+    /// Per expert: gate, up, down projections (a gated FFN of `expert_feed_forward_length`).
+    pub experts: Vec<[Linear; 3]>,
+    /// `ffn_gate_inp_shexp` (Qwen2-MoE): the shared experts' output is multiplied per token by
+    /// `sigmoid(w · h)`.
+    pub shared_gate: Option<Vec<f32>>,
+}
+
+/// The weights of a block whose FFN is not gated (`down(act(up · h + b_up)) + b_down`, StarCoder2)
+/// and whose norms are LayerNorms with biases; named after llama.cpp's tensors like [`Layer`].
+#[derive(Debug)]
+pub struct PlainLayer {
+    pub attn_norm: Vec<f32>,
+    pub attn_norm_b: Option<Vec<f32>>,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+    pub bo: Option<Vec<f32>>,
+    /// `None` where the FFN reads the attention's normed input (Falcon-7B's parallel block).
+    pub ffn_norm: Option<Vec<f32>>,
+    pub ffn_norm_b: Option<Vec<f32>>,
+    pub ffn_up: Linear,
+    pub ffn_up_b: Option<Vec<f32>>,
+    pub ffn_down: Linear,
+    pub ffn_down_b: Option<Vec<f32>>,
+}
+
+/// The Q, K, V projections of a layer and their biases.
+pub(crate) struct QkvProjections {
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub bq: Option<Vec<f32>>,
+    pub bk: Option<Vec<f32>>,
+    pub bv: Option<Vec<f32>>,
+}
+
+/// Reads the tensors of block `il` for an architecture's loader, remembering every name asked
+/// for (present or not) so that tensors nobody asked for can be refused afterwards.
+pub(crate) struct LayerTensors<'f> {
+    pub file: &'f GgufFile,
+    pub cfg: &'f ModelConfig,
+    il: usize,
+    /// Whether one-element `<linear>.scale` tensors may multiply the linears' outputs.
+    linear_scales: bool,
+    asked: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'f> LayerTensors<'f> {
+    pub fn new(file: &'f GgufFile, cfg: &'f ModelConfig, il: usize, linear_scales: bool) -> Self {
+        LayerTensors {
+            file,
+            cfg,
+            il,
+            linear_scales,
+            asked: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The block's index.
+    pub fn layer_index(&self) -> usize {
+        self.il
+    }
+
+    /// `blk.<il>.<part>.weight`.
+    fn name(&self, part: &str) -> String {
+        format!("blk.{}.{part}.weight", self.il)
+    }
+
+    fn ask(&self, name: &str) {
+        self.asked.borrow_mut().push(name.to_string());
+    }
+
+    /// The linear `part` (`cols` inputs, `rows` outputs).
+    pub fn linear(&self, part: &str, cols: usize, rows: usize) -> Result<Linear, ModelError> {
+        let name = self.name(part);
+        self.ask(&name);
+        if self.linear_scales {
+            self.ask(&format!("blk.{}.{part}.scale", self.il));
+        }
+        Linear::load(self.file, &name, cols, rows, self.linear_scales)
+    }
+
+    /// The norm weight vector `part` of `len` elements.
+    pub fn norm(&self, part: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        let name = self.name(part);
+        self.ask(&name);
+        norm(self.file, &name, len)
+    }
+
+    /// The norm weight vector `part` of `len` elements, if the file has it.
+    pub fn optional_norm(&self, part: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        self.optional_vector(self.name(part), len)
+    }
+
+    /// The optional one-dimensional tensor `blk.<il>.<part>.bias` of `len` elements.
+    pub fn bias(&self, part: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        self.optional_vector(format!("blk.{}.{part}.bias", self.il), len)
+    }
+
+    fn optional_vector(&self, name: String, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+        self.ask(&name);
+        match self.file.tensor(&name) {
+            Some(_) => norm(self.file, &name, len).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The fused linear `part` cut into consecutive blocks of `sizes` outputs each.
+    pub fn fused_linear(
+        &self,
+        part: &str,
+        cols: usize,
+        sizes: &[usize],
+    ) -> Result<Vec<Linear>, ModelError> {
+        let name = self.name(part);
+        self.ask(&name);
+        Linear::load_split(self.file, &name, cols, sizes)
+    }
+
+    /// Separate `attn_q`, `attn_k`, `attn_v` projections without biases.
+    pub fn separate_qkv(&self) -> Result<QkvProjections, ModelError> {
+        let c = self.cfg;
+        let (d, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
+        Ok(QkvProjections {
+            wq: self.linear("attn_q", d, qd)?,
+            wk: self.linear("attn_k", d, kvd)?,
+            wv: self.linear("attn_v", d, kvd)?,
+            bq: None,
+            bk: None,
+            bv: None,
         })
+    }
+
+    /// The Q, K and V projections as llama.cpp's `create_tensor_qkv` finds them: one fused
+    /// `attn_qkv` (with an optional fused bias) or separate `attn_q`, `attn_k`, `attn_v`, each
+    /// with an optional bias.
+    pub fn qkv_projections(&self) -> Result<QkvProjections, ModelError> {
+        let c = self.cfg;
+        let (d, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
+        let fused_name = self.name("attn_qkv");
+        self.ask(&fused_name);
+        if self.file.tensor(&fused_name).is_some() {
+            let mut parts = self
+                .fused_linear("attn_qkv", d, &[qd, kvd, kvd])?
+                .into_iter();
+            let mut next = || parts.next().expect("three parts");
+            let (wq, wk, wv) = (next(), next(), next());
+            let (bq, bk, bv) = match self.bias("attn_qkv", qd + 2 * kvd)? {
+                Some(b) => (
+                    Some(b[..qd].to_vec()),
+                    Some(b[qd..qd + kvd].to_vec()),
+                    Some(b[qd + kvd..].to_vec()),
+                ),
+                None => (None, None, None),
+            };
+            return Ok(QkvProjections {
+                wq,
+                wk,
+                wv,
+                bq,
+                bk,
+                bv,
+            });
+        }
+        Ok(QkvProjections {
+            bq: self.bias("attn_q", qd)?,
+            bk: self.bias("attn_k", kvd)?,
+            bv: self.bias("attn_v", kvd)?,
+            ..self.separate_qkv()?
+        })
+    }
+
+    /// The parts of a pre-norm block with a gated FFN (`attn_norm`, Q/K/V/output projections,
+    /// `ffn_norm`, `ffn_gate`/`ffn_up`/`ffn_down`), the optional ones left out; an
+    /// architecture's loader adds what its block has on top (`Layer { q_norm: ..., ..base }`).
+    pub fn gated_block(&self, qkv: QkvProjections) -> Result<Layer, ModelError> {
+        let (d, ff) = (self.cfg.n_embd, self.cfg.n_ff);
+        let ffn = [
+            self.linear("ffn_gate", d, ff)?,
+            self.linear("ffn_up", d, ff)?,
+            self.linear("ffn_down", ff, d)?,
+        ];
+        self.block_with(qkv, self.norm("ffn_norm", d)?, ffn)
+    }
+
+    /// [`LayerTensors::gated_block`] with the gate and up projections fused in one `ffn_up`
+    /// of `2 · n_ff` outputs, gate rows first (Phi-3, GLM-4: llama.cpp's SwiGLU over halves).
+    pub fn gated_block_fused_gate_up(&self, qkv: QkvProjections) -> Result<Layer, ModelError> {
+        let (d, ff) = (self.cfg.n_embd, self.cfg.n_ff);
+        let [gate, up]: [Linear; 2] = self
+            .fused_linear("ffn_up", d, &[ff, ff])?
+            .try_into()
+            .map_err(|_| {
+                ModelError::Internal("the gate-up split gave other than two parts".into())
+            })?;
+        let down = self.linear("ffn_down", ff, d)?;
+        self.block_with(qkv, self.norm("ffn_norm", d)?, [gate, up, down])
+    }
+
+    /// The attention parts of a gated-FFN block (`attn_norm`, Q/K/V, `attn_output`) around the
+    /// FFN given: its norm (empty where the block has none) and its gate, up, down projections.
+    pub fn block_with(
+        &self,
+        qkv: QkvProjections,
+        ffn_norm: Vec<f32>,
+        [gate, up, down]: [Linear; 3],
+    ) -> Result<Layer, ModelError> {
+        let c = self.cfg;
+        let (d, qd) = (c.n_embd, c.q_dim());
+        Ok(Layer {
+            attn_norm: self.norm("attn_norm", d)?,
+            wq: qkv.wq,
+            wk: qkv.wk,
+            wv: qkv.wv,
+            wo: self.linear("attn_output", qd, d)?,
+            bq: qkv.bq,
+            bk: qkv.bk,
+            bv: qkv.bv,
+            bo: None,
+            q_norm: None,
+            k_norm: None,
+            attn_sub_norm: None,
+            attn_post_norm: None,
+            ffn_norm,
+            ffn_gate: gate,
+            ffn_up: up,
+            ffn_down: down,
+            ffn_sub_norm: None,
+            ffn_post_norm: None,
+            moe: None,
+        })
+    }
+
+    /// A mixture-of-experts block (DeepSeek, Qwen2-MoE): the shared experts (`ffn_*_shexp`,
+    /// `moe.shared_width` wide) in the FFN fields and the routed experts in `moe`.
+    pub fn moe_block(&self, qkv: QkvProjections, moe: &MoeConfig) -> Result<Layer, ModelError> {
+        let (d, shared) = (self.cfg.n_embd, moe.shared_width);
+        let shared_experts = [
+            self.linear("ffn_gate_shexp", d, shared)?,
+            self.linear("ffn_up_shexp", d, shared)?,
+            self.linear("ffn_down_shexp", shared, d)?,
+        ];
+        Ok(Layer {
+            moe: Some(self.routed_experts(moe)?),
+            ..self.block_with(qkv, self.norm("ffn_norm", d)?, shared_experts)?
+        })
+    }
+
+    /// The routed experts of a mixture-of-experts layer (`ffn_gate_inp`, `ffn_{gate,up,down}_exps`).
+    pub fn routed_experts(&self, moe: &MoeConfig) -> Result<MoeWeights, ModelError> {
+        let (d, n_expert, n_ff_exp) = (self.cfg.n_embd, moe.n_expert, moe.n_ff_exp);
+        let router = self.linear("ffn_gate_inp", d, n_expert)?;
+        let load = |part: &str, cols: usize, rows: usize| {
+            let name = self.name(part);
+            self.ask(&name);
+            Linear::load_experts(self.file, &name, cols, rows, n_expert)
+        };
+        let gates = load("ffn_gate_exps", d, n_ff_exp)?;
+        let ups = load("ffn_up_exps", d, n_ff_exp)?;
+        let downs = load("ffn_down_exps", n_ff_exp, d)?;
+        let experts = gates
+            .into_iter()
+            .zip(ups)
+            .zip(downs)
+            .map(|((g, u), dn)| [g, u, dn])
+            .collect();
+        Ok(MoeWeights {
+            router,
+            experts,
+            shared_gate: None,
+        })
+    }
+
+    /// A block with a plain (non-gated) FFN: each norm and projection with its optional bias.
+    pub fn plain_block(&self, qkv: QkvProjections) -> Result<PlainLayer, ModelError> {
+        let c = self.cfg;
+        let (d, ff, qd) = (c.n_embd, c.n_ff, c.q_dim());
+        Ok(PlainLayer {
+            attn_norm: self.norm("attn_norm", d)?,
+            attn_norm_b: self.bias("attn_norm", d)?,
+            wq: qkv.wq,
+            wk: qkv.wk,
+            wv: qkv.wv,
+            wo: self.linear("attn_output", qd, d)?,
+            bq: qkv.bq,
+            bk: qkv.bk,
+            bv: qkv.bv,
+            bo: self.bias("attn_output", d)?,
+            ffn_norm: Some(self.norm("ffn_norm", d)?),
+            ffn_norm_b: self.bias("ffn_norm", d)?,
+            ffn_up: self.linear("ffn_up", d, ff)?,
+            ffn_up_b: self.bias("ffn_up", ff)?,
+            ffn_down: self.linear("ffn_down", ff, d)?,
+            ffn_down_b: self.bias("ffn_down", d)?,
+        })
+    }
+
+    /// Every tensor name asked for.
+    pub fn into_asked(self) -> Vec<String> {
+        self.asked.into_inner()
     }
 }

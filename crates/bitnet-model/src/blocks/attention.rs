@@ -1,0 +1,208 @@
+//! Self-attention steps: Q/K/V projections, per-head Q/K norms, RoPE with the KV-cache store,
+//! causal (optionally sliding-window, optionally soft-capped) multi-head attention over grouped
+//! KV heads, and the output projection.
+//!
+//! Numerics follow the `model` module docs: with the F16 cache Q is rounded to F16 for `q·k`,
+//! and on one-token segments the probabilities too.
+
+use bitnet_kernels::attention::{attention_scores, attention_values, CachedRows};
+
+use super::Pass;
+use crate::error::ModelError;
+use crate::linear::Linear;
+use crate::ops;
+
+impl Pass<'_, '_> {
+    /// `q, k, v = w_q · normed, w_k · normed, w_v · normed`.
+    pub fn project_qkv(&mut self, wq: &Linear, wk: &Linear, wv: &Linear) -> Result<(), ModelError> {
+        wq.forward(&self.normed, self.n, &mut self.q, self.pool)?;
+        wk.forward(&self.normed, self.n, &mut self.k, self.pool)?;
+        wv.forward(&self.normed, self.n, &mut self.v, self.pool)
+    }
+
+    /// `q += b_q`, `k += b_k`, `v += b_v` for the biases present.
+    pub fn add_qkv_biases(
+        &mut self,
+        bq: &Option<Vec<f32>>,
+        bk: &Option<Vec<f32>>,
+        bv: &Option<Vec<f32>>,
+    ) {
+        for (x, b) in [(&mut self.q, bq), (&mut self.k, bk), (&mut self.v, bv)] {
+            if let Some(b) = b {
+                ops::add_bias_rows(x, b);
+            }
+        }
+    }
+
+    /// `q, k, v` clamped to `±c` (MPT's `clamp_kqv`).
+    pub fn clamp_qkv(&mut self, c: f32) {
+        for x in [&mut self.q, &mut self.k, &mut self.v] {
+            x.iter_mut().for_each(|v| *v = v.clamp(-c, c));
+        }
+    }
+
+    /// Per-head RMSNorm of the queries and keys (`attn_q_norm`, `attn_k_norm`).
+    pub fn rms_norm_qk_heads(&mut self, q_norm: &[f32], k_norm: &[f32]) {
+        ops::rms_norm_rows_in_place(&mut self.q, q_norm, self.cfg.rms_eps);
+        ops::rms_norm_rows_in_place(&mut self.k, k_norm, self.cfg.rms_eps);
+    }
+
+    /// RoPE on each segment's queries and keys at its positions, then the keys and values of
+    /// layer `il` stored in its cache.
+    pub fn rope_and_store_kv(&mut self, il: usize) {
+        let (q_dim, kv_dim) = (self.cfg.q_dim(), self.cfg.kv_dim());
+        for s in 0..self.segments.len() {
+            let rows = self.rows_of(s);
+            let q = &mut self.q[rows.start * q_dim..rows.end * q_dim];
+            let k = &mut self.k[rows.start * kv_dim..rows.end * kv_dim];
+            let plan = &self.plans[s];
+            apply_rope(self.cfg, il, plan.pos0, plan.capacity, q, k);
+        }
+        self.store_kv(il);
+    }
+
+    /// The keys and values of layer `il` stored in each segment's cache (graphs without RoPE
+    /// call this alone).
+    pub fn store_kv(&mut self, il: usize) {
+        let kv_dim = self.cfg.kv_dim();
+        for s in 0..self.segments.len() {
+            let rows = self.rows_of(s);
+            let span = rows.start * kv_dim..rows.end * kv_dim;
+            self.segments[s]
+                .cache
+                .store(il, &self.k[span.clone()], &self.v[span]);
+        }
+    }
+
+    /// `q *= scale` (graphs that scale the queries instead of the scores, as Gemma's).
+    pub fn scale_queries(&mut self, scale: f32) {
+        self.q.iter_mut().for_each(|v| *v *= scale);
+    }
+
+    /// Causal (sliding-window on the layers the configuration marks) multi-head attention
+    /// with grouped KV heads over each segment's cache of layer `il`: `softmax(cap(scale ·
+    /// q·k + alibi)) · v` into `attn`, `cap` being the configuration's attention soft-capping
+    /// and `alibi` its ALiBi bias (MPT).
+    pub fn attend(&mut self, il: usize, score_scale: f32) {
+        let cfg = self.cfg;
+        let hd = cfg.head_dim;
+        let (q_dim, kv_dim) = (cfg.q_dim(), cfg.kv_dim());
+        let group = cfg.n_head / cfg.n_head_kv;
+        let window = if cfg.swa_layers[il] {
+            cfg.sliding_window
+        } else {
+            None
+        };
+        let kv: Vec<_> = self
+            .segments
+            .iter()
+            .map(|seg| seg.cache.layer(il))
+            .collect();
+        let (q, rows, plans) = (&self.q, &self.rows, &self.plans);
+        // One chunk per token (all its heads), handed out dynamically: later tokens attend to
+        // more positions, so a static split would leave one thread with most of the work.
+        let out_rows: Vec<std::sync::Mutex<&mut [f32]>> = self
+            .attn
+            .chunks_exact_mut(q_dim)
+            .map(std::sync::Mutex::new)
+            .collect();
+        self.pool.run(rows.len(), &|r| {
+            let mut row = out_rows[r].lock().unwrap_or_else(|p| p.into_inner());
+            let (s, i) = rows[r];
+            let (plan, (k_all, v_all)) = (&plans[s], kv[s]);
+            let rounding = plan.rounding;
+            let p = plan.pos0 + i;
+            let lo = match window {
+                Some(w) if p + 1 > w => p + 1 - w,
+                _ => 0,
+            };
+            // The query heads of one KV group are done together, so each cached key and value
+            // row is loaded once per group; every dot and sum is the same arithmetic as one head
+            // at a time.
+            let span = p + 1 - lo;
+            let mut scores = vec![0.0f32; group * span];
+            let mut qs = vec![0.0f32; group * hd];
+            for g in 0..cfg.n_head_kv {
+                let heads = g * group..(g + 1) * group;
+                qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
+                if rounding.q_f16 {
+                    ops::round_to_f16(&mut qs);
+                }
+                let rows_of = |data| CachedRows {
+                    data,
+                    stride: kv_dim,
+                    offset: g * hd,
+                    head_dim: hd,
+                };
+                attention_scores(&qs, rows_of(k_all), lo..p + 1, score_scale, &mut scores);
+                for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
+                    if let Some(max_bias) = cfg.alibi_max_bias {
+                        let slope = cfg.alibi_slope(max_bias, heads.start + gi);
+                        for (j, v) in (lo..p + 1).zip(sc.iter_mut()) {
+                            *v += slope * -((p - j) as f32);
+                        }
+                    }
+                    if let Some(cap) = cfg.attn_logit_softcap {
+                        ops::soft_cap(sc, cap);
+                    }
+                    ops::softmax_in_place(sc);
+                    if rounding.p_f16 {
+                        ops::round_to_f16(sc);
+                    }
+                }
+                let o_group = &mut row[heads.start * hd..heads.end * hd];
+                attention_values(&scores, rows_of(v_all), lo..p + 1, o_group);
+            }
+        });
+    }
+
+    /// `proj = w_o · attn`.
+    pub fn project_attention_output(&mut self, wo: &Linear) -> Result<(), ModelError> {
+        wo.forward(&self.attn, self.n, &mut self.proj, self.pool)
+    }
+
+    /// `proj += b_o` when the output projection has a bias.
+    pub fn add_output_bias(&mut self, bo: &Option<Vec<f32>>) {
+        if let Some(b) = bo {
+            ops::add_bias_rows(&mut self.proj, b);
+        }
+    }
+}
+
+/// RoPE on the Q and K rows of a batch of one segment starting at position `pos0`, whose
+/// cache holds `capacity` positions (LongRoPE's factors depend on it, as llama.cpp's on its
+/// context size).
+fn apply_rope(
+    cfg: &crate::config::ModelConfig,
+    il: usize,
+    pos0: usize,
+    capacity: usize,
+    q: &mut [f32],
+    k: &mut [f32],
+) {
+    let half = cfg.n_rot / 2;
+    let mut cos = vec![0.0f32; half];
+    let mut sin = vec![0.0f32; half];
+    let base = cfg.rope_base_of(il);
+    let scaling = cfg.rope_scaling.as_ref().map(|s| s.for_context(capacity));
+    for (i, (qr, kr)) in q
+        .chunks_exact_mut(cfg.q_dim())
+        .zip(k.chunks_exact_mut(cfg.kv_dim()))
+        .enumerate()
+    {
+        match scaling {
+            None => ops::rope_table(pos0 + i, cfg.n_rot, base, &mut cos, &mut sin),
+            Some((factors, mscale)) => ops::rope_table_scaled(
+                pos0 + i,
+                cfg.n_rot,
+                base,
+                factors,
+                mscale,
+                &mut cos,
+                &mut sin,
+            ),
+        }
+        ops::rope_apply(qr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
+        ops::rope_apply(kr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
+    }
+}

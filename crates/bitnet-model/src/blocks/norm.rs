@@ -1,0 +1,31 @@
+//! Norm steps: the pre-norm of a block's input and the norms applied inside and after blocks
+//! (BitNet's sub-norms, Gemma's post-norms), RMSNorm with ggml's arithmetic
+//! ([`crate::ops::rms_norm_rows_in_place`]) or LayerNorm ([`crate::ops::layer_norm_rows_in_place`]).
+
+use super::Pass;
+use crate::ops;
+
+impl Pass<'_, '_> {
+    /// `normed = RMSNorm(x) · w`: the input of a block.
+    pub fn rms_norm_input(&mut self, x: &[f32], w: &[f32]) {
+        self.normed.copy_from_slice(x);
+        ops::rms_norm_rows_in_place(&mut self.normed, w, self.cfg.rms_eps);
+    }
+
+    /// `normed = LayerNorm(x) · w (+ b)`: the input of a block (LayerNorm architectures).
+    pub fn layer_norm_input(&mut self, x: &[f32], w: &[f32], b: Option<&[f32]>) {
+        self.normed.copy_from_slice(x);
+        ops::layer_norm_rows_in_place(&mut self.normed, w, b, self.cfg.rms_eps);
+    }
+
+    /// `attn = RMSNorm(attn) · w` before the output projection (BitNet's `attn_sub_norm`).
+    pub fn rms_norm_attention_output(&mut self, w: &[f32]) {
+        ops::rms_norm_rows_in_place(&mut self.attn, w, self.cfg.rms_eps);
+    }
+
+    /// `proj = RMSNorm(proj) · w`: a block's output normed before the residual add (Gemma's
+    /// `post_attention_norm`, `post_ffw_norm`).
+    pub fn rms_norm_block_output(&mut self, w: &[f32]) {
+        ops::rms_norm_rows_in_place(&mut self.proj, w, self.cfg.rms_eps);
+    }
+}
