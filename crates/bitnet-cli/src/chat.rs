@@ -179,6 +179,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             stop: template.stop_strings().to_vec(),
             stop_tokens: template.stop_token_ids(&tokenizer),
             show_special: false,
+            constraint: None,
         };
         interrupted.store(false, Ordering::SeqCst);
         let mut answer = String::new();

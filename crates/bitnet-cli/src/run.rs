@@ -90,6 +90,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         stop: args.stop.clone(),
         stop_tokens: Vec::new(),
         show_special: false,
+        constraint: None,
     };
     let mut output = String::new();
     let generation = generate(&model, &tokenizer, &mut cache, &pool, &request, |text| {

@@ -1,11 +1,13 @@
 //! bitnet-engine: what turns a model into generated text, shared by the CLI and the server:
 //! sampling (llama.cpp's samplers, in llama.cpp's order) and stop rules (stop strings matched across
 //! token boundaries and removed from the output), the generation loop over a model, continuous
-//! batching of many sequences over one model (for the server), and run receipts (what ran, and the gates that check a receipt).
+//! batching of many sequences over one model (for the server), constrained decoding (a grammar's
+//! token mask before sampling: JSON Schema, regex, Lark, GBNF), and run receipts (what ran, and the gates that check a receipt).
 
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod constraint;
 pub mod generate;
 pub mod receipt;
 pub mod sampling;
@@ -16,6 +18,7 @@ pub use batch::{
     BatchEngine, BatchOptions, EngineStats, EventSink, SequenceEvent, SequenceRequest,
     SequenceSummary, SubmitError, TokenEvent,
 };
+pub use constraint::{Constraint, ConstraintCompiler, ConstraintError, ConstraintSpec};
 pub use generate::{generate, EngineError, FinishReason, GenerateRequest, Generation};
 pub use receipt::{Receipt, RunTotals};
 pub use sampling::{Sampler, SamplingParams};
