@@ -7,6 +7,7 @@ reassemble to the same call, and a follow-up with the `tool` message is accepted
 Run against `bitnet serve` on SmolLM2-135M-Instruct; see conftest.py."""
 
 import json
+from pathlib import Path
 
 import jsonschema
 import openai
@@ -15,28 +16,9 @@ import pytest
 from sse import read_events
 
 # Nested objects, arrays, enums, integer bounds and required fields (strings and arrays bounded
-# so a valid document fits in max_tokens).
-PERSON = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 16},
-        "age": {"type": "integer", "minimum": 0, "maximum": 120},
-        "role": {"type": "string", "enum": ["admin", "user", "guest"]},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 10},
-                 "minItems": 1, "maxItems": 3},
-        "address": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "maxLength": 20},
-                "zip": {"type": "integer", "minimum": 10000, "maximum": 99999},
-            },
-            "required": ["city", "zip"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["name", "age", "role", "tags", "address"],
-    "additionalProperties": False,
-}
+# so a valid document fits in max_tokens); the same file `bitnet bench --json-schema` measures.
+PERSON = json.loads(
+    (Path(__file__).resolve().parent.parent / "structured" / "person.schema.json").read_text())
 
 ASK_PERSON = [{"role": "user", "content": "Invent a user of a web site and describe them as JSON."}]
 
