@@ -341,4 +341,26 @@ mod tests {
             "<|system|>sys y\n<|greet|>HI THERE[1/4]\n<|a|>Helloel\n<|user|>may\nfound n=4"
         );
     }
+
+    /// Tool turns reach the template in HF's shape: an assistant turn's `tool_calls` (defined only
+    /// when present, arguments as objects), a `tool` turn's `name` and `tool_call_id`. Expected
+    /// string rendered by Python jinja2 3.1.6 (trim/lstrip blocks, `tojson` = json.dumps).
+    #[test]
+    fn tool_turns_render_like_python_jinja2() {
+        let source = "{%- for m in messages %}<|{{ m.role }}|>{% if m.tool_calls is defined %}{% for c in m.tool_calls %}<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}{% elif m.role == 'tool' %}<tool_response name={{ m.name }} id={{ m.tool_call_id }}>{{ m.content }}</tool_response>{% else %}{{ m.content }}{% endif %}\n{% endfor %}{% if tools %}tools={{ tools | length }}{% endif %}";
+        let template = ChatTemplate::from_jinja("tools", source, vec![]).unwrap();
+        let mut assistant = Message::assistant("");
+        assistant.tool_calls = Some(
+            serde_json::json!([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]),
+        );
+        let mut tool = Message::new("tool", "21 C");
+        tool.tool_call_id = Some("call_1".into());
+        tool.name = Some("get_weather".into());
+        let messages = [Message::user("Weather in Paris?"), assistant, tool];
+        let tools = serde_json::json!([{"type": "function"}]);
+        assert_eq!(
+            template.render_with_tools(&messages, false, Some(&tools)).unwrap(),
+            "<|user|>Weather in Paris?<|assistant|><tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}</tool_call><|tool|><tool_response name=get_weather id=call_1>21 C</tool_response>tools=1"
+        );
+    }
 }
