@@ -193,8 +193,12 @@ impl ToolRequest {
 /// How a template's model writes tool calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolFormat {
-    /// `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` (Qwen 2.5, Hermes).
-    Hermes,
+    /// `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` (Qwen 2.5, Hermes); the tags'
+    /// token ids when they are control tokens.
+    Hermes {
+        open: Option<u32>,
+        close: Option<u32>,
+    },
     /// `[TOOL_CALLS][{"name": ..., "arguments": {...}}]`; the marker's token id when it is a
     /// control token.
     Mistral { marker: Option<u32> },
@@ -214,16 +218,23 @@ impl ToolFormat {
     /// The format the template's source teaches.
     pub fn detect(template: &ChatTemplate, tokenizer: &Tokenizer) -> ToolFormat {
         let source = template.source();
-        if source.contains(HERMES_OPEN) {
-            ToolFormat::Hermes
-        } else if source.contains(MISTRAL_MARKER) {
-            let marker = tokenizer.token_id(MISTRAL_MARKER).filter(|&id| {
+        let control = |text: &str| {
+            tokenizer.token_id(text).filter(|&id| {
                 matches!(
                     tokenizer.token_type(id),
                     Some(TokenType::Control | TokenType::Unknown)
                 )
-            });
-            ToolFormat::Mistral { marker }
+            })
+        };
+        if source.contains(HERMES_OPEN) {
+            ToolFormat::Hermes {
+                open: control(HERMES_OPEN),
+                close: control(HERMES_CLOSE),
+            }
+        } else if source.contains(MISTRAL_MARKER) {
+            ToolFormat::Mistral {
+                marker: control(MISTRAL_MARKER),
+            }
         } else if source.contains(PYTHON_TAG)
             || (source.contains("tools") && source.contains("<|start_header_id|>"))
         {
@@ -238,7 +249,7 @@ impl ToolFormat {
     /// Texts that open a tool call at the start of an answer.
     fn markers(&self) -> &'static [&'static str] {
         match self {
-            ToolFormat::Hermes => &[HERMES_OPEN],
+            ToolFormat::Hermes { .. } => &[HERMES_OPEN],
             ToolFormat::Mistral { .. } => &[MISTRAL_MARKER],
             ToolFormat::Llama3 => &["{", PYTHON_TAG],
             ToolFormat::Generic { .. } => &["{"],
@@ -271,22 +282,21 @@ impl ToolFormat {
             schema
         };
         match self {
-            ToolFormat::Hermes => {
+            ToolFormat::Hermes { open, close } => {
                 let call = compact(tools.call_schema("arguments"));
                 let repeat = if tools.parallel {
                     " (\"\\n\" call)*"
                 } else {
                     ""
                 };
+                let open = lark_marker(*open, HERMES_OPEN);
+                let close = lark_marker(*close, HERMES_CLOSE);
                 ConstraintSpec::Lark(format!(
-                    "start: call{repeat}\ncall: \"{HERMES_OPEN}\\n\" %json {call} \"\\n{HERMES_CLOSE}\"\n"
+                    "start: call{repeat}\ncall: {open} \"\\n\" %json {call} \"\\n\" {close}\n"
                 ))
             }
             ToolFormat::Mistral { marker } => {
-                let opener = match marker {
-                    Some(id) => format!("<[{id}]>"),
-                    None => format!("\"{MISTRAL_MARKER}\""),
-                };
+                let opener = lark_marker(*marker, MISTRAL_MARKER);
                 let calls = compact(tools.calls_schema());
                 ConstraintSpec::Lark(format!("start: {opener} %json {calls}\n"))
             }
@@ -320,7 +330,7 @@ impl ToolFormat {
     pub fn parse(&self, text: &str, tools: &ToolRequest) -> Option<Vec<ParsedCall>> {
         let t = text.trim();
         let calls: Vec<(String, Value)> = match self {
-            ToolFormat::Hermes => {
+            ToolFormat::Hermes { .. } => {
                 let mut calls = Vec::new();
                 let mut rest = t;
                 while let Some(start) = rest.find(HERMES_OPEN) {
@@ -386,6 +396,14 @@ impl ToolFormat {
                 })
                 .collect(),
         )
+    }
+}
+
+/// A marker in a Lark grammar: its control token by id, or its text.
+fn lark_marker(control: Option<u32>, text: &str) -> String {
+    match control {
+        Some(id) => format!("<[{id}]>"),
+        None => format!("\"{text}\""),
     }
 }
 
@@ -520,11 +538,16 @@ mod tests {
         .unwrap()
     }
 
+    const HERMES: ToolFormat = ToolFormat::Hermes {
+        open: None,
+        close: None,
+    };
+
     #[test]
     fn every_format_parses_its_calls() {
         let tools = request(json!("auto"));
         let cases = [
-            (ToolFormat::Hermes, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"),
+            (HERMES, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"),
             (ToolFormat::Mistral { marker: None }, "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]"),
             (ToolFormat::Llama3, "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}"),
             (ToolFormat::Generic { teach: true }, "{\"tool_calls\": [{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}]}"),
@@ -547,7 +570,7 @@ mod tests {
             );
         }
         let two = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"A\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"B\"}}\n</tool_call>";
-        assert_eq!(ToolFormat::Hermes.parse(two, &tools).unwrap().len(), 2);
+        assert_eq!(HERMES.parse(two, &tools).unwrap().len(), 2);
         // Not calls: plain text, an unknown function, text before the call.
         assert!(ToolFormat::Generic { teach: true }
             .parse("Paris is sunny.", &tools)
@@ -555,13 +578,13 @@ mod tests {
         assert!(ToolFormat::Llama3
             .parse("{\"name\": \"other\", \"parameters\": {}}", &tools)
             .is_none());
-        assert!(ToolFormat::Hermes
+        assert!(HERMES
             .parse(
                 "Sure. <tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>",
                 &tools
             )
             .is_none());
-        assert_eq!(ToolFormat::Hermes.opens_call("Sure"), Some(false));
+        assert_eq!(HERMES.opens_call("Sure"), Some(false));
     }
 
     #[test]
@@ -619,5 +642,59 @@ mod tests {
         .unwrap();
         assert_eq!(tool.name.as_deref(), Some("get_weather"));
         assert_eq!(tool.tool_call_id.as_deref(), Some("call_1"));
+    }
+
+    /// Every format's call grammar compiles for a real vocabulary (SmolLM2's), and walking it
+    /// token by token (a short allowed token each step) gives an answer its parser reads
+    /// back as a call to the forced tool.
+    #[test]
+    fn every_call_grammar_compiles_and_parses_back() {
+        let tokenizer = Tokenizer::from_gguf_path(bitnet_testdata::smollm2()).unwrap();
+        let compiler = bitnet_engine::ConstraintCompiler::new(&tokenizer).unwrap();
+        let tools = request(json!({"type": "function", "function": {"name": "get_weather"}}));
+        for format in [
+            HERMES,
+            ToolFormat::Mistral { marker: None },
+            ToolFormat::Llama3,
+            ToolFormat::Generic { teach: true },
+        ] {
+            let mut constraint = compiler
+                .compile(&format.grammar(&tools))
+                .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            let mut bytes = Vec::new();
+            while !constraint.is_stopped() {
+                let mask = constraint.mask().unwrap();
+                let token = (0..tokenizer.vocab_size() as u32)
+                    .filter(|&t| mask.allows(t))
+                    // Ending first, then closing quotes and brackets (strings stay short), then
+                    // the shortest text.
+                    .min_by_key(|&t| {
+                        let bytes = tokenizer.token_bytes(t, false).unwrap();
+                        let closes = bytes.iter().any(|b| b"\"}]".contains(b));
+                        match (tokenizer.is_end_of_generation(t), closes, bytes.len()) {
+                            (true, _, _) => (0, 0),
+                            (false, _, 0) => (3, 0),
+                            (false, true, n) => (1, n),
+                            (false, false, n) => (2, n),
+                        }
+                    })
+                    .unwrap();
+                constraint.consume(token).unwrap();
+                if tokenizer.is_end_of_generation(token) {
+                    break;
+                }
+                bytes.extend(tokenizer.token_bytes(token, false).unwrap());
+                assert!(
+                    bytes.len() < 400,
+                    "{format:?}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+            let text = String::from_utf8(bytes).unwrap();
+            let calls = format
+                .parse(&text, &tools)
+                .unwrap_or_else(|| panic!("{format:?}: {text:?}"));
+            assert_eq!(calls[0].name, "get_weather", "{text}");
+        }
     }
 }
