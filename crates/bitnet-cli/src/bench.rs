@@ -1,6 +1,7 @@
 //! `bitnet bench`: prompt-processing (pp) and generation (tg) speed in llama-bench's conventions
 //! and columns (markdown or JSON), and a read-bandwidth microbenchmark so decode speed can be
-//! reported against the machine's physical limit.
+//! reported against the machine's physical limit. With `--json-schema FILE` / `--grammar FILE`,
+//! sampled decodes with and without the constraint's token mask measure its cost.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -55,6 +56,11 @@ pub struct BenchArgs {
     bandwidth: bool,
     #[command(flatten)]
     load: crate::load::LoadArgs,
+    /// With --json-schema or --grammar, each tg test also runs as a sampled decode (temperature
+    /// 1, each token fed back) twice: free, and under the constraint's token mask; the
+    /// difference is the cost of constrained decoding.
+    #[command(flatten)]
+    constraint: crate::constraint_args::ConstraintArgs,
 }
 
 /// One row of results.
@@ -109,6 +115,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let arch = file.architecture().unwrap_or("?").to_string();
     let n_vocab = model.n_vocab() as u32;
     let n_ctx = model.config().n_ctx_train;
+    let tokenizer = bitnet_tokenizer::Tokenizer::from_gguf(&file)?;
+    let constrained = args.constraint.compiler(&tokenizer)?;
 
     let mut rows = Vec::new();
     for &t in &threads {
@@ -178,6 +186,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     samples_ts: samples,
                 });
             }
+            if constrained.is_some() {
+                for (label, with) in [("sampled", None), ("constrained", constrained.as_ref())] {
+                    let mut samples = Vec::new();
+                    let (mut total, mut masks) = (0.0, 0.0);
+                    for rep in 0..=args.repetitions {
+                        let (secs, mask_secs) =
+                            sampled_decode(&model, &tokenizer, &pool, n, with, rep as u64)?;
+                        if rep > 0 {
+                            samples.push(n as f64 / secs);
+                            total += secs;
+                            masks += mask_secs;
+                        }
+                    }
+                    if with.is_some() {
+                        eprintln!(
+                            "constraint masks: {:.0} µs per token, {:.1}% of the constrained decode time",
+                            masks / (args.repetitions * n) as f64 * 1e6,
+                            masks / total * 100.0
+                        );
+                    }
+                    rows.push(BenchRow {
+                        test: format!("tg{n} {label}"),
+                        threads: t,
+                        n_prompt: 0,
+                        n_gen: n,
+                        samples_ts: samples,
+                    });
+                }
+            }
         }
     }
 
@@ -225,6 +262,55 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Seconds for `n` decode steps that sample each token (temperature 1) and feed it back, under
+/// `constraint`'s mask when given (a fresh constraint whenever one completes), and the seconds
+/// of those spent computing masks.
+fn sampled_decode(
+    model: &bitnet_model::Model,
+    tokenizer: &bitnet_tokenizer::Tokenizer,
+    pool: &ThreadPool,
+    n: usize,
+    constraint: Option<&(
+        bitnet_engine::ConstraintCompiler,
+        bitnet_engine::ConstraintSpec,
+    )>,
+    seed: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let mut sampler = bitnet_engine::Sampler::new(bitnet_engine::SamplingParams {
+        temperature: 1.0,
+        seed,
+        ..Default::default()
+    });
+    let fresh = || {
+        constraint
+            .map(|(compiler, spec)| compiler.compile(spec))
+            .transpose()
+    };
+    let mut active = fresh()?;
+    let mut cache = model.new_cache(n + 1);
+    let mut next = tokenizer.bos().unwrap_or(0);
+    let mut mask_seconds = 0.0;
+    let start = Instant::now();
+    for _ in 0..n {
+        let logits = model.forward(&[next], &mut cache, 0, pool)?;
+        next = match active.as_mut() {
+            None => sampler.sample(&logits),
+            Some(c) => {
+                let mask_start = Instant::now();
+                let mask = c.mask()?;
+                mask_seconds += mask_start.elapsed().as_secs_f64();
+                let token = sampler.sample_where(&logits, |t| mask.allows(t));
+                c.consume(token)?;
+                if c.is_stopped() || tokenizer.is_end_of_generation(token) {
+                    active = fresh()?;
+                }
+                token
+            }
+        };
+    }
+    Ok((start.elapsed().as_secs_f64(), mask_seconds))
 }
 
 /// The type of most 2-D weight tensors (the linears), as llama-bench's model label uses it.

@@ -5,7 +5,7 @@
 //! With stdin not a terminal, each line (or `\`-joined group) is one user turn. `--receipt FILE`
 //! writes one receipt at exit summing the session's completed answers (an answer stopped by
 //! Ctrl-C is not counted). With `--strict`, a model without its own chat template is refused
-//! unless `--template` names one.
+//! unless `--template` names one. `--json-schema FILE` / `--grammar FILE` constrain every answer.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ pub struct ChatArgs {
     pub load: crate::load::LoadArgs,
     #[command(flatten)]
     pub sampling: crate::sampling_args::SamplingArgs,
+    #[command(flatten)]
+    pub constraint: crate::constraint_args::ConstraintArgs,
 }
 
 const HELP: &str =
@@ -77,6 +79,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let template =
         bitnet_tokenizer::chat::ChatTemplate::resolve(args.template.as_deref(), &tokenizer)?;
     let pool = crate::load::thread_pool(args.threads);
+    let constrained = args.constraint.compiler(&tokenizer)?;
     let capacity = args
         .ctx_size
         .unwrap_or_else(|| crate::load::default_context(&model));
@@ -173,13 +176,14 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             .count()
             .min(ids.len() - 1);
         cache.truncate(common);
-        let request = bitnet_engine::chat_request(
+        let mut request = bitnet_engine::chat_request(
             &template,
             &tokenizer,
             ids[common..].to_vec(),
             args.n_predict.min(capacity - ids.len() - 1),
             args.sampling.params(),
         );
+        request.constraint = crate::constraint_args::fresh(&constrained)?;
         interrupted.store(false, Ordering::SeqCst);
         let mut answer = String::new();
         let mut out = stdout.lock();

@@ -5,6 +5,7 @@
 
 mod bench;
 mod chat;
+mod constraint_args;
 mod convert;
 mod inspect;
 mod load;

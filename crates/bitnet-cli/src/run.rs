@@ -2,7 +2,7 @@
 //! special tokens parsed) and handed to the engine's generation loop, which streams the text to
 //! stdout until `-n` tokens, an end-of-generation token or a `--stop` string. Greedy by default
 //! (`--temp 0`); llama.cpp's sampling flags otherwise. `--receipt FILE` writes a JSON record of
-//! what ran (see `crate::receipt`).
+//! what ran (see `crate::receipt`). `--json-schema FILE` / `--grammar FILE` constrain the output.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,6 +43,8 @@ pub struct RunArgs {
     pub load: crate::load::LoadArgs,
     #[command(flatten)]
     pub sampling: crate::sampling_args::SamplingArgs,
+    #[command(flatten)]
+    pub constraint: crate::constraint_args::ConstraintArgs,
 }
 
 /// Runs `bitnet run`.
@@ -53,6 +55,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let load_s = load_start.elapsed().as_secs_f64();
     let pool = crate::load::thread_pool(args.threads);
+    let constrained = args.constraint.compiler(&tokenizer)?;
 
     let prompt = bitnet_engine::encode_prompt(&tokenizer, &args.prompt)?;
     let capacity =
@@ -71,6 +74,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         stop: args.stop.clone(),
         stop_tokens: Vec::new(),
         show_special: false,
+        constraint: crate::constraint_args::fresh(&constrained)?,
     };
     let mut output = String::new();
     let generation = generate(&model, &tokenizer, &mut cache, &pool, &request, |text| {

@@ -114,13 +114,13 @@ impl Drop for Server {
 /// Fails (with the install command) unless the Python packages are importable.
 fn require_python_packages() {
     let ok = Command::new("python3")
-        .args(["-c", "import openai, pytest, httpx, selenium"])
+        .args(["-c", "import openai, pytest, httpx, selenium, jsonschema"])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(
         ok,
-        "the server tests need python3 with openai, pytest, httpx and selenium: run `{INSTALL}`"
+        "the server tests need python3 with openai, pytest, httpx, selenium and jsonschema: run `{INSTALL}`"
     );
 }
 
@@ -168,6 +168,17 @@ fn openai_client_suite_on_smollm2() {
             ("BITNET_SERVER_QUEUE", "2"),
         ],
     );
+}
+
+#[test]
+fn structured_output_and_tools_on_smollm2() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_python_packages();
+    let server = Server::start(
+        &bitnet_testdata::smollm2(),
+        &["--ctx", "1024", "--parallel", "2"],
+    );
+    pytest(&server, "test_structured.py", &[]);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use bitnet_kernels::ThreadPool;
 use bitnet_model::{KvCache, Model, ModelError};
 use bitnet_tokenizer::{Tokenizer, TokenizerError};
 
+use crate::constraint::{Constraint, ConstraintError};
 use crate::sampling::SamplingParams;
 use crate::sequence::SequenceState;
 
@@ -26,12 +27,15 @@ pub struct GenerateRequest {
     pub stop_tokens: Vec<u32>,
     /// Show special tokens in the text.
     pub show_special: bool,
+    /// A grammar the output must match (compiled for this request, at its start).
+    pub constraint: Option<Constraint>,
 }
 
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced an end-of-generation token (not shown).
+    /// The model produced an end-of-generation token (not shown), or the grammar of a
+    /// constrained request is complete and allows nothing more.
     EndOfGeneration,
     /// A stop string matched (removed from the text).
     StopString,
@@ -63,6 +67,8 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("the prompt has {prompt} tokens but the context holds {capacity}: shorten the prompt or raise the context size")]
     PromptTooLong { prompt: usize, capacity: usize },
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
     /// The text callback asked to stop with an error (e.g. a closed output).
     #[error("output: {0}")]
     Output(String),

@@ -69,6 +69,7 @@ pub fn chat_request(
         stop: template.stop_strings().to_vec(),
         stop_tokens: template.stop_token_ids(tokenizer),
         show_special: false,
+        constraint: None,
     }
 }
 

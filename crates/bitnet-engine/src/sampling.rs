@@ -114,6 +114,13 @@ impl Sampler {
 
     /// Picks the next token from one row of logits. Does not call [`Sampler::accept`].
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.sample_where(logits, |_| true)
+    }
+
+    /// Picks the next token among those `allowed` accepts (a grammar's mask): the others are
+    /// dropped after the logit bias and penalties, before the samplers, so top-k / top-p / min-p
+    /// see only allowed tokens. At least one token must be allowed.
+    pub fn sample_where(&mut self, logits: &[f32], allowed: impl Fn(u32) -> bool) -> u32 {
         let p = &self.params;
         self.candidates.clear();
         self.candidates
@@ -128,7 +135,20 @@ impl Sampler {
             }
         }
         apply_penalties(cands, &self.recent, p);
-        if p.temperature <= 0.0 {
+        let before = cands.len();
+        cands.retain(|c| allowed(c.id));
+        if cands.is_empty() {
+            // Nothing allowed: a caller's broken invariant; the argmax of all keeps it visible.
+            cands.extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
+                id: i as u32,
+                logit,
+            }));
+        }
+        // Every allowed token banned (e.g. `ignore_eos` where only ending is allowed): the
+        // distribution is empty, so the highest (the first allowed) is taken.
+        if p.temperature <= 0.0
+            || (cands.len() < before && cands.iter().all(|c| c.logit == f32::NEG_INFINITY))
+        {
             return argmax(cands);
         }
         top_k(cands, p.top_k);

@@ -5,6 +5,7 @@
 
 use bitnet_tokenizer::{StreamDecoder, Tokenizer};
 
+use crate::constraint::Constraint;
 use crate::generate::{EngineError, FinishReason, GenerateRequest};
 use crate::sampling::Sampler;
 use crate::stop::StopMatcher;
@@ -30,6 +31,8 @@ pub(crate) struct SequenceState<'t> {
     max_tokens: usize,
     stop_tokens: Vec<u32>,
     tokens: Vec<u32>,
+    /// The grammar the output must match, if any.
+    constraint: Option<Constraint>,
 }
 
 impl<'t> SequenceState<'t> {
@@ -48,6 +51,7 @@ impl<'t> SequenceState<'t> {
             max_tokens: request.max_tokens,
             stop_tokens: request.stop_tokens.clone(),
             tokens: Vec::new(),
+            constraint: request.constraint.clone(),
         }
     }
 
@@ -67,7 +71,34 @@ impl<'t> SequenceState<'t> {
                 finish: Some(FinishReason::Length),
             });
         }
-        let next = self.sampler.sample(logits);
+        let next = match &mut self.constraint {
+            None => self.sampler.sample(logits),
+            Some(constraint) if constraint.is_stopped() => {
+                return Ok(Step {
+                    token: None,
+                    text: self.flush(),
+                    finish: Some(FinishReason::EndOfGeneration),
+                })
+            }
+            Some(constraint) => {
+                let mask = constraint.mask()?;
+                // Where the grammar may end, the request's own end tokens (a chat template's
+                // end of turn) end it as well as the vocabulary's.
+                let may_end = self
+                    .tokenizer
+                    .end_of_generation()
+                    .iter()
+                    .any(|&t| mask.allows(t));
+                let stop_tokens = &self.stop_tokens;
+                let next = self.sampler.sample_where(logits, |t| {
+                    mask.allows(t) || (may_end && stop_tokens.contains(&t))
+                });
+                if mask.allows(next) {
+                    constraint.consume(next)?;
+                }
+                next
+            }
+        };
         self.tokens.push(next);
         if self.tokenizer.is_end_of_generation(next) || self.stop_tokens.contains(&next) {
             return Ok(Step {

@@ -47,6 +47,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize, logprobs: Option<usize>) -> Seque
             stop: Vec::new(),
             stop_tokens: Vec::new(),
             show_special: false,
+            constraint: None,
         },
         logprobs,
     }

@@ -39,6 +39,7 @@ fn request(prompt: Vec<u32>, max_tokens: usize, sampling: SamplingParams) -> Gen
         stop: Vec::new(),
         stop_tokens: Vec::new(),
         show_special: false,
+        constraint: None,
     }
 }
 

@@ -103,6 +103,7 @@ impl Engine {
             stop: options.stop,
             stop_tokens: Vec::new(),
             show_special: false,
+            constraint: None,
         };
         Ok((request, capacity))
     }

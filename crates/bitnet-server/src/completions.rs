@@ -1,7 +1,8 @@
 //! `POST /v1/completions`: the legacy text completion. One prompt (text, tokenized with the
 //! model's special tokens, or token ids as given), answered as `text_completion` (streamed or
 //! not), with logprobs in the legacy format (`tokens`, `token_logprobs`, `top_logprobs`,
-//! `text_offset`) and optional `echo` of the prompt.
+//! `text_offset`) and optional `echo` of the prompt; `response_format` / `grammar` constrain the
+//! text (see [`crate::structured`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::openai::{
     MAX_LEGACY_LOGPROBS,
 };
 use crate::state::{random_u64, unix_time, AppState};
+use crate::structured;
 use crate::{read_body, SYSTEM_FINGERPRINT};
 
 const ENDPOINT: &str = "/v1/completions";
@@ -89,6 +91,14 @@ pub async fn completions(
     let (delivery, include_usage) =
         Delivery::requested(request.stream, request.stream_options.as_ref());
     let stream = delivery == Delivery::Stream;
+    let constraint = match request.structured.spec()? {
+        Some((spec, param)) => Some(structured::compile(
+            backend.constraints.as_ref(),
+            &spec,
+            param,
+        )?),
+        None => None,
+    };
     let engine_request = SequenceRequest {
         generate: GenerateRequest {
             prompt,
@@ -97,6 +107,7 @@ pub async fn completions(
             stop: request.sampling.stop_strings()?,
             stop_tokens: Vec::new(),
             show_special: false,
+            constraint,
         },
         logprobs,
     };
@@ -180,13 +191,13 @@ impl Shape for CompletionShape {
         None
     }
 
-    fn delta_chunk(&mut self, text: &str, logprobs: &[TokenLogprob]) -> Value {
+    fn delta_chunks(&mut self, text: &str, logprobs: &[TokenLogprob]) -> Vec<Value> {
         let lp = self.logprobs_value(logprobs);
-        self.chunk(text, lp, None)
+        vec![self.chunk(text, lp, None)]
     }
 
-    fn finish_chunk(&mut self, finish: &'static str) -> Value {
-        self.chunk("", Value::Null, Some(finish))
+    fn finish_chunks(&mut self, finish: &'static str) -> Vec<Value> {
+        vec![self.chunk("", Value::Null, Some(finish))]
     }
 
     fn usage_chunk(&mut self, usage: Usage) -> Value {

@@ -43,10 +43,11 @@ pub fn token_piece(tokenizer: &Tokenizer, id: u32) -> (String, Vec<u8>) {
 pub trait Shape: Send + 'static {
     /// The first chunk of a stream, if the endpoint has one (chat: the assistant role).
     fn opening_chunk(&mut self) -> Option<Value>;
-    /// A chunk carrying new text and the logprobs of the tokens that produced it.
-    fn delta_chunk(&mut self, text: &str, logprobs: &[TokenLogprob]) -> Value;
-    /// The chunk carrying the finish reason.
-    fn finish_chunk(&mut self, finish: &'static str) -> Value;
+    /// The chunks carrying new text and the logprobs of the tokens that produced it (none while
+    /// the shape holds text back, e.g. what may be a tool call).
+    fn delta_chunks(&mut self, text: &str, logprobs: &[TokenLogprob]) -> Vec<Value>;
+    /// The chunks that end the stream's choice: anything held back, then the finish reason.
+    fn finish_chunks(&mut self, finish: &'static str) -> Vec<Value>;
     /// The chunk carrying usage (`stream_options.include_usage`).
     fn usage_chunk(&mut self, usage: Usage) -> Value;
     /// The whole (non-streamed) response.
@@ -282,7 +283,7 @@ impl<S: Shape> StreamState<S> {
         if let Some(prefix) = self.prefix.take() {
             let mut out: Vec<Event> = self.shape.opening_chunk().iter().map(data).collect();
             if !prefix.is_empty() {
-                out.push(data(&self.shape.delta_chunk(&prefix, &[])));
+                out.extend(self.shape.delta_chunks(&prefix, &[]).iter().map(data));
             }
             if !out.is_empty() {
                 return Some(out);
@@ -294,7 +295,10 @@ impl<S: Shape> StreamState<S> {
                 Some(SequenceEvent::Token(token)) => {
                     let logprobs: Vec<TokenLogprob> = token.logprob.into_iter().collect();
                     if !token.text.is_empty() || !logprobs.is_empty() {
-                        return Some(vec![data(&self.shape.delta_chunk(&token.text, &logprobs))]);
+                        let chunks = self.shape.delta_chunks(&token.text, &logprobs);
+                        if !chunks.is_empty() {
+                            return Some(chunks.iter().map(data).collect());
+                        }
                     }
                 }
                 Some(SequenceEvent::Finished(summary)) => {
@@ -302,11 +306,14 @@ impl<S: Shape> StreamState<S> {
                     self.generation.finished();
                     let mut out = Vec::new();
                     if !summary.text.is_empty() {
-                        out.push(data(&self.shape.delta_chunk(&summary.text, &[])));
+                        out.extend(self.shape.delta_chunks(&summary.text, &[]).iter().map(data));
                     }
-                    out.push(data(
-                        &self.shape.finish_chunk(finish_reason(summary.finish)),
-                    ));
+                    out.extend(
+                        self.shape
+                            .finish_chunks(finish_reason(summary.finish))
+                            .iter()
+                            .map(data),
+                    );
                     if self.include_usage {
                         let usage = Usage::new(summary.prompt_tokens, summary.completion_tokens);
                         out.push(data(&self.shape.usage_chunk(usage)));

@@ -6,7 +6,9 @@
 //! `GET /metrics` (Prometheus text), `POST /tokenize` and `POST /detokenize` (llama.cpp's
 //! shapes), and `GET /` (the page). Errors use OpenAI's JSON error shape. With an API key set,
 //! everything but `/` and `/health` needs `Authorization: Bearer <key>`. Bodies larger than the
-//! configured limit get 413. Nothing in a request names a file.
+//! configured limit get 413. Nothing in a request names a file. Both generation endpoints take
+//! `response_format` and a `grammar` extension (constrained decoding); chat takes OpenAI's
+//! `tools` / `tool_choice` and answers `tool_calls`.
 //!
 //! The server binds before the model loads: start it with [`AppState::new`] and [`serve`], and
 //! call [`AppState::set_ready`] once the model is loaded.
@@ -20,6 +22,8 @@ pub mod generation;
 pub mod metrics;
 pub mod openai;
 pub mod state;
+pub mod structured;
+pub mod tools;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! OpenAI's request and response shapes for `/v1/chat/completions` and `/v1/completions`, and
 //! the checks that turn a parsed request into the engine's settings. Fields this server does not
 //! use are ignored (clients send many); fields it cannot honour (`n` other than 1, several
-//! prompts, image parts) are refused with a 400 naming the field.
+//! prompts, image parts) are refused with a 400 naming the field. Structured output and tools
+//! have their own modules ([`crate::structured`], [`crate::tools`]).
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,8 @@ use bitnet_engine::SamplingParams;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::structured::StructuredFields;
+use crate::tools::ToolFields;
 
 /// Parses a JSON request body into `T`, reporting the field at fault (`param`) on a type error.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -34,28 +37,35 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> R
     })
 }
 
-/// A request with sampling fields: the struct and its [`SamplingFields`] read from one body.
+/// A request with fields read from the same body into their own structs (sampling, structured
+/// output, tools): the struct and those parts read from one parsed body.
 pub trait WithSampling: serde::de::DeserializeOwned {
-    fn set_sampling(&mut self, sampling: SamplingFields);
+    /// Reads the parts kept in their own structs out of the parsed body.
+    fn set_parts(&mut self, value: &serde_json::Value) -> Result<(), ApiError>;
 
     /// Parses a request body.
     fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let value = parse_json(body)?;
         let mut request: Self = from_json(&value)?;
-        request.set_sampling(from_json(&value)?);
+        request.set_parts(&value)?;
         Ok(request)
     }
 }
 
 impl WithSampling for ChatCompletionRequest {
-    fn set_sampling(&mut self, sampling: SamplingFields) {
-        self.sampling = sampling;
+    fn set_parts(&mut self, value: &serde_json::Value) -> Result<(), ApiError> {
+        self.sampling = from_json(value)?;
+        self.structured = from_json(value)?;
+        self.tools = from_json(value)?;
+        Ok(())
     }
 }
 
 impl WithSampling for CompletionRequest {
-    fn set_sampling(&mut self, sampling: SamplingFields) {
-        self.sampling = sampling;
+    fn set_parts(&mut self, value: &serde_json::Value) -> Result<(), ApiError> {
+        self.sampling = from_json(value)?;
+        self.structured = from_json(value)?;
+        Ok(())
     }
 }
 
@@ -214,6 +224,12 @@ pub struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<MessageContent>,
+    /// An assistant turn's tool calls (OpenAI's shape, `arguments` a JSON string).
+    #[serde(default)]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` turn: the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 /// A message's content: text, or a list of parts (only text parts are supported).
@@ -268,6 +284,10 @@ pub struct ChatCompletionRequest {
     pub messages: Vec<ChatMessage>,
     #[serde(skip)]
     pub sampling: SamplingFields,
+    #[serde(skip)]
+    pub structured: StructuredFields,
+    #[serde(skip)]
+    pub tools: ToolFields,
     pub max_tokens: Option<u32>,
     pub max_completion_tokens: Option<u32>,
     #[serde(default)]
@@ -298,6 +318,8 @@ pub struct CompletionRequest {
     pub prompt: PromptField,
     #[serde(skip)]
     pub sampling: SamplingFields,
+    #[serde(skip)]
+    pub structured: StructuredFields,
     pub max_tokens: Option<u32>,
     #[serde(default)]
     pub stream: Option<bool>,

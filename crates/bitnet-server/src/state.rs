@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bitnet_engine::{BatchEngine, BatchOptions};
+use bitnet_engine::{BatchEngine, BatchOptions, ConstraintCompiler, ConstraintError};
 use bitnet_kernels::ThreadPool;
 use bitnet_model::Model;
 use bitnet_tokenizer::chat::ChatTemplate;
@@ -52,6 +52,9 @@ pub struct Backend {
     pub engine: BatchEngine,
     pub tokenizer: Arc<Tokenizer>,
     pub template: ChatTemplate,
+    /// Compiles response formats, grammars and tool-call grammars for this vocabulary (the
+    /// error when the vocabulary cannot carry one, answered to requests that ask).
+    pub constraints: Result<ConstraintCompiler, ConstraintError>,
 }
 
 impl Backend {
@@ -63,11 +66,13 @@ impl Backend {
         pool: ThreadPool,
         options: BatchOptions,
     ) -> Self {
+        let constraints = ConstraintCompiler::new(&tokenizer);
         let engine = BatchEngine::start(model, Arc::clone(&tokenizer), pool, options);
         Backend {
             engine,
             tokenizer,
             template,
+            constraints,
         }
     }
 

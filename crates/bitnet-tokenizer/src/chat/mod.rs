@@ -13,13 +13,23 @@ pub use builtin::{find_builtin, BuiltinTemplate, BUILTIN_TEMPLATES};
 use crate::{EncodeOptions, Result, Tokenizer, TokenizerError};
 use serde::{Deserialize, Serialize};
 
-/// One turn of a conversation.
+/// One turn of a conversation, with the fields Hugging Face templates read for tool use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// `system`, `user`, `assistant` (or `tool`).
     pub role: String,
     /// The text.
     pub content: String,
+    /// An assistant turn's tool calls, as HF passes them:
+    /// `[{"type": "function", "function": {"name": ..., "arguments": {...}}}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` turn: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A `tool` turn: the function's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -28,6 +38,9 @@ impl Message {
         Message {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
     /// A system message.
@@ -52,6 +65,7 @@ const FILE_TEMPLATE: &str = "tokenizer.chat_template";
 pub struct ChatTemplate {
     name: String,
     env: minijinja::Environment<'static>,
+    source: String,
     stop: Vec<String>,
     bos_token: String,
     eos_token: String,
@@ -75,12 +89,14 @@ impl ChatTemplate {
         stop: Vec<String>,
     ) -> Result<Self> {
         let name = name.into();
+        let source = source.into();
         let mut env = jinja::environment();
-        env.add_template_owned(name.clone(), source.into())
+        env.add_template_owned(name.clone(), source.clone())
             .map_err(|e| template_error(&name, &e))?;
         Ok(ChatTemplate {
             name,
             env,
+            source,
             stop,
             bos_token: String::new(),
             eos_token: String::new(),
@@ -151,6 +167,11 @@ impl ChatTemplate {
         &self.name
     }
 
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Texts that end an assistant turn (beyond the tokenizer's end-of-generation tokens).
     pub fn stop_strings(&self) -> &[String] {
         &self.stop
@@ -201,7 +222,18 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>> {
-        let text = self.render(messages, add_generation_prompt)?;
+        self.encode_with_tools(tokenizer, messages, add_generation_prompt, None)
+    }
+
+    /// [`ChatTemplate::encode`] with a `tools` list passed to the template.
+    pub fn encode_with_tools(
+        &self,
+        tokenizer: &Tokenizer,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<Vec<u32>> {
+        let text = self.render_with_tools(messages, add_generation_prompt, tools)?;
         let has_bos = !self.bos_token.is_empty() && text.starts_with(&self.bos_token);
         tokenizer.encode_with(
             &text,
@@ -326,6 +358,28 @@ mod tests {
         assert_eq!(
             template.render(&messages, false).unwrap(),
             "<|system|>sys y\n<|greet|>HI THERE[1/4]\n<|a|>Helloel\n<|user|>may\nfound n=4"
+        );
+    }
+
+    /// Tool turns reach the template in HF's shape: an assistant turn's `tool_calls` (defined only
+    /// when present, arguments as objects), a `tool` turn's `name` and `tool_call_id`. Expected
+    /// string rendered by Python jinja2 3.1.6 (trim/lstrip blocks, `tojson` = json.dumps).
+    #[test]
+    fn tool_turns_render_like_python_jinja2() {
+        let source = "{%- for m in messages %}<|{{ m.role }}|>{% if m.tool_calls is defined %}{% for c in m.tool_calls %}<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}{% elif m.role == 'tool' %}<tool_response name={{ m.name }} id={{ m.tool_call_id }}>{{ m.content }}</tool_response>{% else %}{{ m.content }}{% endif %}\n{% endfor %}{% if tools %}tools={{ tools | length }}{% endif %}";
+        let template = ChatTemplate::from_jinja("tools", source, vec![]).unwrap();
+        let mut assistant = Message::assistant("");
+        assistant.tool_calls = Some(
+            serde_json::json!([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]),
+        );
+        let mut tool = Message::new("tool", "21 C");
+        tool.tool_call_id = Some("call_1".into());
+        tool.name = Some("get_weather".into());
+        let messages = [Message::user("Weather in Paris?"), assistant, tool];
+        let tools = serde_json::json!([{"type": "function"}]);
+        assert_eq!(
+            template.render_with_tools(&messages, false, Some(&tools)).unwrap(),
+            "<|user|>Weather in Paris?<|assistant|><tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}</tool_call><|tool|><tool_response name=get_weather id=call_1>21 C</tool_response>tools=1"
         );
     }
 }
