@@ -2,9 +2,9 @@
 # Builds the Python package (crates/bitnet-python) as an abi3 wheel with maturin and runs its
 # pytest suite against that wheel installed in a fresh venv whose PATH has no Rust toolchain.
 # The suite compares with the Rust side built here from the same source: the `bitnet` CLI (in
-# the optimised test profile `cargo test` builds; the wheel too) and the tiny-b158 logits the
-# bitnet-model test `dump_i2s_prefill_logits_for_python`
-# writes. Venvs, wheel and dump live under $BITNET_CACHE/python (default ~/.cache/bitnet-rs).
+# the optimised test profile `cargo test` builds; the wheel is a release build) and the tiny-b158
+# logits the bitnet-model test `dump_i2s_prefill_logits_for_python` writes.
+# Venvs, wheel and dump live under $BITNET_CACHE/python (default ~/.cache/bitnet-rs).
 # Needs python3 with venv, and the models scripts/fetch-test-data.sh caches.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,6 +13,7 @@ work="$cache/python"
 maturin_version=1.16.0
 pytest_version=9.2.0
 numpy_version=2.4.6
+jsonschema_version=4.26.0
 mkdir -p "$work"
 cd "$here"
 
@@ -32,7 +33,7 @@ BITNET_LOGITS_DUMP="$work/rust-logits" cargo test --profile test --locked -p bit
 
 # The wheel.
 rm -rf "$work/wheels"
-"$build_venv/bin/maturin" build --profile test --locked --quiet \
+"$build_venv/bin/maturin" build --release --locked --quiet \
     -m crates/bitnet-python/Cargo.toml -o "$work/wheels"
 wheel="$(ls "$work"/wheels/bitnet-*-abi3-*.whl)"
 listing="$(python3 -m zipfile -l "$wheel")"
@@ -46,7 +47,7 @@ test_venv="$work/test-venv"
 rm -rf "$test_venv"
 python3 -m venv "$test_venv"
 "$test_venv/bin/pip" install --quiet --disable-pip-version-check \
-    "pytest==$pytest_version" "numpy==$numpy_version" "$wheel"
+    "pytest==$pytest_version" "numpy==$numpy_version" "jsonschema==$jsonschema_version" "$wheel"
 clean_path="$test_venv/bin:/usr/local/bin:/usr/bin:/bin"
 if PATH="$clean_path" command -v cargo >/dev/null || PATH="$clean_path" command -v rustc >/dev/null; then
     echo "test-python: cargo or rustc is on $clean_path; the no-toolchain check needs them elsewhere" >&2

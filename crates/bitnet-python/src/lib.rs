@@ -14,7 +14,10 @@ mod stream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bitnet_engine::{EngineError, GenerateRequest, Generation};
+use bitnet_engine::{
+    Constraint, ConstraintCompiler, ConstraintError, ConstraintSpec, EngineError, GenerateRequest,
+    Generation,
+};
 use bitnet_gguf::GgufFile;
 use bitnet_kernels::ThreadPool;
 use bitnet_model::perplexity::PerplexityError;
@@ -56,6 +59,8 @@ pub(crate) struct Engine {
     tokenizer: Tokenizer,
     pool: ThreadPool,
     facts: ModelFacts,
+    /// Built on the first `json_schema=` request (the token trie of the vocabulary).
+    constraints: std::sync::OnceLock<Result<ConstraintCompiler, ConstraintError>>,
 }
 
 impl Engine {
@@ -87,6 +92,21 @@ impl Engine {
         Ok(text)
     }
 
+    /// The constraint of `options` (its JSON Schema), compiled for this model's vocabulary.
+    fn constraint(&self, options: &GenerateOptions) -> Result<Option<Constraint>, EngineError> {
+        let Some(schema) = &options.json_schema else {
+            return Ok(None);
+        };
+        let compiler = self
+            .constraints
+            .get_or_init(|| ConstraintCompiler::new(&self.tokenizer))
+            .as_ref()
+            .map_err(|e| EngineError::Constraint(e.clone()))?;
+        Ok(Some(
+            compiler.compile(&ConstraintSpec::JsonSchema(schema.clone()))?,
+        ))
+    }
+
     /// The request and cache size of a one-shot completion of `prompt`.
     fn completion(
         &self,
@@ -96,6 +116,7 @@ impl Engine {
         let ids = bitnet_engine::encode_prompt(&self.tokenizer, prompt)?;
         let capacity =
             bitnet_engine::one_shot_capacity(&self.model, ids.len(), options.max_tokens, None)?;
+        let constraint = self.constraint(&options)?;
         let request = GenerateRequest {
             prompt: ids,
             max_tokens: options.max_tokens,
@@ -103,7 +124,7 @@ impl Engine {
             stop: options.stop,
             stop_tokens: Vec::new(),
             show_special: false,
-            constraint: None,
+            constraint,
         };
         Ok((request, capacity))
     }
@@ -123,6 +144,7 @@ impl Engine {
         }
         let capacity =
             bitnet_engine::one_shot_capacity(&self.model, ids.len(), options.max_tokens, None)?;
+        let constraint = self.constraint(&options)?;
         let mut request = bitnet_engine::chat_request(
             &template,
             &self.tokenizer,
@@ -131,6 +153,7 @@ impl Engine {
             options.sampling,
         );
         request.stop.extend(options.stop);
+        request.constraint = constraint;
         Ok((request, capacity))
     }
 }
@@ -143,9 +166,10 @@ pub(crate) fn engine_error(e: EngineError) -> PyErr {
         | EngineError::PromptTooLong { .. }
         | EngineError::Model(ModelError::TokenOutOfRange { .. })
         | EngineError::Tokenizer(TokenizerError::IdOutOfRange { .. })
-        | EngineError::Tokenizer(TokenizerError::UnknownTemplate(_)) => {
-            PyValueError::new_err(e.to_string())
-        }
+        | EngineError::Tokenizer(TokenizerError::UnknownTemplate(_))
+        | EngineError::Constraint(
+            ConstraintError::Unsupported { .. } | ConstraintError::NoEndToken,
+        ) => PyValueError::new_err(e.to_string()),
         e => BitnetError::new_err(e.to_string()),
     }
 }
@@ -205,6 +229,7 @@ fn load(path: &Path, head: HeadFormat, threads: Option<usize>) -> PyResult<Engin
         tokenizer,
         pool,
         facts,
+        constraints: std::sync::OnceLock::new(),
     })
 }
 
@@ -290,8 +315,10 @@ impl PyModel {
     /// parsed). Greedy by default (temperature=0); otherwise llama.cpp's samplers with
     /// `bitnet run`'s defaults (top_k=40, top_p=0.95, min_p=0.05). Generation ends after
     /// max_tokens, at an end-of-generation token, or at a stop string (a str or a list of str,
-    /// removed from the text). The same seed gives the same text.
-    #[pyo3(signature = (prompt, max_tokens=128, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None))]
+    /// removed from the text). The same seed gives the same text. `json_schema` (a dict or a JSON
+    /// string) constrains the text to JSON valid against that schema; a schema that cannot be
+    /// enforced raises ValueError naming the part.
+    #[pyo3(signature = (prompt, max_tokens=128, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None, json_schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
@@ -305,6 +332,7 @@ impl PyModel {
         repeat_penalty: f32,
         seed: Option<i64>,
         stop: Option<Stop>,
+        json_schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let options = GenerateOptions::new(
             max_tokens,
@@ -315,7 +343,8 @@ impl PyModel {
             repeat_penalty,
             seed,
             stop,
-        )?;
+        )?
+        .with_json_schema(json_schema)?;
         let engine = &self.engine;
         py.allow_threads(|| {
             let (request, capacity) = engine.completion(prompt, options)?;
@@ -329,7 +358,7 @@ impl PyModel {
     /// model runs on its own thread, the GIL released; after the iterator is exhausted its
     /// `tokens` and `finish_reason` tell what was generated. Dropping the iterator stops the
     /// generation at the next token.
-    #[pyo3(signature = (prompt, max_tokens=128, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None))]
+    #[pyo3(signature = (prompt, max_tokens=128, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None, json_schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         &self,
@@ -343,6 +372,7 @@ impl PyModel {
         repeat_penalty: f32,
         seed: Option<i64>,
         stop: Option<Stop>,
+        json_schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<TextStream> {
         let options = GenerateOptions::new(
             max_tokens,
@@ -353,7 +383,8 @@ impl PyModel {
             repeat_penalty,
             seed,
             stop,
-        )?;
+        )?
+        .with_json_schema(json_schema)?;
         let engine = &self.engine;
         let (request, capacity) = py
             .allow_threads(|| engine.completion(prompt, options))
@@ -365,7 +396,7 @@ impl PyModel {
     /// rendered with the model's chat template (or `template`: a built-in name or a Jinja
     /// file). Ends at the template's end-of-turn, max_tokens, or a `stop` string; sampling as in
     /// `generate`.
-    #[pyo3(signature = (messages, max_tokens=512, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None, template=None))]
+    #[pyo3(signature = (messages, max_tokens=512, temperature=0.0, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0, seed=None, stop=None, template=None, json_schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn chat(
         &self,
@@ -380,6 +411,7 @@ impl PyModel {
         seed: Option<i64>,
         stop: Option<Stop>,
         template: Option<&str>,
+        json_schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let messages = options::messages(&messages)?;
         let options = GenerateOptions::new(
@@ -391,7 +423,8 @@ impl PyModel {
             repeat_penalty,
             seed,
             stop,
-        )?;
+        )?
+        .with_json_schema(json_schema)?;
         let engine = &self.engine;
         py.allow_threads(|| {
             let (request, capacity) = engine.chat(&messages, template, options)?;

@@ -20,6 +20,8 @@ pub struct GenerateOptions {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// `json_schema=`: the output must be JSON valid against it.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 impl GenerateOptions {
@@ -83,7 +85,32 @@ impl GenerateOptions {
                 ..defaults
             },
             stop,
+            json_schema: None,
         })
+    }
+
+    /// Adds `json_schema=`: a dict (serialised with Python's `json`) or a JSON string.
+    pub fn with_json_schema(mut self, schema: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let Some(schema) = schema else {
+            return Ok(self);
+        };
+        let text: String = match schema.extract::<String>() {
+            Ok(text) => text,
+            Err(_) if schema.is_instance_of::<PyDict>() => schema
+                .py()
+                .import("json")?
+                .call_method1("dumps", (schema,))?
+                .extract()?,
+            Err(_) => {
+                return Err(PyTypeError::new_err(
+                    "json_schema must be a dict or a JSON string",
+                ))
+            }
+        };
+        let value = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("json_schema is not valid JSON: {e}")))?;
+        self.json_schema = Some(value);
+        Ok(self)
     }
 }
 

@@ -1,7 +1,7 @@
 """Type stubs of the bitnet package (the native module bitnet._bitnet re-exported)."""
 
 from os import PathLike
-from typing import Iterator, List, Literal, Optional, Sequence, TypedDict, Union
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -84,8 +84,10 @@ class Model:
         repeat_penalty: float = 1.0,
         seed: Optional[int] = None,
         stop: Union[str, Sequence[str], None] = None,
+        json_schema: Union[Dict[str, Any], str, None] = None,
     ) -> str:
-        """The continuation of prompt (greedy by default), as `bitnet run` generates it."""
+        """The continuation of prompt (greedy by default), as `bitnet run` generates it;
+        json_schema constrains it to JSON valid against that schema."""
     def stream(
         self,
         prompt: str,
@@ -97,6 +99,7 @@ class Model:
         repeat_penalty: float = 1.0,
         seed: Optional[int] = None,
         stop: Union[str, Sequence[str], None] = None,
+        json_schema: Union[Dict[str, Any], str, None] = None,
     ) -> TextStream:
         """Like generate, yielding text pieces as they are decoded."""
     def chat(
@@ -111,6 +114,7 @@ class Model:
         seed: Optional[int] = None,
         stop: Union[str, Sequence[str], None] = None,
         template: Optional[str] = None,
+        json_schema: Union[Dict[str, Any], str, None] = None,
     ) -> str:
         """The assistant's answer to messages under the model's chat template (or template:
         a built-in name or a Jinja file)."""
