@@ -114,24 +114,12 @@ fn check_isa() -> anyhow::Result<()> {
 
 /// `--strict`: every `<arch>.` metadata key must be one the model reads.
 fn check_arch_keys(file: &GgufFile) -> anyhow::Result<()> {
-    let Some(arch) = file.architecture() else {
-        return Ok(()); // Model::load reports the missing architecture.
-    };
-    let prefix = format!("{arch}.");
-    let unknown: Vec<&str> = file
-        .metadata()
-        .iter()
-        .map(|(key, _)| key.as_str())
-        .filter(|key| {
-            key.strip_prefix(&prefix)
-                .is_some_and(|rest| !bitnet_model::config::KNOWN_ARCH_KEYS.contains(&rest))
-        })
-        .collect();
-    if !unknown.is_empty() {
+    let unread = bitnet_model::config::unread_arch_keys(file);
+    if !unread.is_empty() {
         bail!(
             "--strict: the model has metadata this engine does not read and that may change the \
              math: {}",
-            unknown.join(", ")
+            unread.join(", ")
         );
     }
     Ok(())

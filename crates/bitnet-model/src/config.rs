@@ -347,6 +347,34 @@ impl ArchKeys<'_> {
     }
 }
 
+/// The `<arch>.` keys (without the prefix) read only for [`LongRope`], i.e. only when the file has
+/// its factor tensors ([`LONG_ROPE_TENSORS`]); elsewhere they would be ignored.
+const LONG_ROPE_KEYS: [&str; 2] = [
+    "rope.scaling.attn_factor",
+    "rope.scaling.original_context_length",
+];
+
+/// The keys in `file`'s architecture namespace (`<arch>.…`, full names) that loading it ignores:
+/// not among [`KNOWN_ARCH_KEYS`], or LongRoPE keys in a file without LongRoPE factors. `--strict`
+/// refuses such files.
+pub fn unread_arch_keys(file: &GgufFile) -> Vec<String> {
+    let Some(arch) = file.architecture() else {
+        return Vec::new();
+    };
+    let prefix = format!("{arch}.");
+    let long_rope = LONG_ROPE_TENSORS.iter().any(|t| file.tensor(t).is_some());
+    file.metadata()
+        .iter()
+        .map(|(key, _)| key)
+        .filter(|key| {
+            key.strip_prefix(&prefix).is_some_and(|rest| {
+                !KNOWN_ARCH_KEYS.contains(&rest) || (!long_rope && LONG_ROPE_KEYS.contains(&rest))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 /// Every `<arch>.` metadata key (without the prefix) that [`ModelConfig::from_gguf`] reads, plus
 /// `vocab_size` (taken from the embedding tensor instead). `--strict` refuses files with any other
 /// key in the architecture's namespace: its meaning would be ignored.
