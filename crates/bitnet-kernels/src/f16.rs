@@ -6,8 +6,8 @@
 //! Every output follows the order of [`crate::order`] with [`LANES`] = 32 lanes and a fused
 //! multiply-add per term (`acc = w·x + acc`, the weight widened to f32 exactly): lane `l` takes
 //! columns `j ≡ l (mod 32)` in order, the lanes fold by the halving tree, the last `cols mod 32`
-//! columns follow in order. So scalar, AVX2 and AVX-512, one token or a tiled batch, give the
-//! same bits. (32 lanes are the two 16-float accumulators the AVX-512 row dot needs anyway to
+//! columns follow in order. So scalar, AVX2, AVX-512 and NEON, one token or a tiled batch, give
+//! the same bits. (32 lanes are the two 16-float accumulators the AVX-512 row dot needs anyway to
 //! keep the FMA latency off its stream; AVX2 holds them in four registers.)
 
 #![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
@@ -119,7 +119,8 @@ pub fn matmul_f16_with_isa(
         return Ok(());
     }
     record(match isa {
-        Isa::Scalar | Isa::Neon => KernelId::F16ScalarMatvec,
+        Isa::Scalar => KernelId::F16ScalarMatvec,
+        Isa::Neon => KernelId::F16NeonMatvec,
         Isa::Avx2 => KernelId::F16Avx2Matvec,
         Isa::Avx512 => KernelId::F16Avx512Matvec,
     });
@@ -157,6 +158,8 @@ fn rows_dot(isa: Isa, block: &[f16], count: usize, x: &[f32], dots: &mut [f32; R
             Isa::Avx512 => x86::row_dot_avx512(row, x),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::row_dot_avx2(row, x),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon::row_dot(row, x),
             _ => dot_scalar(row, x),
         };
     }
@@ -270,5 +273,63 @@ mod x86 {
             j += LANES;
         }
         dot_tail(fold_256x4(acc), &row[body..], &x[body..])
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! aarch64 NEON row dot: the 32 lanes of the order as eight 4-float accumulators (lanes
+    //! `4v..4v+4` in register `v`), halves widened by `fcvtl` (exact; the Rust intrinsics for
+    //! half-precision vectors are not stable, hence the one-instruction `asm!`).
+
+    use super::{dot_tail, LANES};
+    use half::f16;
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// The four halves of `h` widened to f32 exactly.
+    #[inline(always)]
+    fn widen(h: uint16x4_t) -> float32x4_t {
+        let out: float32x4_t;
+        // SAFETY: `fcvtl` only reads and writes the named vector registers (NEON is part of the
+        // aarch64 baseline); it does not touch memory, the stack or the flags.
+        unsafe {
+            asm!("fcvtl {out:v}.4s, {h:v}.4h", h = in(vreg) h, out = lateout(vreg) out,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        out
+    }
+
+    /// Dot of one row with `x`, in the order of the parent module.
+    pub(super) fn row_dot(row: &[f16], x: &[f32]) -> f32 {
+        assert!(row.len() == x.len());
+        let cols = x.len();
+        let body = cols - cols % LANES;
+        let w = row.as_ptr().cast::<u16>();
+        // SAFETY: NEON baseline register operation.
+        let mut acc = [unsafe { vdupq_n_f32(0.0) }; LANES / 4];
+        let mut j = 0;
+        while j < body {
+            for (v, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: j + 4v + 4 <= j + 32 <= body <= cols for x and the row (checked above).
+                unsafe {
+                    let wv = widen(vld1_u16(w.add(j + 4 * v)));
+                    let xv = vld1q_f32(x.as_ptr().add(j + 4 * v));
+                    *acc = vfmaq_f32(*acc, wv, xv);
+                }
+            }
+            j += LANES;
+        }
+        // The halving tree of `order::fold` over 32 lanes: registers 16, 8 and 4 lanes apart,
+        // then lanes 2 apart within the last register, then 1.
+        // SAFETY: NEON baseline register operations.
+        let sum = unsafe {
+            let a: [float32x4_t; 4] = std::array::from_fn(|v| vaddq_f32(acc[v], acc[v + 4]));
+            let b = [vaddq_f32(a[0], a[2]), vaddq_f32(a[1], a[3])];
+            let c = vaddq_f32(b[0], b[1]);
+            let d = vadd_f32(vget_low_f32(c), vget_high_f32(c));
+            vget_lane_f32::<0>(d) + vget_lane_f32::<1>(d)
+        };
+        dot_tail(sum, &row[body..], &x[body..])
     }
 }

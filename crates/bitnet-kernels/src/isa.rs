@@ -2,8 +2,8 @@
 //! which kernels actually ran (so run receipts can say so).
 //!
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
-//! [`Isa::Neon`] is aarch64's baseline SIMD (its ternary kernels; the float kernels run their
-//! scalar form there); [`Isa::Scalar`] runs everywhere. The active tier is chosen once per
+//! [`Isa::Neon`] is aarch64's baseline SIMD (its ternary kernels, the F16 and Q8_0 row dots; the
+//! attention kernels run their scalar form there); [`Isa::Scalar`] runs everywhere. The active tier is chosen once per
 //! process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
 
 use std::fmt;
@@ -245,18 +245,20 @@ pub enum KernelId {
     QuantizeAvx2,
     QuantizeAvx512,
     F16ScalarMatvec,
+    F16NeonMatvec,
     F16Avx2Matvec,
     F16Avx512Matvec,
     F16Avx2TiledMatmul,
     F16Avx512TiledMatmul,
     Q8ScalarMatvec,
+    Q8NeonMatvec,
     Q8Avx2Matvec,
     Q8Avx512Matvec,
 }
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 25] = [
+    pub const ALL: [KernelId; 27] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -275,11 +277,13 @@ impl KernelId {
         KernelId::QuantizeAvx2,
         KernelId::QuantizeAvx512,
         KernelId::F16ScalarMatvec,
+        KernelId::F16NeonMatvec,
         KernelId::F16Avx2Matvec,
         KernelId::F16Avx512Matvec,
         KernelId::F16Avx2TiledMatmul,
         KernelId::F16Avx512TiledMatmul,
         KernelId::Q8ScalarMatvec,
+        KernelId::Q8NeonMatvec,
         KernelId::Q8Avx2Matvec,
         KernelId::Q8Avx512Matvec,
     ];
@@ -305,11 +309,13 @@ impl KernelId {
             KernelId::QuantizeAvx2 => "quantize_i8_avx2",
             KernelId::QuantizeAvx512 => "quantize_i8_avx512",
             KernelId::F16ScalarMatvec => "f16_scalar_matvec",
+            KernelId::F16NeonMatvec => "f16_neon_matvec",
             KernelId::F16Avx2Matvec => "f16_avx2_f16c_matvec",
             KernelId::F16Avx512Matvec => "f16_avx512_matvec",
             KernelId::F16Avx2TiledMatmul => "f16_avx2_f16c_tiled_matmul",
             KernelId::F16Avx512TiledMatmul => "f16_avx512_tiled_matmul",
             KernelId::Q8ScalarMatvec => "q8_0_scalar_matvec",
+            KernelId::Q8NeonMatvec => "q8_0_neon_matvec",
             KernelId::Q8Avx2Matvec => "q8_0_avx2_matvec",
             KernelId::Q8Avx512Matvec => "q8_0_avx512_vnni_matvec",
         }

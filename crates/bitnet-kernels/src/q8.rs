@@ -198,7 +198,8 @@ impl Q8Matrix {
         check_len("activations (batch × cols)", batch * self.cols, x.len())?;
         check_len("output (batch × rows)", batch * self.rows, out.len())?;
         record(match isa {
-            Isa::Scalar | Isa::Neon => KernelId::Q8ScalarMatvec,
+            Isa::Scalar => KernelId::Q8ScalarMatvec,
+            Isa::Neon => KernelId::Q8NeonMatvec,
             Isa::Avx2 => KernelId::Q8Avx2Matvec,
             Isa::Avx512 => KernelId::Q8Avx512Matvec,
         });
@@ -265,6 +266,8 @@ fn rows_dot(
             Isa::Avx512 => x86::row_dot_avx512(q, w, xq, xs),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::row_dot_avx2(q, w, xq, xs),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon::row_dot(q, w, xq, xs),
             _ => row_dot_scalar(q, w, xq, xs),
         };
     }
@@ -441,5 +444,47 @@ mod x86 {
             }
         }
         fold_256x2(acc0, acc1)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! aarch64 NEON Q8_0 row dot: per block, the 8 quad dots by widening byte multiplies and
+    //! pairwise adds (exact in i32), scaled into the 16 lanes of the order as four 4-float
+    //! accumulators (lanes 0–7 even blocks, 8–15 odd ones).
+
+    use half::f16;
+    use std::arch::aarch64::*;
+
+    use super::Q8_BLOCK;
+    use crate::ternary::neon::quad_dots;
+
+    pub(super) fn row_dot(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+        assert!(q.len() == xq.len() && q.len() == Q8_BLOCK * w.len() && w.len() == xs.len());
+        // SAFETY: NEON baseline register operation.
+        let mut acc = [unsafe { vdupq_n_f32(0.0) }; 4];
+        for b in 0..w.len() {
+            let half = 2 * (b % 2);
+            let scale = w[b].to_f32() * xs[b];
+            // SAFETY: block b's 32 bytes (32b..32b+32) of q and xq are in bounds (checked above).
+            unsafe {
+                let scale = vdupq_n_f32(scale);
+                for part in 0..2 {
+                    let at = b * Q8_BLOCK + 16 * part;
+                    let dots =
+                        quad_dots(vld1q_s8(q.as_ptr().add(at)), vld1q_s8(xq.as_ptr().add(at)));
+                    acc[half + part] = vfmaq_f32(acc[half + part], vcvtq_f32_s32(dots), scale);
+                }
+            }
+        }
+        // The halving tree of `order::fold` over 16 lanes: registers 8 lanes apart, then 4, then
+        // lanes 2 apart within the last register, then 1.
+        // SAFETY: NEON baseline register operations.
+        unsafe {
+            let a = [vaddq_f32(acc[0], acc[2]), vaddq_f32(acc[1], acc[3])];
+            let c = vaddq_f32(a[0], a[1]);
+            let d = vadd_f32(vget_low_f32(c), vget_high_f32(c));
+            vget_lane_f32::<0>(d) + vget_lane_f32::<1>(d)
+        }
     }
 }

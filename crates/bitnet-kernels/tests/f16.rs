@@ -70,6 +70,31 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The summation order is one contract: every ISA, one token or a batch, gives the scalar
+    /// reference's bits exactly (cols past several 32-lane bodies, with every tail length).
+    #[test]
+    fn every_isa_equals_the_scalar_reference_bit_for_bit(
+        (rows, cols, batch, w, x) in (1usize..=9, 1usize..=200, 1usize..=20).prop_flat_map(|(rows, cols, batch)| (
+            Just(rows), Just(cols), Just(batch),
+            prop::collection::vec((-4.0f32..4.0).prop_map(f16::from_f32), rows * cols),
+            prop::collection::vec(-3.0f32..3.0, batch * cols),
+        ))
+    ) {
+        let pool = ThreadPool::new(2);
+        let mut want = vec![f32::NAN; batch * rows];
+        matmul_f16_with_isa(Isa::Scalar, &w, rows, cols, &x, batch, &mut want, &pool).unwrap();
+        for isa in Isa::supported_for_tests() {
+            let mut out = vec![f32::NAN; batch * rows];
+            matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
+            let same = out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+            prop_assert!(same, "isa {} differs from scalar: {:?} vs {:?}", isa, out, want);
+        }
+    }
+}
+
 #[test]
 fn prefill_shaped_matmul() {
     // SmolLM2 FFN width (576 columns), 100 rows (not a multiple of the panels), 37 tokens.

@@ -40,7 +40,7 @@
 
 mod bitlinear;
 #[cfg(target_arch = "aarch64")]
-mod neon;
+pub(crate) mod neon;
 mod scalar;
 mod trit5;
 #[cfg(target_arch = "x86_64")]

@@ -24,10 +24,11 @@ fn codes_at(raw: uint8x16_t, s: u32) -> int8x16_t {
     }
 }
 
-/// The 4 quad dots `Σ_{i<4} c[4k+i]·x[4k+i]` (k = 0..4) of 16 codes and activations, exact.
+/// The 4 quad dots `Σ_{i<4} c[4k+i]·x[4k+i]` (k = 0..4) of 16 signed bytes, exact: a byte
+/// product (≤ 2¹⁴ in magnitude) fits i16, the pair and quad sums i32. (Also the Q8_0 row dot's.)
 #[inline(always)]
-fn quad_dots(codes: int8x16_t, x: int8x16_t) -> int32x4_t {
-    // SAFETY: NEON baseline register operations; |c·x| ≤ 2·128 fits i16, pair and quad sums i32.
+pub(crate) fn quad_dots(codes: int8x16_t, x: int8x16_t) -> int32x4_t {
+    // SAFETY: NEON baseline register operations.
     unsafe {
         let lo = vpaddlq_s16(vmull_s8(vget_low_s8(codes), vget_low_s8(x)));
         let hi = vpaddlq_s16(vmull_high_s8(codes, x));
