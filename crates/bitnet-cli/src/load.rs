@@ -82,6 +82,7 @@ pub fn default_context(model: &Model) -> usize {
 
 /// Opens `path` and loads the model in it (with `--strict`, after its checks).
 pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Model)> {
+    check_isa_choice()?;
     if args.strict {
         check_isa()?;
     }
@@ -96,12 +97,22 @@ pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Mod
     Ok((file, model))
 }
 
+/// A `BITNET_ISA` that names no tier, or one this CPU lacks, is refused (the kernels would
+/// otherwise fall back to another tier without saying so).
+fn check_isa_choice() -> anyhow::Result<()> {
+    if let Err(e) = select_isa() {
+        let tiers: Vec<&str> = Isa::supported().iter().map(|isa| isa.name()).collect();
+        bail!(
+            "{e}; set BITNET_ISA to one of this CPU's tiers ({}) or unset it",
+            tiers.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `--strict`: the kernels must run at the best tier this CPU supports.
 fn check_isa() -> anyhow::Result<()> {
     let best = Isa::best_supported();
-    if let Err(e) = select_isa() {
-        bail!("--strict: {e}; the kernels would fall back to {best}");
-    }
     let active = active_isa();
     if active < best {
         bail!(

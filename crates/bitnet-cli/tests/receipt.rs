@@ -267,6 +267,43 @@ fn strict_refuses_forced_scalar_on_simd_cpu() {
     );
 }
 
+/// A `BITNET_ISA` naming no tier, or a tier this CPU lacks, is refused by every run (with or
+/// without --strict): the kernels would otherwise run another tier than the one asked for.
+#[test]
+fn a_bad_or_unsupported_isa_choice_is_refused() {
+    let model = model();
+    let args = [
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "Hello",
+        "-n",
+        "2",
+    ];
+    let out = bitnet(&args, &[("BITNET_ISA", "avx1024")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "ran with BITNET_ISA=avx1024: {stderr}"
+    );
+    assert!(
+        stderr.contains("BITNET_ISA=\"avx1024\"") && stderr.contains("set BITNET_ISA to one of"),
+        "{stderr}"
+    );
+    let lacking = bitnet_kernels::Isa::ALL
+        .into_iter()
+        .find(|isa| !isa.is_supported())
+        .expect("no CPU supports both the x86 tiers and NEON");
+    let out = bitnet(&args, &[("BITNET_ISA", lacking.name())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "ran with BITNET_ISA={lacking}: {stderr}"
+    );
+    assert!(stderr.contains("set BITNET_ISA to one of"), "{stderr}");
+}
+
 #[test]
 fn strict_refuses_an_unread_arch_key() {
     let original = bitnet_gguf::GgufFile::open(model()).unwrap();

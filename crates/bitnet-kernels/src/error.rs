@@ -30,7 +30,7 @@ pub enum KernelError {
     /// An instruction set this CPU lacks was requested.
     #[error("instruction set {isa} is not supported by this CPU")]
     IsaUnsupported { isa: Isa },
-    /// `BITNET_ISA` holds something other than scalar, avx2 or avx512.
-    #[error("BITNET_ISA={value:?} is not one of: scalar, avx2, avx512")]
+    /// `BITNET_ISA` holds something other than scalar, avx2, avx512 or neon.
+    #[error("BITNET_ISA={value:?} is not one of: scalar, avx2, avx512, neon")]
     BadIsaName { value: String },
 }

@@ -205,6 +205,12 @@ fn load(path: &Path, head: HeadFormat, threads: Option<usize>) -> PyResult<Engin
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         BitnetError::new_err(format!("{what} {}: {e}", path.display()))
     };
+    // A BITNET_ISA the kernels cannot honour is refused, not silently replaced.
+    bitnet_kernels::select_isa().map_err(|e| {
+        BitnetError::new_err(format!(
+            "{e}; set BITNET_ISA to a tier this CPU has, or unset it"
+        ))
+    })?;
     let file = GgufFile::open(path).map_err(|e| failed("opening", &e))?;
     let model = Model::load_with(&file, LoadOptions { head }).map_err(|e| failed("loading", &e))?;
     let tokenizer =

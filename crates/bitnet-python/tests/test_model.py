@@ -87,6 +87,12 @@ def test_a_file_that_is_not_gguf_raises_the_engines_error(tmp_path):
         bitnet.Model(bad)
 
 
+def test_an_isa_choice_the_kernels_cannot_honour_is_refused(monkeypatch):
+    monkeypatch.setenv("BITNET_ISA", "avx1024")
+    with pytest.raises(bitnet.BitnetError, match="BITNET_ISA=.avx1024. is not one of"):
+        bitnet.Model(str(SHIPPED))
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="GPU is not built"):
         bitnet.Model(device="cuda")
