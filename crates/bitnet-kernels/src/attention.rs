@@ -113,6 +113,8 @@ pub fn attention_scores_with_isa(
         Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => {
             x86::scores_avx2(q, keys, positions, scale, out)
         }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::scores(q, keys, positions, scale, out),
         _ => match keys.data {
             KvData::F16(d) => scores_with(dot_scalar, q, d, keys, positions, scale, out),
             KvData::F32(d) => scores_with(dot_scalar, q, d, keys, positions, scale, out),
@@ -160,6 +162,8 @@ pub fn attention_values_with_isa(
         Isa::Avx2 | Isa::Avx512 if Isa::Avx2.is_supported() => {
             x86::values_avx2(p, values, positions, out)
         }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::values(p, values, positions, out),
         _ => match values.data {
             KvData::F16(d) => values_with(axpy_scalar, p, d, values, positions, out),
             KvData::F32(d) => values_with(axpy_scalar, p, d, values, positions, out),
@@ -755,6 +759,119 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! NEON copies of the loops: the 16 lanes of the order as four 4-float registers (lanes
+    //! `4v..4v+4` in register `v`), F16 rows widened by `fcvtl` as they are loaded.
+
+    use super::{
+        axpy_scalar, dot_tail, scores_with, values_with, CachedRows, Element, KvData, LANES,
+    };
+    use crate::f16::neon::widen;
+    use half::f16;
+    use std::arch::aarch64::*;
+    use std::ops::Range;
+
+    /// A cache element type NEON loads four at a time, widened to f32.
+    trait Load4: Element {
+        /// # Safety
+        /// `p..p + 4` must be readable.
+        unsafe fn load4(p: *const Self) -> float32x4_t;
+    }
+
+    impl Load4 for f32 {
+        #[inline(always)]
+        unsafe fn load4(p: *const f32) -> float32x4_t {
+            // SAFETY: the caller guarantees 4 readable floats at p.
+            unsafe { vld1q_f32(p) }
+        }
+    }
+
+    impl Load4 for f16 {
+        #[inline(always)]
+        unsafe fn load4(p: *const f16) -> float32x4_t {
+            // SAFETY: the caller guarantees 4 readable halves at p.
+            widen(unsafe { vld1_u16(p.cast()) })
+        }
+    }
+
+    /// The dot of the module docs' order.
+    fn dot<T: Load4>(q: &[f32], k: &[T]) -> f32 {
+        assert!(q.len() == k.len());
+        let body = q.len() - q.len() % LANES;
+        // SAFETY: NEON baseline register operation.
+        let mut acc = [unsafe { vdupq_n_f32(0.0) }; LANES / 4];
+        let mut j = 0;
+        while j < body {
+            for (v, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: j + 4v + 4 <= j + 16 <= body <= len of q and k (checked above).
+                unsafe {
+                    let qv = vld1q_f32(q.as_ptr().add(j + 4 * v));
+                    *acc = vfmaq_f32(*acc, qv, T::load4(k.as_ptr().add(j + 4 * v)));
+                }
+            }
+            j += LANES;
+        }
+        // The halving tree over 16 lanes: registers 8 lanes apart, then 4, then lanes 2 apart
+        // within the last register, then 1.
+        // SAFETY: NEON baseline register operations.
+        let sum = unsafe {
+            let c = vaddq_f32(vaddq_f32(acc[0], acc[2]), vaddq_f32(acc[1], acc[3]));
+            let d = vadd_f32(vget_low_f32(c), vget_high_f32(c));
+            vget_lane_f32::<0>(d) + vget_lane_f32::<1>(d)
+        };
+        dot_tail(sum, &q[body..], &k[body..])
+    }
+
+    /// `y = fma(alpha, x, y)`, four elements per instruction, the last `len mod 4` scalar.
+    fn axpy<T: Load4>(alpha: f32, x: &[T], y: &mut [f32]) {
+        assert!(x.len() == y.len());
+        let body = y.len() - y.len() % 4;
+        let mut j = 0;
+        while j < body {
+            // SAFETY: j + 4 <= body <= len of x and y (checked above).
+            unsafe {
+                let o = y.as_mut_ptr().add(j);
+                vst1q_f32(
+                    o,
+                    vfmaq_f32(
+                        vld1q_f32(o),
+                        vdupq_n_f32(alpha),
+                        T::load4(x.as_ptr().add(j)),
+                    ),
+                );
+            }
+            j += 4;
+        }
+        axpy_scalar(alpha, &x[body..], &mut y[body..]);
+    }
+
+    pub(super) fn scores(
+        q: &[f32],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        match keys.data {
+            KvData::F16(d) => scores_with(dot::<f16>, q, d, keys, positions, scale, out),
+            KvData::F32(d) => scores_with(dot::<f32>, q, d, keys, positions, scale, out),
+        }
+    }
+
+    pub(super) fn values(
+        p: &[f32],
+        values: CachedRows<'_>,
+        positions: Range<usize>,
+        out: &mut [f32],
+    ) {
+        match values.data {
+            KvData::F16(d) => values_with(axpy::<f16>, p, d, values, positions, out),
+            KvData::F32(d) => values_with(axpy::<f32>, p, d, values, positions, out),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,7 +921,7 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             for data in [KvData::F32(&widened), KvData::F16(&halves)] {
                 let kv = rows(data, stride, head_dim, head_dim);
-                for isa in Isa::supported() {
+                for isa in Isa::supported_for_tests() {
                     let mut s = vec![f32::NAN; heads * span];
                     let mut o = vec![f32::NAN; heads * head_dim];
                     attention_scores_with_isa(isa, &q, kv, positions.clone(), 0.125, &mut s);

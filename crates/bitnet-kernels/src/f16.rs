@@ -277,7 +277,7 @@ mod x86 {
 }
 
 #[cfg(target_arch = "aarch64")]
-mod neon {
+pub(crate) mod neon {
     //! aarch64 NEON row dot: the 32 lanes of the order as eight 4-float accumulators (lanes
     //! `4v..4v+4` in register `v`), halves widened by `fcvtl` (exact; the Rust intrinsics for
     //! half-precision vectors are not stable, hence the one-instruction `asm!`).
@@ -287,9 +287,9 @@ mod neon {
     use std::arch::aarch64::*;
     use std::arch::asm;
 
-    /// The four halves of `h` widened to f32 exactly.
+    /// The four halves of `h` widened to f32 exactly (also the attention kernels' F16 loads).
     #[inline(always)]
-    fn widen(h: uint16x4_t) -> float32x4_t {
+    pub(crate) fn widen(h: uint16x4_t) -> float32x4_t {
         let out: float32x4_t;
         // SAFETY: `fcvtl` only reads and writes the named vector registers (NEON is part of the
         // aarch64 baseline); it does not touch memory, the stack or the flags.

@@ -2,9 +2,8 @@
 //! which kernels actually ran (so run receipts can say so).
 //!
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
-//! [`Isa::Neon`] is aarch64's baseline SIMD (its ternary kernels, the F16 and Q8_0 row dots; the
-//! attention kernels run their scalar form there); [`Isa::Scalar`] runs everywhere. The active tier is chosen once per
-//! process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
+//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16 and Q8_0 products, attention);
+//! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +20,7 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI + F16C (x86-64).
     Avx512,
-    /// NEON (aarch64): the ternary kernels; float kernels run their scalar form.
+    /// NEON (aarch64): the ternary, F16 and Q8_0 products and attention.
     Neon,
 }
 
