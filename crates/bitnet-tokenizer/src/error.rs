@@ -20,7 +20,7 @@ pub enum TokenizerError {
         expected: &'static str,
     },
     /// `tokenizer.ggml.model` names a tokenizer this crate does not implement.
-    #[error("unsupported tokenizer model `{0}` (supported: gpt2 = byte-level BPE, gemma4 = UTF-8 BPE, llama = SentencePiece, t5 = Unigram)")]
+    #[error("unsupported tokenizer model `{0}` (supported: gpt2 = byte-level BPE, gemma4 = UTF-8 BPE, llama = SentencePiece, t5 = Unigram, bert = WordPiece)")]
     UnsupportedModel(String),
     /// `tokenizer.ggml.precompiled_charsmap` (a Unigram normalizer) is malformed.
     #[error("malformed tokenizer.ggml.precompiled_charsmap: {0}")]
@@ -72,6 +72,9 @@ pub enum TokenizerError {
     /// `add_bos` is set but the vocabulary has no BOS token.
     #[error("the vocabulary asks for a BOS token but defines none")]
     NoBos,
+
+    #[error("the WordPiece vocabulary asks for a separator token but defines none")]
+    NoSeparator,
     /// An error from the Hugging Face `tokenizers` crate.
     #[error("tokenizers: {0}")]
     Hf(String),

@@ -1,7 +1,7 @@
 //! bitnet-tokenizer: text to token ids and back, and chat prompts.
 //!
 //! - [`Tokenizer`] built from GGUF metadata ([`Tokenizer::from_gguf`]: BPE with the pre-tokenizer
-//!   `tokenizer.ggml.pre` names, SentencePiece with scores and byte fallback, or Unigram) or
+//!   `tokenizer.ggml.pre` names, SentencePiece with scores and byte fallback, Unigram, or WordPiece) or
 //!   from a Hugging Face `tokenizer.json` ([`Tokenizer::from_tokenizer_json`]), with llama.cpp's
 //!   rules for special tokens, BOS/EOS and the SentencePiece space prefix.
 //! - [`StreamDecoder`]: token-by-token text that never splits a UTF-8 character.
@@ -20,6 +20,7 @@ mod stream;
 mod tokenizer;
 mod ugm;
 mod vocab;
+mod wordpiece;
 
 pub use bpe::known_pre_tokenizers;
 pub use error::{Result, TokenizerError};

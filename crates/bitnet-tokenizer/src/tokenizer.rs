@@ -7,6 +7,7 @@ use crate::special::{Fragment, SpecialTokens};
 use crate::spm::{byte_token_value, SpmEncoder, SPACE_MARK};
 use crate::ugm::{UgmEncoder, UgmOptions};
 use crate::vocab::ResolvedFlags;
+use crate::wordpiece::{WordPieceEncoder, WordPieceOptions};
 use crate::{Result, TokenType, TokenizerError, VocabKind, VocabSpec};
 use std::path::Path;
 
@@ -50,6 +51,7 @@ enum Encoder {
     Bpe(Box<BpeEncoder>),
     Spm(Box<SpmEncoder>),
     Ugm(Box<UgmEncoder>),
+    WordPiece(Box<WordPieceEncoder>),
     /// A `tokenizer.json`: `parsing` splits out added tokens, `literal` treats special ones as text.
     Json {
         parsing: Box<tokenizers::Tokenizer>,
@@ -80,6 +82,8 @@ pub struct Tokenizer {
     flags: ResolvedFlags,
     bos: Option<u32>,
     eos: Option<u32>,
+    /// WordPiece's separator (`[SEP]`), appended when special tokens are added.
+    sep: Option<u32>,
     eot: Option<u32>,
     eog: Vec<u32>,
     architecture: Option<String>,
@@ -155,9 +159,16 @@ impl Tokenizer {
                 expected: n,
             });
         }
-        let bos = check_id("BOS", spec.bos, n)?;
+        // llama.cpp's WordPiece defaults: BOS = [CLS] = 101, separator 102, unknown 100.
+        let wordpiece = kind == VocabKind::WordPiece;
+        let bos = match (wordpiece, spec.bos) {
+            (true, None) => spec.cls.or(Some(101)),
+            (_, bos) => bos,
+        };
+        let bos = check_id("BOS", bos, n)?;
+        let sep = check_id("separator", spec.sep.or(wordpiece.then_some(102)), n)?;
         let eos = check_id("EOS", spec.eos, n)?;
-        let unk = check_id("unknown", spec.unk, n)?;
+        let unk = check_id("unknown", spec.unk.or(wordpiece.then_some(100)), n)?;
         let eot = check_id("EOT", spec.eot, n)?;
         let eom = check_id("EOM", spec.eom, n)?;
         let (eot, eog) = end_tokens(&spec.tokens, eos, eot, eom);
@@ -208,6 +219,22 @@ impl Tokenizer {
                 )?;
                 (Encoder::Ugm(Box::new(encoder)), PieceStyle::SentencePiece)
             }
+            VocabKind::WordPiece => {
+                let lowercase = spec.lowercase.unwrap_or(true);
+                let options = WordPieceOptions {
+                    lowercase,
+                    strip_accents: spec.strip_accents.unwrap_or(lowercase),
+                };
+                let unknown = unk.unwrap_or(100);
+                let encoder = WordPieceEncoder::new(&spec.tokens, &types, unknown, options)?;
+                if flags.add_sep && sep.is_none() {
+                    return Err(TokenizerError::NoSeparator);
+                }
+                (
+                    Encoder::WordPiece(Box::new(encoder)),
+                    PieceStyle::SentencePiece,
+                )
+            }
         };
         let specials = SpecialTokens::new(
             spec.tokens
@@ -227,6 +254,7 @@ impl Tokenizer {
             flags,
             bos,
             eos,
+            sep,
             eot,
             eog,
             architecture: spec.architecture,
@@ -251,7 +279,13 @@ impl Tokenizer {
     /// pre-tokenizer, model, post-processor); BOS is whatever its post-processor adds.
     pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let parsing = tokenizers::Tokenizer::from_file(path)
+        let mut parsing = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| TokenizerError::Hf(format!("{}: {e}", path.display())))?;
+        // A file's padding and truncation are batch settings of Python callers (all-MiniLM's pads
+        // to 128 ids and cuts there): the text's own ids are wanted, and the model checks length.
+        parsing.with_padding(None);
+        parsing
+            .with_truncation(None)
             .map_err(|e| TokenizerError::Hf(format!("{}: {e}", path.display())))?;
         let mut literal = parsing.clone();
         literal.set_encode_special_tokens(true);
@@ -294,8 +328,9 @@ impl Tokenizer {
             }
             _ => PieceStyle::JsonDecoder,
         };
-        let kind = match pieces {
-            PieceStyle::SentencePiece => VocabKind::Spm,
+        let kind = match (parsing.get_decoder(), &pieces) {
+            (Some(DecoderWrapper::WordPiece(_)), _) => VocabKind::WordPiece,
+            (_, PieceStyle::SentencePiece) => VocabKind::Spm,
             _ => VocabKind::Bpe,
         };
         let flags = ResolvedFlags {
@@ -303,6 +338,8 @@ impl Tokenizer {
             add_eos: false,
             add_space_prefix: kind == VocabKind::Spm,
             ignore_merges: false,
+            // the post-processor adds [SEP] itself
+            add_sep: false,
         };
         Ok(Tokenizer {
             encoder: Encoder::Json {
@@ -318,6 +355,7 @@ impl Tokenizer {
             flags,
             bos,
             eos,
+            sep: None,
             eot,
             eog,
             architecture: None,
@@ -367,6 +405,7 @@ impl Tokenizer {
                             spm.encode(&escaped, &mut out)?;
                         }
                         Encoder::Ugm(ugm) => ugm.encode(text, &mut out)?,
+                        Encoder::WordPiece(wordpiece) => wordpiece.encode(text, &mut out)?,
                         Encoder::Json { .. } => unreachable!("handled above"),
                     }
                     after_special = false;
@@ -375,6 +414,9 @@ impl Tokenizer {
         }
         if options.add_special && self.flags.add_eos {
             out.extend(self.eos);
+        }
+        if options.add_special && self.flags.add_sep {
+            out.extend(self.sep);
         }
         Ok(out)
     }
@@ -433,7 +475,8 @@ impl Tokenizer {
 
     /// Decodes ids to text. Invalid UTF-8 (an incomplete character at the end) becomes U+FFFD.
     /// With a space-prefixing SentencePiece vocabulary the first text token loses its leading
-    /// space, so `decode(encode(s)) == s` without BOS.
+    /// space, so `decode(encode(s)) == s` without BOS. A WordPiece vocabulary's text has
+    /// llama.cpp's clean-up of spaces before punctuation and contractions.
     pub fn decode(&self, ids: &[u32], show_special: bool) -> Result<String> {
         let mut stream = self.stream_decoder(show_special);
         let mut text = String::new();
@@ -441,6 +484,9 @@ impl Tokenizer {
             text.push_str(&stream.push(id)?);
         }
         text.push_str(&stream.finish());
+        if self.kind == VocabKind::WordPiece && !matches!(self.encoder, Encoder::Json { .. }) {
+            text = crate::wordpiece::clean_up_spaces(&text);
+        }
         Ok(text)
     }
 
@@ -480,6 +526,10 @@ impl Tokenizer {
     /// End-of-sequence token.
     pub fn eos(&self) -> Option<u32> {
         self.eos
+    }
+    /// WordPiece's separator (`[SEP]`) that closes an encoded text, if any.
+    pub fn sep(&self) -> Option<u32> {
+        self.sep
     }
     /// End-of-turn token (`<|eot_id|>`, `<|im_end|>`, `<end_of_turn>`, ...).
     pub fn eot(&self) -> Option<u32> {
@@ -538,8 +588,17 @@ mod tests {
     #[test]
     fn bad_vocabularies_are_typed_errors() {
         assert!(matches!(
+            Tokenizer::from_spec(spec("rwkv", None)),
+            Err(TokenizerError::UnsupportedModel(m)) if m == "rwkv"
+        ));
+        // WordPiece's default [CLS] id 101 outside a 3-token vocabulary
+        assert!(matches!(
             Tokenizer::from_spec(spec("bert", None)),
-            Err(TokenizerError::UnsupportedModel(m)) if m == "bert"
+            Err(TokenizerError::BadSpecialId {
+                what: "BOS",
+                id: 101,
+                ..
+            })
         ));
         assert!(matches!(
             Tokenizer::from_spec(spec("gpt2", Some("no-such-pre"))),

@@ -11,6 +11,8 @@ pub enum VocabKind {
     Spm,
     /// `t5`: Unigram (best-scoring segmentation) after SentencePiece's precompiled normalizer.
     Ugm,
+    /// `bert`: WordPiece (greedy longest match per word) after BERT's normalizer, `[CLS]` … `[SEP]`.
+    WordPiece,
 }
 
 impl VocabKind {
@@ -21,6 +23,7 @@ impl VocabKind {
             "gpt2" | "gemma4" => Ok(VocabKind::Bpe),
             "llama" => Ok(VocabKind::Spm),
             "t5" => Ok(VocabKind::Ugm),
+            "bert" => Ok(VocabKind::WordPiece),
             other => Err(crate::TokenizerError::UnsupportedModel(other.to_string())),
         }
     }
@@ -31,6 +34,7 @@ impl VocabKind {
             VocabKind::Bpe => "gpt2",
             VocabKind::Spm => "llama",
             VocabKind::Ugm => "t5",
+            VocabKind::WordPiece => "bert",
         }
     }
 }
@@ -82,7 +86,7 @@ impl TokenType {
 /// llama.cpp's defaults.
 #[derive(Debug, Clone, Default)]
 pub struct VocabSpec {
-    /// `tokenizer.ggml.model` (`gpt2` or `llama`).
+    /// `tokenizer.ggml.model` (`gpt2`, `gemma4`, `llama`, `t5` or `bert`).
     pub model: String,
     /// `tokenizer.ggml.pre` (BPE pre-tokenizer name), if present.
     pub pre: Option<String>,
@@ -106,14 +110,24 @@ pub struct VocabSpec {
     pub unk: Option<u32>,
     /// `tokenizer.ggml.padding_token_id`.
     pub pad: Option<u32>,
+    /// `tokenizer.ggml.cls_token_id` (WordPiece's BOS when `bos_token_id` is absent).
+    pub cls: Option<u32>,
+    /// `tokenizer.ggml.seperator_token_id` (llama.cpp's spelling; WordPiece's closing `[SEP]`).
+    pub sep: Option<u32>,
     /// `tokenizer.ggml.add_bos_token`.
     pub add_bos: Option<bool>,
     /// `tokenizer.ggml.add_eos_token`.
     pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix`.
     pub add_space_prefix: Option<bool>,
+    /// `tokenizer.ggml.add_sep_token` (WordPiece: append `[SEP]`).
+    pub add_sep: Option<bool>,
     /// `tokenizer.ggml.remove_extra_whitespaces` (Unigram).
     pub remove_extra_whitespaces: Option<bool>,
+    /// `tokenizer.ggml.normalizer.lowercase` (WordPiece; llama.cpp's default: on).
+    pub lowercase: Option<bool>,
+    /// `tokenizer.ggml.normalizer.strip_accents` (WordPiece; default: as `lowercase`).
+    pub strip_accents: Option<bool>,
     /// `tokenizer.ggml.precompiled_charsmap` (Unigram's normalizer; empty when absent).
     pub precompiled_charsmap: Vec<u8>,
     /// `general.architecture`, used for chat-template detection.
@@ -135,6 +149,8 @@ pub struct ResolvedFlags {
     pub add_space_prefix: bool,
     /// BPE: look whole pre-tokenized words up in the vocabulary before merging.
     pub ignore_merges: bool,
+    /// WordPiece: append the separator (`[SEP]`) when special tokens are added.
+    pub add_sep: bool,
 }
 
 impl VocabSpec {
@@ -156,6 +172,8 @@ impl VocabSpec {
             VocabKind::Spm => (true, true, false, false),
             // llama.cpp: Unigram adds EOS, not BOS, and no space prefix unless the file says so.
             VocabKind::Ugm => (false, false, false, false),
+            // llama.cpp: WordPiece adds BOS (`[CLS]`) and the separator, never EOS.
+            VocabKind::WordPiece => (true, false, false, false),
             VocabKind::Bpe => {
                 let f = crate::bpe::pre_tokenizer_flags(self.effective_pre());
                 (f.add_bos, false, f.ignore_merges, f.forces_bos)
@@ -166,6 +184,7 @@ impl VocabSpec {
             add_eos: self.add_eos.unwrap_or(kind == VocabKind::Ugm),
             add_space_prefix: self.add_space_prefix.unwrap_or(add_space_prefix),
             ignore_merges,
+            add_sep: kind == VocabKind::WordPiece && self.add_sep.unwrap_or(true),
         }
     }
 }

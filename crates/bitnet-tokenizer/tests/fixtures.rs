@@ -81,11 +81,7 @@ fn llama_cpp_decodings(name: &str) -> Option<Vec<String>> {
 
 /// The vocab fixtures of llama.cpp this crate does not build a tokenizer for, each with the reason.
 /// Loading one must be a typed `UnsupportedModel` error naming its `tokenizer.ggml.model`.
-const VOCABS_NOT_BUILT: &[(&str, &str, &str)] = &[(
-    "bert-bge",
-    "bert",
-    "WordPiece (`bert`) belongs to the embeddings issue",
-)];
+const VOCABS_NOT_BUILT: &[(&str, &str, &str)] = &[];
 
 /// Vocab files the sdist ships without `.inp`/`.out`: their expected ids were made with llama.cpp
 /// itself (llama-cpp-python 0.3.36, `tools/gen_llamacpp_vocab_refs.py`) into `testdata/tokenizer/`.
