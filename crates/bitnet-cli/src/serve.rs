@@ -1,6 +1,7 @@
 //! `bitnet serve`: the OpenAI-compatible HTTP server and its chat page (see `bitnet-server`).
 //! Binds first and prints `listening on http://ADDR` on stdout, then loads the model in the
-//! background (`/health` answers 503 until it is ready).
+//! background (`/health` answers 503 until it is ready). On Ctrl-C or SIGTERM it drains: new
+//! requests get 503, answers in flight get `--shutdown-grace` seconds to finish, then it exits 0.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bitnet_engine::BatchOptions;
-use bitnet_server::{Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+use bitnet_server::{
+    Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+};
 use bitnet_tokenizer::Tokenizer;
 
 /// Arguments of `bitnet serve`.
@@ -57,6 +60,11 @@ pub struct ServeArgs {
     /// body (else 408).
     #[arg(long, default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64())]
     pub read_timeout: f64,
+    /// On Ctrl-C or SIGTERM: seconds the answers in flight get to finish (new requests get 503
+    /// and `/health` answers `draining` meanwhile); answers still running then end with an
+    /// error event, and the server exits.
+    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
+    pub shutdown_grace: f64,
     #[command(flatten)]
     pub load: crate::load::LoadArgs,
 }
@@ -81,6 +89,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|t| !t.is_zero())
             .context("--read-timeout must be a positive number of seconds")?,
+        shutdown_grace: std::time::Duration::try_from_secs_f64(args.shutdown_grace)
+            .context("--shutdown-grace must be a number of seconds, 0 or more")?,
     };
     let addr = format!("{}:{}", args.host, args.port);
     let loader_args = args.clone();

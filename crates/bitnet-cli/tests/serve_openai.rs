@@ -1,7 +1,8 @@
 //! End-to-end tests of `bitnet serve`: each starts the real binary on a free loopback port and
 //! runs one of the Python suites in tools/server-tests against it — the official `openai`
 //! client on a real chat model (SmolLM2-135M-Instruct), the load test and the hostile-input
-//! fuzzer on the tiny model, and the headless Chromium test of the chat page. Missing Python
+//! fuzzer on the tiny model, the headless Chromium test of the chat page, and the graceful
+//! shutdown (a signal mid-stream) on the shipped model. Missing Python
 //! packages or Chromium fail the test with the command that installs them; nothing is skipped.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -101,6 +102,21 @@ impl Server {
     /// Whether the process is still running.
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit code once the process has exited, waiting at most `limit`; `None` if it still
+    /// runs then (or died of a signal).
+    fn exit_code_within(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -240,6 +256,60 @@ fn hostile_requests_on_tiny_model() {
     pytest(&server, "test_fuzz.py", &[("BITNET_READ_TIMEOUT", "2")]);
     assert!(server.alive(), "the server died under hostile input");
     assert_eq!(server.get_status("/health"), Some(200));
+}
+
+/// Runs one of the graceful-shutdown tests (test_shutdown.py) against `bitnet serve MODEL_ARGS
+/// --parallel 4 --shutdown-grace GRACE ARGS`: the test signals the server mid-stream; the server
+/// must then exit with status 0.
+fn shutdown_test(
+    model_args: &[&std::ffi::OsStr],
+    args: &[&str],
+    grace: &str,
+    (select, signal, stream_tokens): (&str, &str, &str),
+) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_python_packages();
+    let args = [&["--parallel", "4", "--shutdown-grace", grace], args].concat();
+    let mut server = Server::start_with(model_args, &args);
+    let pid = server.child.id().to_string();
+    pytest_selected(
+        &server,
+        "test_shutdown.py",
+        Some(select),
+        &[
+            ("BITNET_SERVER_PID", &pid),
+            ("BITNET_BIN", env!("CARGO_BIN_EXE_bitnet")),
+            ("BITNET_SHUTDOWN_SIGNAL", signal),
+            ("BITNET_STREAM_TOKENS", stream_tokens),
+        ],
+    );
+    assert_eq!(
+        server.exit_code_within(Duration::from_secs(30)),
+        Some(0),
+        "bitnet serve did not exit with status 0 after draining"
+    );
+}
+
+/// SIGTERM with four streams open on the shipped model and a long grace period: every stream
+/// finishes with its last chunk and `[DONE]`; meanwhile `/health` says draining and new requests
+/// get 503; exit 0.
+#[test]
+fn sigterm_mid_stream_lets_the_streams_finish_then_exits_zero() {
+    shutdown_test(&[], &[], "120", ("finish_within_grace", "TERM", "480"));
+}
+
+/// Ctrl-C (SIGINT) with four long streams open on SmolLM2 and an 8 s grace period (time for the
+/// drain checks on a busy machine): each stream ends with an error event (503
+/// `server_shutting_down`) and `[DONE]`; exit 0.
+#[test]
+fn ctrl_c_past_the_grace_period_ends_streams_with_an_error_then_exits_zero() {
+    let model = bitnet_testdata::smollm2();
+    shutdown_test(
+        &["-m".as_ref(), model.as_os_str()],
+        &["--ctx", "2048"],
+        "8",
+        ("past_grace", "INT", "1800"),
+    );
 }
 
 #[test]

@@ -109,6 +109,29 @@ impl ApiError {
         }
     }
 
+    /// 503 for a request that arrives while the server drains before shutting down.
+    pub fn shutting_down() -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "unavailable_error",
+            message: "the server is shutting down and admits no new requests: retry on another \
+                      replica"
+                .into(),
+            param: None,
+            code: Some("server_shutting_down"),
+        }
+    }
+
+    /// 503 ending an answer still running when the shutdown grace period ran out.
+    pub fn cut_off_by_shutdown() -> Self {
+        ApiError {
+            message: "the server shut down before this answer was finished (the shutdown grace \
+                      period ran out)"
+                .into(),
+            ..Self::shutting_down()
+        }
+    }
+
     /// 500: generation failed inside the engine.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {

@@ -1,7 +1,9 @@
 //! What both generation endpoints share: submitting a request to the batch engine with a sink
 //! that feeds a channel (a closed channel, i.e. a gone client, cancels the sequence), then either
 //! collecting the whole answer or streaming it as server-sent events (`data: {...}` chunks, then
-//! `data: [DONE]`). Each endpoint supplies its JSON shapes through [`Shape`].
+//! `data: [DONE]`). Each endpoint supplies its JSON shapes through [`Shape`]. An answer counts as
+//! in flight for the graceful shutdown until it is over; when the shutdown grace period runs
+//! out it ends with a 503 (streamed: an error event, then `[DONE]`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+use crate::drain::{InFlight, Phase};
 use crate::error::ApiError;
 use crate::openai::{finish_reason, StreamOptions, Usage};
 use crate::state::{AppState, Backend};
@@ -88,6 +91,8 @@ pub struct Generation {
     /// dropping it stops the engine, which waits until its sequences see their receivers gone.
     events: UnboundedReceiver<SequenceEvent>,
     state: Arc<AppState>,
+    /// Counts this answer as in flight until it is dropped (the graceful shutdown waits).
+    _in_flight: InFlight,
     endpoint: &'static str,
     arrived: Instant,
     submitted: Instant,
@@ -136,6 +141,7 @@ impl Generation {
         Ok(Generation {
             events,
             state: Arc::clone(state),
+            _in_flight: state.drain.hold(),
             endpoint,
             arrived,
             submitted: Instant::now(),
@@ -152,9 +158,13 @@ impl Generation {
     }
 
     /// The next event, with a token event's logprob dropped for end-of-generation tokens and
-    /// the time to first token recorded.
+    /// the time to first token recorded; `None` when the engine dropped the request or the
+    /// shutdown grace period ran out (see [`Generation::ended_early`]).
     async fn next(&mut self, seen_token: &mut bool) -> Option<SequenceEvent> {
-        let mut event = self.events.recv().await?;
+        let mut event = tokio::select! {
+            event = self.events.recv() => event?,
+            () = self.state.drain.cancelled() => return None,
+        };
         if let SequenceEvent::Token(token) = &mut event {
             if !*seen_token && self.delivery == Delivery::Stream {
                 *seen_token = true;
@@ -167,6 +177,16 @@ impl Generation {
             }
         }
         Some(event)
+    }
+
+    /// Why an answer ended without its last event: the shutdown cut it off, or the engine
+    /// dropped it.
+    fn ended_early(&self) -> ApiError {
+        if self.state.drain.phase() == Phase::Cancelling {
+            ApiError::cut_off_by_shutdown()
+        } else {
+            ApiError::internal("the engine dropped the request")
+        }
     }
 
     fn finished(&self) {
@@ -204,7 +224,7 @@ impl Generation {
                 }
                 Some(SequenceEvent::Finished(summary)) => break summary,
                 Some(SequenceEvent::Failed(message)) => return Err(ApiError::internal(message)),
-                None => return Err(ApiError::internal("the engine dropped the request")),
+                None => return Err(self.ended_early()),
             }
         };
         self.finished();
@@ -327,9 +347,7 @@ impl<S: Shape> StreamState<S> {
                 }
                 None => {
                     self.done = true;
-                    return Some(
-                        self.error_events(ApiError::internal("the engine dropped the request")),
-                    );
+                    return Some(self.error_events(self.generation.ended_early()));
                 }
             }
         }

@@ -10,6 +10,10 @@
 //! `response_format` and a `grammar` extension (constrained decoding); chat takes OpenAI's
 //! `tools` / `tool_choice` and answers `tool_calls`.
 //!
+//! Shutdown is graceful (see [`drain`]): on Ctrl-C or SIGTERM the server stops admitting requests
+//! (503 `server_shutting_down`; `/health` answers 503 `draining`), lets the answers in flight
+//! finish within the configured grace period, ends the rest with an error event, and returns.
+//!
 //! The server binds before the model loads: start it with [`AppState::new`] and [`serve`], and
 //! call [`AppState::set_ready`] once the model is loaded.
 
@@ -17,6 +21,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod drain;
 pub mod error;
 pub mod generation;
 pub mod metrics;
@@ -41,18 +46,23 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub use error::ApiError;
-pub use state::{AppState, Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+pub use state::{
+    AppState, Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE,
+};
 
 /// `system_fingerprint` of every response.
 pub const SYSTEM_FINGERPRINT: &str = concat!("bitnet-rs-", env!("CARGO_PKG_VERSION"));
 
-/// How long answers in flight may run on after a shutdown signal.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// After the grace period: how long the answers being ended get to send their error event, and
+/// connections to flush and close, before the server returns regardless.
+pub const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The chat page, embedded in the binary.
 pub const CHAT_PAGE: &str = include_str!("../static/index.html");
 
-/// The router with every route, the API-key check, the body limit and the request counter.
+/// The router with every route, the API-key check, admission (refused while draining), the body
+/// limit and the request counter.
 pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
@@ -60,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), admit))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -82,9 +93,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes; answers still in flight
-/// then get [`SHUTDOWN_GRACE`] to finish. Each connection is HTTP/1.1 with the configured
-/// header read timeout (a client that never finishes its headers is dropped).
+/// Serves `router(state)` on `listener` until `shutdown` completes, then drains (see [`drain`]):
+/// new requests get 503 while the answers in flight run on for the configured grace period;
+/// those still running then end with an error, and connections get [`SHUTDOWN_FLUSH`] to send
+/// their last bytes. Each connection is HTTP/1.1 with the configured header read timeout (a
+/// client that never finishes its headers is dropped).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -93,36 +106,77 @@ pub async fn serve(
     let app = router(Arc::clone(&state));
     let read_timeout = state.config.read_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let serve_connection = |accepted: std::io::Result<(tokio::net::TcpStream, _)>| {
+        let app = app.clone();
+        let graceful = &graceful;
+        async move {
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of file descriptors or a connection reset before accept: wait, go on.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        tokio::select! {
+            accepted = listener.accept() => serve_connection(accepted).await,
             () = &mut shutdown => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                // Out of file descriptors or a connection reset before accept: wait, go on.
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
+        }
+    }
+    let drain = &state.drain;
+    drain.begin();
+    let grace = state.config.shutdown_grace;
+    eprintln!(
+        "shutting down: {} request(s) in flight get up to {:.1} s to finish; new requests get 503",
+        drain.in_flight(),
+        grace.as_secs_f64()
+    );
+    // Keep accepting while draining, so that clients (and load balancers' health checks) get a
+    // clear 503 rather than a refused connection.
+    let mut deadline = std::pin::pin!(tokio::time::sleep(grace));
+    let mut cut_off = false;
+    loop {
+        tokio::select! {
+            () = drain.idle() => break,
+            () = &mut deadline => {
+                if cut_off {
+                    eprintln!(
+                        "shutting down: {} answer(s) did not end in time; closing",
+                        drain.in_flight()
+                    );
+                    break;
+                }
+                cut_off = true;
+                eprintln!(
+                    "shutting down: grace period over; ending {} answer(s) with an error",
+                    drain.in_flight()
+                );
+                drain.cancel_in_flight();
+                deadline.set(tokio::time::sleep(SHUTDOWN_FLUSH));
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(read_timeout)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+            accepted = listener.accept() => serve_connection(accepted).await,
+        }
     }
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {},
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {},
+        () = tokio::time::sleep(SHUTDOWN_FLUSH) => {},
     }
+    eprintln!("shut down");
     Ok(())
 }
 
@@ -145,8 +199,8 @@ pub enum ServeError {
 /// Runs a server to completion: binds `addr` (`host:port`; port 0 picks a free one), tells
 /// `on_bound` the bound address, then serves while `load` runs on a background thread (the
 /// server answers 503 until it returns). Stops on Ctrl-C or SIGTERM, or with
-/// [`ServeError::Load`] when `load` fails; answers still streaming then get
-/// [`SHUTDOWN_GRACE`] to finish.
+/// [`ServeError::Load`] when `load` fails; the answers in flight first get the configured
+/// grace period to finish (see [`serve`]).
 pub fn run(
     addr: &str,
     config: ServerConfig,
@@ -268,6 +322,15 @@ async fn count_requests(
     response
 }
 
+/// Admits a request while serving (it is counted until its answer is over, see [`drain`]), or
+/// answers 503 while draining.
+async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match state.drain.admit() {
+        Ok(_in_flight) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
 /// With an API key configured, refuses requests without `Authorization: Bearer <key>`.
 async fn require_api_key(
     State(state): State<Arc<AppState>>,
@@ -306,15 +369,22 @@ async fn page() -> Html<&'static str> {
     Html(CHAT_PAGE)
 }
 
+/// `GET /health`: 200 `ok` once the model is loaded; 503 `loading` before, 503 `draining`
+/// after a shutdown signal (so load balancers stop routing here).
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        Json(json!({"status": "ok"})).into_response()
-    } else {
+    let unavailable = |status: &str| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "loading"})),
+            Json(json!({ "status": status })),
         )
             .into_response()
+    };
+    if state.drain.phase() != drain::Phase::Serving {
+        unavailable("draining")
+    } else if state.is_ready() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        unavailable("loading")
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the handlers share: the server's settings, the metrics, and the loaded model (its batch
-//! engine, tokenizer and chat template), which arrives after the server has bound its port.
+//! engine, tokenizer and chat template), which arrives after the server has bound its port, and
+//! the drain state of a graceful shutdown.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -11,6 +12,7 @@ use bitnet_model::Model;
 use bitnet_tokenizer::chat::ChatTemplate;
 use bitnet_tokenizer::Tokenizer;
 
+use crate::drain::Drain;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -19,6 +21,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
 /// Default time a client has to send a request's headers, and then its body.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default time answers in flight may run on after a shutdown signal before they are ended.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Settings fixed when the server starts.
 #[derive(Debug, Clone)]
@@ -33,6 +38,9 @@ pub struct ServerConfig {
     /// Time a client has to send a request's headers (else the connection is closed), and
     /// then its body (else 408).
     pub read_timeout: Duration,
+    /// After a shutdown signal: how long answers already admitted may run on before they are
+    /// ended (see [`crate::drain`]).
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -43,6 +51,7 @@ impl ServerConfig {
             api_key: None,
             body_limit: DEFAULT_BODY_LIMIT,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -86,6 +95,8 @@ impl Backend {
 pub struct AppState {
     pub config: ServerConfig,
     pub metrics: Metrics,
+    /// Admission of requests, and the drain after a shutdown signal.
+    pub drain: Arc<Drain>,
     /// Unix time the server started (the `created` of its model entry).
     pub started: u64,
     backend: OnceLock<Backend>,
@@ -98,6 +109,7 @@ impl AppState {
         Arc::new(AppState {
             config,
             metrics: Metrics::default(),
+            drain: Arc::new(Drain::default()),
             started: unix_time(),
             backend: OnceLock::new(),
             ids: AtomicU64::new(0),

@@ -1,6 +1,7 @@
 //! The router without a network: the loading state (503 everywhere but `/` and `/health`
 //! answers `loading`), the API key check, the body limit, unknown routes, and the page having
-//! no external references; then the same router once the tiny model is loaded.
+//! no external references; then the same router once the tiny model is loaded; and draining
+//! (after a shutdown signal: `/health` answers `draining`, API routes 503, `/metrics` answers).
 
 use std::sync::Arc;
 
@@ -149,4 +150,40 @@ async fn ready_with_the_tiny_model() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_of(&body)["code"], "model_not_found");
+}
+
+#[tokio::test]
+async fn draining_refuses_requests_and_says_so_on_health() {
+    let state = AppState::new(ServerConfig::new("tiny"));
+    state.drain.begin();
+
+    let (status, body) = call(&state, "GET", "/health", None, "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+    );
+    for (method, path, body) in [
+        ("POST", "/v1/chat/completions", CHAT),
+        ("POST", "/v1/completions", r#"{"prompt":"hi"}"#),
+        ("GET", "/v1/models", ""),
+        ("POST", "/tokenize", r#"{"content":"hi"}"#),
+    ] {
+        let (status, body) = call(&state, method, path, None, body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        let error = error_of(&body);
+        assert_eq!(error["code"], "server_shutting_down", "{path}: {body}");
+        assert_eq!(error["type"], "unavailable_error", "{path}: {body}");
+    }
+    assert_eq!(
+        state.drain.in_flight(),
+        0,
+        "refused requests are not counted"
+    );
+
+    let (status, body) = call(&state, "GET", "/metrics", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("bitnet_requests_total{endpoint=\"/v1/models\",status=\"503\"} 1"),
+        "{body}"
+    );
 }
