@@ -54,9 +54,11 @@ wait
 code="$(podman "${global[@]}" inspect "$name" --format '{{.State.ExitCode}}')"
 [ "$code" = 0 ] || fail "the container exited with $code after podman stop"
 for i in 1 2 3 4; do
-    tail -n 4 "$scratch/drain$i" | grep -q '^data: \[DONE\]' || fail "stream $i has no [DONE]"
+    ending="$(tail -n 4 "$scratch/drain$i")"
+    grep -q '^data: \[DONE\]' <<<"$ending" || fail "stream $i has no [DONE]"
     grep -q '"finish_reason":"length"' "$scratch/drain$i" || fail "stream $i has no finish chunk"
 done
-podman "${global[@]}" logs "$name" 2>&1 | grep -q "shutting down: " || fail "no drain in the log"
+server_log="$(podman "${global[@]}" logs "$name" 2>&1)"
+grep -q "shutting down: " <<<"$server_log" || fail "no drain in the log"
 log "podman stop with 4 streams open: all ended with their finish chunk and [DONE]; exit 0"
 log "ok: $image"

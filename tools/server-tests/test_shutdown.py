@@ -1,8 +1,11 @@
-"""Graceful shutdown of a real `bitnet serve`: streams are open, the test sends the server a
-signal mid-stream, and then checks that
+"""Graceful shutdown of a real `bitnet serve`: four streams are decoding and a fifth (whole,
+not streamed) request waits in the queue; the test sends the server a signal mid-stream, and
+then checks that
   - every stream that had started ends cleanly: its last chunk (a finish reason, and usage) then
     `[DONE]` when the answers fit in the grace period; an error event in OpenAI's shape
     (503 `server_shutting_down`) then `[DONE]` when the grace period runs out first;
+  - the queued request, admitted before the signal, is answered (200) within the grace period,
+    or gets a 503 `server_shutting_down` when the grace period runs out;
   - while draining, `/health` answers 503 `{"status": "draining"}` (and `bitnet health-check`
     fails naming it), new requests get 503 in the server's error shape, `/metrics` still answers;
   - once the streams are over the server closes its port (the Rust side checks the exit status).
@@ -74,6 +77,35 @@ class Stream(threading.Thread):
             self.started.set()
 
 
+class Whole(threading.Thread):
+    """One non-streamed completion; `status` and `body` once answered."""
+
+    def __init__(self, base_url, max_tokens):
+        super().__init__(daemon=True)
+        self.base_url = base_url
+        self.max_tokens = max_tokens
+        self.status = None
+        self.body = None
+        self.failure = None
+
+    def run(self):
+        body = {"prompt": "In the beginning", "max_tokens": self.max_tokens, "ignore_eos": True}
+        try:
+            with httpx.Client(base_url=self.base_url, timeout=300) as http:
+                r = http.post("/v1/completions", json=body)
+                self.status, self.body = r.status_code, r.json()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.failure = e
+
+
+def _wait_queued(http, n):
+    """Waits until `n` requests wait for a slot (admitted, not yet decoding)."""
+    deadline = time.monotonic() + 30
+    while f"bitnet_queue_depth {n}\n" not in http.get("/metrics").text:
+        assert time.monotonic() < deadline, "the queued request never showed in /metrics"
+        time.sleep(0.02)
+
+
 def _text(choice):
     if "delta" in choice:
         return choice["delta"].get("content") or ""
@@ -89,7 +121,9 @@ def _error_shape(body, code):
     return err
 
 
-def _start_streams_and_signal(base_url, max_tokens):
+def _start_streams_and_signal(base_url, http, max_tokens, queued_tokens):
+    """Four streams decoding (the server has --parallel 4) and one whole request queued behind
+    them; then the signal."""
     pid = int(_env("BITNET_SERVER_PID"))
     sig = {"TERM": signal.SIGTERM, "INT": signal.SIGINT}[_env("BITNET_SHUTDOWN_SIGNAL")]
     streams = [Stream(base_url, i, max_tokens) for i in range(STREAMS)]
@@ -98,8 +132,11 @@ def _start_streams_and_signal(base_url, max_tokens):
     for s in streams:
         assert s.started.wait(120), f"stream {s.index} produced nothing in 120 s"
         assert s.failure is None, f"stream {s.index} failed before the signal: {s.failure!r}"
+    queued = Whole(base_url, queued_tokens)
+    queued.start()
+    _wait_queued(http, 1)
     os.kill(pid, sig)
-    return streams
+    return streams, queued
 
 
 def _wait_draining(http):
@@ -161,10 +198,15 @@ def test_streams_finish_within_grace(base_url):
     assert probe.returncode == 0 and "200" in probe.stdout, probe
     with httpx.Client(base_url=base_url, timeout=30) as http:
         assert http.get("/health").json() == {"status": "ok"}
-        streams = _start_streams_and_signal(base_url, max_tokens)
+        # The queued answer starts when a stream ends, so the drain lasts about two answers.
+        streams, queued = _start_streams_and_signal(base_url, http, max_tokens, max_tokens)
         _check_drain_refusals(base_url, http)
-        assert any(s.is_alive() for s in streams), \
-            "every stream ended before the drain was checked: raise BITNET_STREAM_TOKENS"
+        assert queued.is_alive(), \
+            "every answer ended before the drain was checked: raise BITNET_STREAM_TOKENS"
+    queued.join(300)
+    assert queued.failure is None, repr(queued.failure)
+    assert queued.status == 200, queued.body
+    assert queued.body["usage"]["completion_tokens"] == max_tokens, queued.body
     for s in streams:
         s.join(300)
         assert not s.is_alive(), f"stream {s.index} never ended"
@@ -183,8 +225,12 @@ def test_streams_finish_within_grace(base_url):
 def test_streams_past_grace_end_with_an_error(base_url):
     max_tokens = int(_env("BITNET_STREAM_TOKENS"))
     with httpx.Client(base_url=base_url, timeout=30) as http:
-        streams = _start_streams_and_signal(base_url, max_tokens)
+        streams, queued = _start_streams_and_signal(base_url, http, max_tokens, max_tokens)
         _check_drain_refusals(base_url, http)
+    queued.join(120)
+    assert queued.failure is None, repr(queued.failure)
+    assert queued.status == 503, queued.body
+    assert "grace period" in _error_shape(queued.body, "server_shutting_down")["message"]
     for s in streams:
         s.join(120)
         assert not s.is_alive(), f"stream {s.index} never ended"

@@ -347,6 +347,33 @@ fn serves_the_shipped_model_without_m() {
     );
 }
 
+/// `bitnet health-check` against a port nothing listens on: exit 1 naming the connection.
+/// (Against a healthy and a draining server: test_shutdown.py.)
+#[test]
+fn health_check_fails_naming_the_address_when_nothing_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args([
+            "health-check",
+            "--port",
+            &port.to_string(),
+            "--timeout",
+            "2",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("running bitnet health-check");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("connecting to 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_model_that_fails_to_load_stops_the_server_with_the_reason() {
     let not_a_model = repo_root().join("Cargo.toml");
