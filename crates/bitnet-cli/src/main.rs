@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod constraint_args;
 mod convert;
+mod embed;
 mod inspect;
 mod load;
 mod perplexity;
@@ -49,8 +50,10 @@ enum Command {
     Templates(tokenize::TemplatesArgs),
     /// Measure prompt-processing and generation speed (llama-bench conventions).
     Bench(bench::BenchArgs),
-    /// Convert a Hugging Face BitNet checkpoint to GGUF.
+    /// Convert a Hugging Face BitNet or BERT checkpoint to GGUF.
     Convert(convert::ConvertArgs),
+    /// Sentence embeddings from an encoder model (BERT), one vector per text.
+    Embed(embed::EmbedArgs),
     /// Write a random-weight ternary model of a real shape, for benchmarks.
     Synth(synth::SynthArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, with a chat page at `/`.
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Command::Templates(args) => tokenize::run_templates(args),
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Serve(args) => serve::run(args),
         Command::VerifyReceipt(args) => receipt::run(args),
