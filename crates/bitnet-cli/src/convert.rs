@@ -1,4 +1,4 @@
-//! `bitnet convert`: a Hugging Face BitNet checkpoint (safetensors) to a GGUF file. Parses the
+//! `bitnet convert`: a Hugging Face BitNet or BERT checkpoint (safetensors) to a GGUF file. Parses the
 //! arguments and calls `bitnet_convert::convert`; the progress bar goes to stderr when it is a
 //! terminal.
 
@@ -7,16 +7,18 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bitnet_convert::{ConvertOptions, OutputType};
 
-/// Convert a Hugging Face BitNet checkpoint (BitNetForCausalLM, safetensors) to GGUF.
+/// Convert a Hugging Face checkpoint (BitNetForCausalLM or a BERT encoder, safetensors) to GGUF.
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
     /// Checkpoint directory: config.json, model.safetensors (or model.safetensors.index.json and
-    /// its shards), tokenizer.model or tokenizer.json, optionally tokenizer_config.json.
+    /// its shards), tokenizer.model or tokenizer.json (BERT: tokenizer.json or vocab.txt),
+    /// optionally tokenizer_config.json (and 1_Pooling/config.json for sentence-transformers).
     pub hf_dir: PathBuf,
     /// Output GGUF file.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Storage type of the ternary linear weights (embeddings are F16, norms F32).
+    /// Storage type of the ternary linear weights (embeddings are F16, norms F32); for a BERT
+    /// checkpoint, of its matrices: f32, f16 or q8_0 (norms, biases F32).
     #[arg(long = "type", default_value = "i2_s", value_parser = parse_type)]
     pub output_type: OutputType,
     /// general.name (default: the config's _name_or_path, else the directory name).

@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod constraint_args;
 mod convert;
+mod embed;
 mod health_check;
 mod inspect;
 mod load;
@@ -50,8 +51,10 @@ enum Command {
     Templates(tokenize::TemplatesArgs),
     /// Measure prompt-processing and generation speed (llama-bench conventions).
     Bench(bench::BenchArgs),
-    /// Convert a Hugging Face BitNet checkpoint to GGUF.
+    /// Convert a Hugging Face BitNet or BERT checkpoint to GGUF.
     Convert(convert::ConvertArgs),
+    /// Sentence embeddings from an encoder model (BERT), one vector per text.
+    Embed(embed::EmbedArgs),
     /// Write a random-weight ternary model of a real shape, for benchmarks.
     Synth(synth::SynthArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, with a chat page at `/`.
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Templates(args) => tokenize::run_templates(args),
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Embed(args) => embed::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Serve(args) => serve::run(args),
         Command::HealthCheck(args) => health_check::run(&args),

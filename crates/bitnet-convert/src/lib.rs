@@ -12,12 +12,16 @@
 //!   or F32 ([`OutputType`]); Q/K rows are not permuted (NEOX RoPE);
 //! - `token_embd` (and an untied `output`) as F16, norms as F32.
 //!
+//! BERT checkpoints (`model_type: bert`) go to llama.cpp's `bert` encoder layout instead
+//! ([`bert`]: float matrices as F32, F16 or Q8_0, the WordPiece vocabulary).
+//!
 //! Modules: `config` (HF config → hyper-parameters, refusing what GGUF cannot express),
 //! `checkpoint` (safetensors over mmap), `weights` (linears → `TernaryTensor`), `output`
 //! (ternary → storage type), `vocab` (tokenizer → metadata).
 
 #![forbid(unsafe_code)]
 
+pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -281,6 +285,10 @@ fn default_name(cfg: &ModelConfig, dir: &Path) -> String {
 
 /// Converts the checkpoint in `hf_dir` to a GGUF file at `out`.
 pub fn convert(hf_dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertSummary> {
+    let json = config::read_json(&hf_dir.join("config.json"))?;
+    if bert::is_bert(&json) {
+        return bert::convert_bert(hf_dir, &json, out, opts);
+    }
     let cfg = ModelConfig::from_dir(hf_dir)?;
     let ckpt = Checkpoint::open(hf_dir)?;
     let spec = vocab::load_vocab(hf_dir, &cfg)?;

@@ -14,6 +14,8 @@ pub enum OutputType {
     TQ1_0,
     F16,
     F32,
+    /// Q8_0 (for BERT checkpoints' float weights; a ternary linear stored so is `t·s` in Q8_0).
+    Q8_0,
 }
 
 /// TQ1_0 / TQ2_0 block length.
@@ -21,12 +23,13 @@ const TQ_BLOCK: usize = 256;
 
 impl OutputType {
     /// Every type, in `--type` order.
-    pub const ALL: [OutputType; 5] = [
+    pub const ALL: [OutputType; 6] = [
         OutputType::I2S,
         OutputType::TQ2_0,
         OutputType::TQ1_0,
         OutputType::F16,
         OutputType::F32,
+        OutputType::Q8_0,
     ];
 
     /// The `--type` name.
@@ -37,6 +40,7 @@ impl OutputType {
             OutputType::TQ1_0 => "tq1_0",
             OutputType::F16 => "f16",
             OutputType::F32 => "f32",
+            OutputType::Q8_0 => "q8_0",
         }
     }
 
@@ -55,6 +59,7 @@ impl OutputType {
             OutputType::TQ1_0 => GgmlType::TQ1_0,
             OutputType::F16 => GgmlType::F16,
             OutputType::F32 => GgmlType::F32,
+            OutputType::Q8_0 => GgmlType::Q8_0,
         }
     }
 
@@ -63,6 +68,7 @@ impl OutputType {
         match self {
             OutputType::F32 => 0,
             OutputType::F16 => 1,
+            OutputType::Q8_0 => 7,
             OutputType::TQ1_0 => 36,
             OutputType::TQ2_0 => 37,
             OutputType::I2S => 40,
@@ -83,7 +89,9 @@ pub fn encode_linear(weight: TernaryTensor, ty: OutputType) -> Result<Vec<u8>, Q
         OutputType::TQ2_0 | OutputType::TQ1_0 => {
             encode_ternary(&per_block(weight, TQ_BLOCK)?, ty.ggml_type())
         }
-        OutputType::F16 | OutputType::F32 => quantize(ty.ggml_type(), &weight.to_f32()),
+        OutputType::F16 | OutputType::F32 | OutputType::Q8_0 => {
+            quantize(ty.ggml_type(), &weight.to_f32())
+        }
     }
 }
 

@@ -305,6 +305,8 @@ pub fn vocab_metadata(spec: &VocabSpec, vocab_size: usize) -> Vec<(String, Metad
         ("ggml.eos_token_id", spec.eos),
         ("ggml.unknown_token_id", spec.unk),
         ("ggml.padding_token_id", spec.pad),
+        ("ggml.cls_token_id", spec.cls),
+        ("ggml.seperator_token_id", spec.sep),
     ] {
         if let Some(id) = id {
             put(key, M::U32(id));
@@ -314,6 +316,8 @@ pub fn vocab_metadata(spec: &VocabSpec, vocab_size: usize) -> Vec<(String, Metad
         ("ggml.add_bos_token", spec.add_bos),
         ("ggml.add_eos_token", spec.add_eos),
         ("ggml.add_space_prefix", spec.add_space_prefix),
+        ("ggml.normalizer.lowercase", spec.lowercase),
+        ("ggml.normalizer.strip_accents", spec.strip_accents),
     ] {
         if let Some(flag) = flag {
             put(key, M::Bool(flag));

@@ -15,6 +15,8 @@ pub enum Activation {
     Silu,
     /// GELU, tanh approximation (Gemma).
     GeluTanh,
+    /// GELU with the exact error function, `0.5·x·(1 + erf(x/√2))` (BERT's `gelu`).
+    GeluErf,
 }
 
 impl Activation {
@@ -24,6 +26,7 @@ impl Activation {
             "relu2" | "relu_squared" => Some(Activation::Relu2),
             "silu" | "swish" => Some(Activation::Silu),
             "gelu_pytorch_tanh" | "gelu_tanh" | "gelu" => Some(Activation::GeluTanh),
+            "gelu_erf" => Some(Activation::GeluErf),
             _ => None,
         }
     }
@@ -75,6 +78,9 @@ pub enum Graph {
     Qwen3,
     /// `models/gemma3.rs`: Gemma 3 (Gemma 2 with Q/K norms and 5:1 local/global layers).
     Gemma3,
+    /// `models/bert.rs`: BERT encoders (post-norm LayerNorm blocks, bidirectional attention,
+    /// absolute position and token-type embeddings, no LM head).
+    Bert,
 }
 
 /// One registered architecture.
@@ -195,6 +201,8 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
         RopeStyle::Neox,
     ),
     spec("glm4", Graph::Glm4, Activation::Silu, RopeStyle::Normal),
+    // (no RoPE: positions are learned embeddings)
+    spec("bert", Graph::Bert, Activation::GeluErf, RopeStyle::Neox),
 ];
 
 /// Looks up an architecture by its `general.architecture` string.

@@ -53,6 +53,12 @@ pub struct ModelConfig {
     pub final_logit_softcap: Option<f32>,
     /// `tanh` soft-capping of attention scores (`<arch>.attn_logit_softcapping`).
     pub attn_logit_softcap: Option<f32>,
+    /// Whether a token attends only to earlier positions (`<arch>.attention.causal`; decoders:
+    /// yes, encoders such as BERT: no).
+    pub causal: bool,
+    /// How an encoder's token states become one vector (`<arch>.pooling_type`), when the file
+    /// says.
+    pub pooling: Option<crate::pooling::Pooling>,
 }
 
 impl ModelConfig {
@@ -192,6 +198,11 @@ impl ModelConfig {
             attention_scale,
             final_logit_softcap,
             attn_logit_softcap,
+            causal: true,
+            pooling: match file.get_u64(&key("pooling_type")) {
+                Some(v) => crate::pooling::Pooling::from_gguf(v)?,
+                None => None,
+            },
         };
         models::configure(&ArchKeys { file, arch }, &mut config)?;
         Ok(config)
@@ -379,6 +390,7 @@ pub fn unread_arch_keys(file: &GgufFile) -> Vec<String> {
 /// `vocab_size` (taken from the embedding tensor instead). `--strict` refuses files with any other
 /// key in the architecture's namespace: its meaning would be ignored.
 pub const KNOWN_ARCH_KEYS: &[&str] = &[
+    "attention.causal",
     "attention.clamp_kqv",
     "attention.head_count",
     "attention.head_count_kv",
@@ -405,6 +417,7 @@ pub const KNOWN_ARCH_KEYS: &[&str] = &[
     "hidden_activation",
     "leading_dense_block_count",
     "logit_scale",
+    "pooling_type",
     "rope.dimension_count",
     "rope.freq_base",
     "rope.freq_base_swa",
@@ -433,6 +446,7 @@ mod tests {
             include_str!("models/mpt.rs"),
             include_str!("models/gemma3.rs"),
             include_str!("models/phi3.rs"),
+            include_str!("models/bert.rs"),
         ] {
             code.push_str(model);
         }

@@ -48,6 +48,15 @@ pub enum ModelError {
     /// A compute kernel refused its operands.
     #[error("kernel: {0}")]
     Kernel(String),
+    /// An encoder (embedding) model opened as a text generator.
+    #[error("`{0}` is an encoder (an embedding model without an LM head): use `bitnet embed` or `bitnet serve --embeddings`")]
+    Encoder(&'static str),
+    /// A decoder opened as an encoder.
+    #[error("`{0}` is not an encoder architecture (embeddings are computed by `bert` models)")]
+    NotEncoder(&'static str),
+    /// An encoder input longer than the model's positions.
+    #[error("input of {tokens} tokens is longer than the model's context of {max} positions")]
+    InputTooLong { tokens: usize, max: usize },
     /// A forward call with no tokens.
     #[error("empty token batch")]
     EmptyBatch,

@@ -12,6 +12,8 @@
 //! - [`ops`]: RMSNorm, RoPE, softmax, activations, with ggml's arithmetic.
 //! - [`kv_cache`]: the KV cache (F16 by default, or F32).
 //! - [`model`]: [`Model`] and its forward pass.
+//! - [`encoder`]: [`Encoder`], the forward pass of encoder models (BERT) into token states.
+//! - [`pooling`]: token states into one vector per input, L2 normalisation.
 //! - [`perplexity`]: llama-perplexity's chunking and scoring.
 
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@ pub mod arch;
 mod blocks;
 pub mod config;
 pub mod dense;
+pub mod encoder;
 mod error;
 pub mod kv_cache;
 pub mod linear;
@@ -27,12 +30,15 @@ pub mod model;
 mod models;
 pub mod ops;
 pub mod perplexity;
+pub mod pooling;
 pub mod weights;
 
 pub use arch::{Activation, ArchSpec, Graph, RopeStyle, ARCHITECTURES};
 pub use config::ModelConfig;
+pub use encoder::Encoder;
 pub use error::ModelError;
 pub use kv_cache::{KvCache, KvPrecision};
 pub use linear::Linear;
 pub use model::{BatchSegment, HeadFormat, LoadOptions, Model};
 pub use perplexity::{perplexity, PerplexityParams, PerplexityReport};
+pub use pooling::Pooling;

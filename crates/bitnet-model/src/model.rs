@@ -100,6 +100,9 @@ impl Model {
     /// [`Model::load`] with options (e.g. a Q8_0 head).
     pub fn load_with(file: &GgufFile, options: LoadOptions) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
+        if models::is_encoder(config.arch.graph) {
+            return Err(ModelError::Encoder(config.arch.name));
+        }
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
         const OUTPUT_NORM_BIAS: &str = "output_norm.bias";
         // Only a final LayerNorm has a bias; anywhere else the tensor is refused as unused.
@@ -161,27 +164,6 @@ impl Model {
                 file.release_tensor_pages(t);
             }
         }
-        // Decoding and repacking the layers is the slow part of loading: spread it over the cores.
-        type Loaded = Result<(BlockWeights, Vec<String>), ModelError>;
-        let slots: Vec<std::sync::Mutex<Option<Loaded>>> = (0..config.n_layer)
-            .map(|_| std::sync::Mutex::new(None))
-            .collect();
-        let linear_scales = models::has_linear_scales(&config);
-        ThreadPool::global().run(config.n_layer, &|il| {
-            let prefix = format!("blk.{il}.");
-            let tensors = || {
-                file.tensors()
-                    .iter()
-                    .filter(|t| t.name.starts_with(&prefix))
-            };
-            tensors().for_each(|t| file.prefetch_tensor_pages(t));
-            let tensors_of_layer = LayerTensors::new(file, &config, il, linear_scales);
-            let layer = models::load_layer(&tensors_of_layer)
-                .map(|layer| (layer, tensors_of_layer.into_asked()));
-            // The layer's weights are copied out: its mapped pages need not stay resident.
-            tensors().for_each(|t| file.release_tensor_pages(t));
-            *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
-        });
         let mut used: std::collections::HashSet<String> =
             [EMBD, "output_norm.weight", "output.weight"]
                 .iter()
@@ -202,18 +184,9 @@ impl Model {
         } else {
             None
         };
-        let (mut layers, mut plain_layers) = (Vec::new(), Vec::new());
-        for slot in slots {
-            let (layer, asked) = slot
-                .into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("the pool runs every layer")?;
-            match layer {
-                BlockWeights::Gated(l) => layers.push(*l),
-                BlockWeights::Plain(l) => plain_layers.push(*l),
-            }
-            used.extend(asked);
-        }
+        let blocks = load_blocks(file, &config)?;
+        used.extend(blocks.asked);
+        let (layers, plain_layers) = (blocks.gated, blocks.plain);
         if config.rope_scaling.is_some() {
             used.extend(crate::config::LONG_ROPE_TENSORS.map(String::from));
         }
@@ -412,4 +385,58 @@ impl Model {
         }
         Ok(out)
     }
+}
+
+/// A model's blocks: the gated ones, the plain-FFN ones (one of the two is empty), and every
+/// tensor name asked for while loading them.
+pub(crate) struct LoadedBlocks {
+    pub gated: Vec<Layer>,
+    pub plain: Vec<PlainLayer>,
+    pub asked: Vec<String>,
+}
+
+/// Loads every block's weights as the architecture declares them, the layers in parallel
+/// (decoding and repacking them is the slow part of loading), each layer's mapped pages released
+/// once copied out.
+pub(crate) fn load_blocks(
+    file: &GgufFile,
+    config: &ModelConfig,
+) -> Result<LoadedBlocks, ModelError> {
+    type Loaded = Result<(BlockWeights, Vec<String>), ModelError>;
+    let slots: Vec<std::sync::Mutex<Option<Loaded>>> = (0..config.n_layer)
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    let linear_scales = models::has_linear_scales(config);
+    ThreadPool::global().run(config.n_layer, &|il| {
+        let prefix = format!("blk.{il}.");
+        let tensors = || {
+            file.tensors()
+                .iter()
+                .filter(|t| t.name.starts_with(&prefix))
+        };
+        tensors().for_each(|t| file.prefetch_tensor_pages(t));
+        let tensors_of_layer = LayerTensors::new(file, config, il, linear_scales);
+        let layer = models::load_layer(&tensors_of_layer)
+            .map(|layer| (layer, tensors_of_layer.into_asked()));
+        // The layer's weights are copied out: its mapped pages need not stay resident.
+        tensors().for_each(|t| file.release_tensor_pages(t));
+        *slots[il].lock().unwrap_or_else(|p| p.into_inner()) = Some(layer);
+    });
+    let (mut layers, mut plain_layers, mut asked) = (Vec::new(), Vec::new(), Vec::new());
+    for slot in slots {
+        let (layer, names) = slot
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .expect("the pool runs every layer")?;
+        match layer {
+            BlockWeights::Gated(l) => layers.push(*l),
+            BlockWeights::Plain(l) => plain_layers.push(*l),
+        }
+        asked.extend(names);
+    }
+    Ok(LoadedBlocks {
+        gated: layers,
+        plain: plain_layers,
+        asked,
+    })
 }

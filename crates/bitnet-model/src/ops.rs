@@ -146,6 +146,7 @@ fn activate(act: Activation, x: f32) -> f32 {
         }
         Activation::Silu => x / (1.0 + (-x).exp()),
         Activation::GeluTanh => gelu_tanh(x),
+        Activation::GeluErf => gelu_erf(x),
     }
 }
 
@@ -165,6 +166,36 @@ pub fn activation_in_place(act: Activation, x: &mut [f32]) {
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
+/// GELU with the error function: `0.5·x·(1 + erf(x/√2))`, in f64.
+pub fn gelu_erf(x: f32) -> f32 {
+    let x = f64::from(x);
+    (0.5 * x * (1.0 + erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+}
+
+/// The error function: its Taylor series below |x| = 0.5 (exact to f64 there), elsewhere
+/// Numerical Recipes' Chebyshev fit of `erfc` (fractional error below 1.2e-7).
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    if z < 0.5 {
+        let (mut term, mut sum, z2) = (z, z, z * z);
+        for n in 1..30 {
+            term *= -z2 / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        return (sum * std::f64::consts::FRAC_2_SQRT_PI).copysign(x);
+    }
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    (1.0 - t * poly.exp()).copysign(x)
 }
 
 /// `cap · tanh(x / cap)` applied in place.
@@ -214,6 +245,24 @@ mod tests {
         let mut x = orig.clone();
         rope_apply(&mut x, 8, RopeStyle::Neox, &cos, &sin);
         assert_eq!(x, orig);
+    }
+
+    #[test]
+    fn gelu_erf_matches_the_error_function() {
+        // erf values from Python's math.erf
+        for (x, e) in [
+            (0.25f64, 0.276_326_390_168_236_9),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (-3.0, -0.999_977_909_503_001_4),
+        ] {
+            assert!((erf(x) - e).abs() < 2e-7 * e.abs(), "erf({x}) = {}", erf(x));
+        }
+        assert_eq!(gelu_erf(0.0), 0.0);
+        let g = gelu_erf(1.0) as f64;
+        // 0.5 · (1 + erf(1/√2)), erf(1/√2) = 0.682_689_492_137_085_9
+        assert!((g - 0.841_344_746_068_543).abs() < 1e-7, "{g}");
     }
 
     #[test]

@@ -79,7 +79,8 @@ impl Pass<'_, '_> {
         self.q.iter_mut().for_each(|v| *v *= scale);
     }
 
-    /// Causal (sliding-window on the layers the configuration marks) multi-head attention
+    /// Causal (sliding-window on the layers the configuration marks; bidirectional over the
+    /// segment's own tokens where the configuration is not causal) multi-head attention
     /// with grouped KV heads over each segment's cache of layer `il`: `softmax(cap(scale ·
     /// q·k + alibi)) · v` into `attn`, `cap` being the configuration's attention soft-capping
     /// and `alibi` its ALiBi bias (MPT).
@@ -99,6 +100,14 @@ impl Pass<'_, '_> {
             .map(|seg| seg.cache.layer(il))
             .collect();
         let (q, rows, plans) = (&self.q, &self.rows, &self.plans);
+        // The end of what each segment attends to when attention is not causal: all its tokens.
+        let ends: Vec<usize> = self
+            .segments
+            .iter()
+            .zip(plans)
+            .map(|(seg, plan)| plan.pos0 + seg.tokens.len())
+            .collect();
+        let causal = cfg.causal;
         // One chunk per token (all its heads), handed out dynamically: later tokens attend to
         // more positions, so a static split would leave one thread with most of the work.
         let out_rows: Vec<std::sync::Mutex<&mut [f32]>> = self
@@ -112,6 +121,7 @@ impl Pass<'_, '_> {
             let (plan, (k_all, v_all)) = (&plans[s], kv[s]);
             let rounding = plan.rounding;
             let p = plan.pos0 + i;
+            let hi = if causal { p + 1 } else { ends[s] };
             let lo = match window {
                 Some(w) if p + 1 > w => p + 1 - w,
                 _ => 0,
@@ -119,7 +129,7 @@ impl Pass<'_, '_> {
             // The query heads of one KV group are done together, so each cached key and value
             // row is loaded once per group; every dot and sum is the same arithmetic as one head
             // at a time.
-            let span = p + 1 - lo;
+            let span = hi - lo;
             let mut scores = vec![0.0f32; group * span];
             let mut qs = vec![0.0f32; group * hd];
             for g in 0..cfg.n_head_kv {
@@ -134,11 +144,11 @@ impl Pass<'_, '_> {
                     offset: g * hd,
                     head_dim: hd,
                 };
-                attention_scores(&qs, rows_of(k_all), lo..p + 1, score_scale, &mut scores);
+                attention_scores(&qs, rows_of(k_all), lo..hi, score_scale, &mut scores);
                 for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
                     if let Some(max_bias) = cfg.alibi_max_bias {
                         let slope = cfg.alibi_slope(max_bias, heads.start + gi);
-                        for (j, v) in (lo..p + 1).zip(sc.iter_mut()) {
+                        for (j, v) in (lo..hi).zip(sc.iter_mut()) {
                             *v += slope * -((p - j) as f32);
                         }
                     }
@@ -151,7 +161,7 @@ impl Pass<'_, '_> {
                     }
                 }
                 let o_group = &mut row[heads.start * hd..heads.end * hd];
-                attention_values(&scores, rows_of(v_all), lo..p + 1, o_group);
+                attention_values(&scores, rows_of(v_all), lo..hi, o_group);
             }
         });
     }

@@ -18,6 +18,12 @@ impl Pass<'_, '_> {
         ops::layer_norm_rows_in_place(&mut self.normed, w, b, self.cfg.rms_eps);
     }
 
+    /// `x = LayerNorm(x) · w (+ b)`: the residual stream itself normed after a residual add
+    /// (post-norm blocks, BERT's `attn_output_norm` and `layer_output_norm`).
+    pub fn layer_norm_stream(&self, x: &mut [f32], w: &[f32], b: Option<&[f32]>) {
+        ops::layer_norm_rows_in_place(x, w, b, self.cfg.rms_eps);
+    }
+
     /// `attn = RMSNorm(attn) · w` before the output projection (BitNet's `attn_sub_norm`).
     pub fn rms_norm_attention_output(&mut self, w: &[f32]) {
         ops::rms_norm_rows_in_place(&mut self.attn, w, self.cfg.rms_eps);

@@ -10,6 +10,7 @@
 //! - `block`: block `il` applied to the residual stream `x` of a whole batch.
 
 mod baichuan;
+mod bert;
 mod bitnet;
 mod chatglm;
 mod command_r;
@@ -62,6 +63,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         Graph::Gpt2 => gpt2::configure(keys, cfg),
         Graph::Falcon => falcon::configure(keys, cfg),
         Graph::Mpt => mpt::configure(keys, cfg),
+        Graph::Bert => bert::configure(keys, cfg),
     }
 }
 
@@ -87,6 +89,7 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Gpt2 => return gpt2::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
         Graph::Falcon => return falcon::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
         Graph::Mpt => return mpt::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
+        Graph::Bert => return bert::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l))),
     };
     gated.map(|l| BlockWeights::Gated(Box::new(l)))
 }
@@ -98,7 +101,13 @@ pub(crate) fn scales_embeddings(graph: Graph) -> bool {
 
 /// Whether the graph adds learned position embeddings (`position_embd.weight`) to the input.
 pub(crate) fn has_position_embeddings(graph: Graph) -> bool {
-    graph == Graph::Gpt2
+    matches!(graph, Graph::Gpt2 | Graph::Bert)
+}
+
+/// Whether the graph is an encoder: its output is the token states (pooled into embeddings),
+/// not logits; it has no LM head and no KV cache across calls ([`crate::encoder`]).
+pub fn is_encoder(graph: Graph) -> bool {
+    graph == Graph::Bert
 }
 
 /// Whether the linears may carry one-element `<linear>.scale` tensors multiplying their output.
@@ -118,6 +127,7 @@ pub(crate) fn block(
         (Graph::Gpt2, BlockRef::Plain(l)) => return gpt2::block(p, il, l, x),
         (Graph::Falcon, BlockRef::Plain(l)) => return falcon::block(p, il, l, x),
         (Graph::Mpt, BlockRef::Plain(l)) => return mpt::block(p, il, l, x),
+        (Graph::Bert, BlockRef::Plain(l)) => return bert::block(p, il, l, x),
         (_, BlockRef::Gated(l)) => l,
         (_, BlockRef::Plain(_)) => {
             return Err(ModelError::Internal(format!(
@@ -139,9 +149,11 @@ pub(crate) fn block(
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
-        Graph::Starcoder2 | Graph::Gpt2 | Graph::Falcon | Graph::Mpt => Err(ModelError::Internal(
-            format!("layer {il} was loaded as a gated-FFN block for a plain-FFN graph"),
-        )),
+        Graph::Starcoder2 | Graph::Gpt2 | Graph::Falcon | Graph::Mpt | Graph::Bert => {
+            Err(ModelError::Internal(format!(
+                "layer {il} was loaded as a gated-FFN block for a plain-FFN graph"
+            )))
+        }
     }
 }
 

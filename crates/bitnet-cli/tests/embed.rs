@@ -1,0 +1,175 @@
+//! `bitnet convert` + `bitnet embed` on all-MiniLM-L6-v2 (fetched from PyPI) against
+//! sentence-transformers' vectors of 54 sentences (`testdata/embeddings/all-minilm-l6-v2.json`,
+//! made by `tools/embeddings/make_refs.py`): token ids identical, cosine ≥ 0.9999 converted to
+//! F32, ≥ 0.999 to F16 and Q8_0; the `cls` pooling override against the reference's [CLS]
+//! states; errors for over-long input and for opening the encoder as a generator.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bitnet(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args)
+        .output()
+        .expect("run bitnet")
+}
+
+/// The checkpoint converted to `ty` (once per test binary run and type).
+fn converted(ty: &str) -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("all-minilm-l6-v2-{ty}.gguf"));
+    let dir = bitnet_testdata::all_minilm_l6_v2();
+    let o = bitnet(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        ty,
+        "--no-progress",
+    ]);
+    assert!(
+        o.status.success(),
+        "convert: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+struct Reference {
+    text: String,
+    ids: Vec<u64>,
+    mean: Vec<f64>,
+    cls: Vec<f64>,
+}
+
+fn reference() -> Vec<Reference> {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(bitnet_testdata::all_minilm_l6_v2_refs()).unwrap())
+            .unwrap();
+    let floats = |x: &Value| -> Vec<f64> {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap())
+            .collect()
+    };
+    v["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Reference {
+            text: s["text"].as_str().unwrap().to_string(),
+            ids: s["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap())
+                .collect(),
+            mean: floats(&s["mean"]),
+            cls: floats(&s["cls"]),
+        })
+        .collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Embeds every reference sentence with `bitnet embed --json`; checks the ids and returns the
+/// lowest cosine against `pick`'s reference vector.
+fn lowest_cosine(model: &Path, extra: &[&str], pick: fn(&Reference) -> &[f64]) -> f64 {
+    let refs = reference();
+    assert!(refs.len() >= 50);
+    let mut args = vec!["embed", "-m", model.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend(refs.iter().map(|r| r.text.as_str()));
+    let o = bitnet(&args);
+    assert!(
+        o.status.success(),
+        "embed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["dim"], 384);
+    assert_eq!(doc["normalized"], true);
+    let data = doc["data"].as_array().unwrap();
+    assert_eq!(data.len(), refs.len());
+    let mut lowest = 1.0f64;
+    for (r, d) in refs.iter().zip(data) {
+        let ids: Vec<u64> = d["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, r.ids, "ids of {:?}", r.text);
+        let v: Vec<f64> = d["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap())
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+        let c = cosine(&v, pick(r));
+        lowest = lowest.min(c);
+    }
+    lowest
+}
+
+#[test]
+fn f32_matches_sentence_transformers() {
+    let model = converted("f32");
+    let c = lowest_cosine(&model, &[], |r| &r.mean);
+    assert!(c >= 0.9999, "lowest cosine {c}");
+    // the [CLS] state, pooled on request
+    let c = lowest_cosine(&model, &["--pooling", "cls"], |r| &r.cls);
+    assert!(c >= 0.9999, "lowest cosine of cls pooling {c}");
+    // over-long input: an error naming the context
+    let long = "word ".repeat(600);
+    let o = bitnet(&["embed", "-m", model.to_str().unwrap(), &long]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("context of 512"), "{err}");
+    // an encoder is not a generator
+    let o = bitnet(&["run", "-m", model.to_str().unwrap(), "-n", "1", "-p", "hi"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is an encoder"), "{err}");
+    std::fs::remove_file(model).unwrap();
+}
+
+#[test]
+fn f16_and_q8_0_match_sentence_transformers() {
+    for ty in ["f16", "q8_0"] {
+        let model = converted(ty);
+        let c = lowest_cosine(&model, &[], |r| &r.mean);
+        assert!(c >= 0.999, "{ty}: lowest cosine {c}");
+        std::fs::remove_file(model).unwrap();
+    }
+}
+
+#[test]
+fn ternary_types_are_refused_for_bert() {
+    let dir = bitnet_testdata::all_minilm_l6_v2();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("minilm-i2s.gguf");
+    let o = bitnet(&[
+        "convert",
+        dir.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "i2_s",
+        "--no-progress",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not ternary"), "{err}");
+    assert!(!out.exists());
+}
