@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod constraint_args;
 mod convert;
+mod device_args;
 mod inspect;
 mod load;
 mod perplexity;
@@ -55,6 +56,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, with a chat page at `/`.
     Serve(serve::ServeArgs),
+    /// List the CPU and the GPU adapters (backend, limits, features) for --device
+    Devices(device_args::DevicesArgs),
     /// Check a run receipt's gates (PASS/FAIL per gate; exit status 1 if any fails).
     #[command(long_about = receipt::GATES_HELP)]
     VerifyReceipt(receipt::VerifyReceiptArgs),
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Devices(args) => device_args::run(args),
         Command::VerifyReceipt(args) => receipt::run(args),
     }
 }
