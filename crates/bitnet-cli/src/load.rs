@@ -25,6 +25,8 @@ pub struct LoadArgs {
     /// could change the math), and, in `chat`, a model without its own chat template.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub device: crate::device_args::DeviceArgs,
 }
 
 fn parse_head(s: &str) -> Result<HeadFormat, String> {
@@ -86,13 +88,18 @@ pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Mod
     if args.strict {
         check_isa()?;
     }
+    let gpu = args.device.open()?;
     let bar = spinner(format!("loading {}", path.display()));
     let file = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
     if args.strict {
         check_arch_keys(&file)?;
     }
-    let model = Model::load_with(&file, LoadOptions { head: args.head })
-        .with_context(|| format!("loading {}", path.display()))?;
+    let options = LoadOptions {
+        head: args.head,
+        gpu,
+    };
+    let model =
+        Model::load_with(&file, options).with_context(|| format!("loading {}", path.display()))?;
     bar.finish_and_clear();
     Ok((file, model))
 }

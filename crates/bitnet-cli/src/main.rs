@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod constraint_args;
 mod convert;
+mod device_args;
 mod embed;
 mod health_check;
 mod inspect;
@@ -61,6 +62,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Ask a running server for GET /health: exit 0 when it answers 200, else 1 with the reason.
     HealthCheck(health_check::HealthCheckArgs),
+    /// List the CPU and the GPU adapters (backend, limits, features) for --device
+    Devices(device_args::DevicesArgs),
     /// Check a run receipt's gates (PASS/FAIL per gate; exit status 1 if any fails).
     #[command(long_about = receipt::GATES_HELP)]
     VerifyReceipt(receipt::VerifyReceiptArgs),
@@ -80,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(args) => synth::run(args),
         Command::Serve(args) => serve::run(args),
         Command::HealthCheck(args) => health_check::run(&args),
+        Command::Devices(args) => device_args::run(args),
         Command::VerifyReceipt(args) => receipt::run(args),
     }
 }

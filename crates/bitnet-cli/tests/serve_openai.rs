@@ -71,16 +71,32 @@ impl Server {
 
     /// The whole HTTP reply to `GET path`.
     fn get(&self, path: &str) -> Option<String> {
-        let mut stream = TcpStream::connect(self.addr()).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr()
+        self.request(
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.addr()
+            ),
+            Duration::from_secs(10),
         )
-        .ok()?;
+    }
+
+    /// The whole HTTP reply to `POST path` with a JSON `body`.
+    fn post_json(&self, path: &str, body: &str) -> Option<String> {
+        self.request(
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                self.addr(),
+                body.len()
+            ),
+            Duration::from_secs(300),
+        )
+    }
+
+    fn request(&self, request: &str, timeout: Duration) -> Option<String> {
+        let mut stream = TcpStream::connect(self.addr()).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).ok()?;
         Some(reply)
@@ -371,6 +387,40 @@ fn health_check_fails_naming_the_address_when_nothing_listens() {
     assert!(
         stderr.contains(&format!("connecting to 127.0.0.1:{port}")),
         "{stderr}"
+    );
+}
+
+/// `bitnet serve --device gpu` (on `gpu:0`; in CI Mesa lavapipe) answers a greedy completion
+/// with the text `bitnet run` gives on the CPU. No GPU adapter fails the test.
+#[test]
+fn serves_on_the_gpu_as_run_does_on_the_cpu() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let prompt = "In the beginning";
+    let cpu = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(["run", "--device", "cpu", "-n", "16", "-p", prompt])
+        .output()
+        .expect("running bitnet run");
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let cpu_text = String::from_utf8_lossy(&cpu.stdout).to_string();
+    let server = Server::start_with(&[], &["--parallel", "1", "--device", "gpu"]);
+    let body = format!(r#"{{"prompt":"{prompt}","max_tokens":16,"temperature":0}}"#);
+    let reply = server
+        .post_json("/v1/completions", &body)
+        .expect("POST /v1/completions");
+    let json = reply.split("\r\n\r\n").nth(1).expect("a reply body");
+    let value: serde_json::Value = serde_json::from_str(json).expect("a JSON reply");
+    let text = value["choices"][0]["text"]
+        .as_str()
+        .expect("choices[0].text");
+    assert!(!text.is_empty());
+    assert_eq!(
+        text,
+        cpu_text.trim_end_matches('\n'),
+        "GPU server vs CPU run"
     );
 }
 

@@ -82,7 +82,7 @@ impl Encoder {
             Some(_) => Some(weights::norm(file, EMBD_NORM_BIAS, d)?),
             None => None,
         };
-        let blocks = load_blocks(file, &config)?;
+        let blocks = load_blocks(file, &config, None)?;
         let mut used: std::collections::HashSet<String> = [
             TOKEN_EMBD,
             POSITIONS,

@@ -5,6 +5,12 @@ use thiserror::Error;
 /// Everything that can go wrong while loading a model or running it.
 #[derive(Debug, Error)]
 pub enum ModelError {
+    /// The GPU backend failed or cannot run this model.
+    #[error("GPU: {0}")]
+    Gpu(#[from] bitnet_gpu::GpuError),
+    /// The model (or one of its tensors) has no GPU path; run it with `--device cpu`.
+    #[error("{0} cannot run on the GPU: {1} (run it with --device cpu)")]
+    NotOnGpu(String, String),
     /// The container could not be read.
     #[error("GGUF: {0}")]
     Gguf(String),

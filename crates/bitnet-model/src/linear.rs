@@ -2,14 +2,18 @@
 //! - **BitLinear** for ternary weights (I2_S, TQ1_0, TQ2_0, block-scaled I2_S, TL1/TL2): per-token
 //!   int8 activations, exact integer dots in `bitnet-kernels`, then `y = (D / s_x) · s_W`
 //!   (FORMATS.md §2);
-//! - **dense f32** for every other type (dequantized at load; no activation quantization).
+//! - **dense f32** for every other type (dequantized at load; no activation quantization);
+//! - **on a GPU** (`bitnet-gpu`): a ternary BitLinear, or the F16 head, uploaded at load; the
+//!   GPU kernels give the CPU kernels' bits (tests in `bitnet-gpu`).
 //!
 //! llama.cpp's `bitnet` architecture may add a one-element `<linear>.scale` tensor multiplying
 //! the output.
 
 use bitnet_gguf::{GgmlType, GgufFile};
+use bitnet_gpu::{GpuContext, GpuF16Matrix, GpuTernaryMatrix};
 use bitnet_kernels::{BitLinearScratch, Scales, TernaryMatrix, ThreadPool};
 use bitnet_quant::TernaryScales;
+use std::sync::Arc;
 
 use crate::dense::DenseMatrix;
 use crate::error::ModelError;
@@ -41,6 +45,13 @@ pub enum Linear {
         matrix: DenseMatrix,
         scale: Option<f32>,
     },
+    /// Ternary weights on a GPU.
+    GpuTernary {
+        matrix: GpuTernaryMatrix,
+        scale: Option<f32>,
+    },
+    /// F16 weights on a GPU (the LM head).
+    GpuF16 { matrix: GpuF16Matrix },
 }
 
 impl Linear {
@@ -52,6 +63,19 @@ impl Linear {
         cols: usize,
         rows: usize,
         allow_scale: bool,
+    ) -> Result<Self, ModelError> {
+        Self::load_on(file, name, cols, rows, allow_scale, None)
+    }
+
+    /// [`Linear::load`] onto `gpu` when given: a ternary tensor becomes a
+    /// [`Linear::GpuTernary`]; any other type is refused (no silent CPU fallback).
+    pub fn load_on(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        allow_scale: bool,
+        gpu: Option<&Arc<GpuContext>>,
     ) -> Result<Self, ModelError> {
         let info = file
             .tensor(name)
@@ -82,6 +106,15 @@ impl Linear {
         } else {
             None
         };
+        if gpu.is_some() && !is_ternary(info.ggml_type) {
+            return Err(ModelError::NotOnGpu(
+                format!("tensor `{name}`"),
+                format!(
+                    "its type {:?} has no GPU kernel (the GPU runs ternary linears)",
+                    info.ggml_type
+                ),
+            ));
+        }
         if !is_ternary(info.ggml_type) {
             return Ok(Linear::Dense {
                 matrix: DenseMatrix::dequantized(
@@ -115,6 +148,11 @@ impl Linear {
                 "decoded as {}×{}, expected {rows}×{cols}",
                 t.rows, t.cols
             )));
+        }
+        if let Some(ctx) = gpu {
+            let matrix = GpuTernaryMatrix::from_tensor(ctx, &t)?;
+            VALUES.with(|v| v.set(t.values));
+            return Ok(Linear::GpuTernary { matrix, scale });
         }
         let scales = match t.scales {
             TernaryScales::PerTensor(s) => Scales::PerTensor(s),
@@ -150,9 +188,9 @@ impl Linear {
                     scale: None,
                 })
                 .collect()),
-            Linear::Ternary { .. } => Err(refuse(
-                "a fused projection with ternary weights is not supported",
-            )),
+            Linear::Ternary { .. } | Linear::GpuTernary { .. } | Linear::GpuF16 { .. } => Err(
+                refuse("a fused projection with ternary weights is not supported"),
+            ),
         }
     }
 
@@ -206,6 +244,8 @@ impl Linear {
         match self {
             Linear::Ternary { matrix, .. } => matrix.rows(),
             Linear::Dense { matrix, .. } => matrix.rows,
+            Linear::GpuTernary { matrix, .. } => matrix.rows(),
+            Linear::GpuF16 { matrix } => matrix.rows(),
         }
     }
 
@@ -214,6 +254,8 @@ impl Linear {
         match self {
             Linear::Ternary { matrix, .. } => matrix.cols(),
             Linear::Dense { matrix, .. } => matrix.cols,
+            Linear::GpuTernary { matrix, .. } => matrix.cols(),
+            Linear::GpuF16 { matrix } => matrix.cols(),
         }
     }
 
@@ -238,6 +280,14 @@ impl Linear {
                     .bitlinear(x, batch, out, &mut BitLinearScratch::new(), pool)
                     .map_err(|e| ModelError::Kernel(e.to_string()))?;
                 *scale
+            }
+            Linear::GpuTernary { matrix, scale } => {
+                matrix.bitlinear(x, batch, out)?;
+                *scale
+            }
+            Linear::GpuF16 { matrix } => {
+                matrix.matmul(x, batch, out)?;
+                None
             }
         };
         if let Some(s) = scale {

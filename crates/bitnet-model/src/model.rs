@@ -39,6 +39,8 @@ pub struct Model {
     output_norm_b: Option<Vec<f32>>,
     output_norm: Vec<f32>,
     head: Linear,
+    /// The GPU the linears run on (`None`: the CPU).
+    gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -80,9 +82,12 @@ impl HeadFormat {
 }
 
 /// Options for [`Model::load_with`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     pub head: HeadFormat,
+    /// Run the BitLinears and the F16 head on this GPU (BitNet architectures only; anything
+    /// without a GPU kernel is refused at load, never run on the CPU instead).
+    pub gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
 }
 
 impl Model {
@@ -102,6 +107,14 @@ impl Model {
         let config = ModelConfig::from_gguf(file)?;
         if models::is_encoder(config.arch.graph) {
             return Err(ModelError::Encoder(config.arch.name));
+        }
+        if options.gpu.is_some() && config.arch.graph != crate::arch::Graph::Bitnet {
+            return Err(ModelError::NotOnGpu(
+                format!("architecture `{}`", config.arch.name),
+                "the GPU backend runs BitNet models only (bitnet-b1.58, bitnet-25, bitnet); \
+                 llama-family models have no GPU kernels yet"
+                    .into(),
+            ));
         }
         let output_norm = weights::norm(file, "output_norm.weight", config.n_embd)?;
         const OUTPUT_NORM_BIAS: &str = "output_norm.bias";
@@ -141,6 +154,12 @@ impl Model {
             Linear::load(file, "output.weight", config.n_embd, config.n_vocab, false)?
         };
         let head = match (options.head, head) {
+            (HeadFormat::Q8_0, Linear::Dense { .. }) if options.gpu.is_some() => {
+                return Err(ModelError::NotOnGpu(
+                    "a Q8_0 head".into(),
+                    "the GPU runs the head in F16 (leave out --head q8_0)".into(),
+                ))
+            }
             (HeadFormat::Q8_0, Linear::Dense { matrix, scale }) => Linear::Dense {
                 matrix: matrix
                     .to_q8_0()
@@ -148,6 +167,29 @@ impl Model {
                 scale,
             },
             (_, head) => head,
+        };
+        let head = match (&options.gpu, head) {
+            (None, head) => head,
+            (
+                Some(gpu),
+                Linear::Dense {
+                    matrix:
+                        DenseMatrix {
+                            rows,
+                            cols,
+                            data: crate::dense::DenseData::F16(w),
+                        },
+                    scale: None,
+                },
+            ) => Linear::GpuF16 {
+                matrix: bitnet_gpu::GpuF16Matrix::new(gpu, rows, cols, &w)?,
+            },
+            (Some(_), _) => {
+                return Err(ModelError::NotOnGpu(
+                    "the output head".into(),
+                    "the GPU head needs F16 weights".into(),
+                ))
+            }
         };
         // A tied head that holds the table's exact values serves the lookups too.
         let shared = tied
@@ -184,7 +226,7 @@ impl Model {
         } else {
             None
         };
-        let blocks = load_blocks(file, &config)?;
+        let blocks = load_blocks(file, &config, options.gpu.clone())?;
         used.extend(blocks.asked);
         let (layers, plain_layers) = (blocks.gated, blocks.plain);
         if config.rope_scaling.is_some() {
@@ -200,7 +242,13 @@ impl Model {
             output_norm,
             output_norm_b,
             head,
+            gpu: options.gpu,
         })
+    }
+
+    /// The GPU the BitLinears and the head run on, if the model was loaded onto one.
+    pub fn gpu(&self) -> Option<&bitnet_gpu::GpuContext> {
+        self.gpu.as_deref()
     }
 
     /// The configuration read from the file.
@@ -237,7 +285,7 @@ impl Model {
                 matrix.row_into(id as usize, out);
                 Ok(())
             }
-            (None, Linear::Ternary { .. }) => {
+            (None, Linear::Ternary { .. } | Linear::GpuTernary { .. } | Linear::GpuF16 { .. }) => {
                 unreachable!("the embedding is shared only with a dense head")
             }
         }
@@ -397,10 +445,11 @@ pub(crate) struct LoadedBlocks {
 
 /// Loads every block's weights as the architecture declares them, the layers in parallel
 /// (decoding and repacking them is the slow part of loading), each layer's mapped pages released
-/// once copied out.
+/// once copied out; the BitLinears on `gpu` when one is given.
 pub(crate) fn load_blocks(
     file: &GgufFile,
     config: &ModelConfig,
+    gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
 ) -> Result<LoadedBlocks, ModelError> {
     type Loaded = Result<(BlockWeights, Vec<String>), ModelError>;
     let slots: Vec<std::sync::Mutex<Option<Loaded>>> = (0..config.n_layer)
@@ -415,7 +464,8 @@ pub(crate) fn load_blocks(
                 .filter(|t| t.name.starts_with(&prefix))
         };
         tensors().for_each(|t| file.prefetch_tensor_pages(t));
-        let tensors_of_layer = LayerTensors::new(file, config, il, linear_scales);
+        let tensors_of_layer =
+            LayerTensors::new(file, config, il, linear_scales).on_gpu(gpu.clone());
         let layer = models::load_layer(&tensors_of_layer)
             .map(|layer| (layer, tensors_of_layer.into_asked()));
         // The layer's weights are copied out: its mapped pages need not stay resident.

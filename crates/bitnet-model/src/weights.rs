@@ -228,6 +228,8 @@ pub(crate) struct LayerTensors<'f> {
     il: usize,
     /// Whether one-element `<linear>.scale` tensors may multiply the linears' outputs.
     linear_scales: bool,
+    /// The GPU the linears go to, if any.
+    gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
     asked: std::cell::RefCell<Vec<String>>,
 }
 
@@ -238,8 +240,15 @@ impl<'f> LayerTensors<'f> {
             cfg,
             il,
             linear_scales,
+            gpu: None,
             asked: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// Loads the block's linears onto `gpu` (when given).
+    pub fn on_gpu(mut self, gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>) -> Self {
+        self.gpu = gpu;
+        self
     }
 
     /// The block's index.
@@ -263,7 +272,14 @@ impl<'f> LayerTensors<'f> {
         if self.linear_scales {
             self.ask(&format!("blk.{}.{part}.scale", self.il));
         }
-        Linear::load(self.file, &name, cols, rows, self.linear_scales)
+        Linear::load_on(
+            self.file,
+            &name,
+            cols,
+            rows,
+            self.linear_scales,
+            self.gpu.as_ref(),
+        )
     }
 
     /// The norm weight vector `part` of `len` elements.

@@ -25,8 +25,14 @@ fn bits(values: &[f32]) -> Vec<u32> {
 
 fn open(path: std::path::PathBuf, head: HeadFormat) -> Model {
     let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Model::load_with(&file, LoadOptions { head })
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    Model::load_with(
+        &file,
+        LoadOptions {
+            head,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Token ids below `vocab`, spread over it.

@@ -256,6 +256,7 @@ fn q8_0_head_stays_within_the_a8_bounds() {
     let file = bitnet_gguf::GgufFile::open(oracle("gguf/tiny-b158-i2_s.gguf")).unwrap();
     let options = bitnet_model::LoadOptions {
         head: bitnet_model::HeadFormat::Q8_0,
+        ..Default::default()
     };
     let m = Model::load_with(&file, options).unwrap();
     assert_a8_bounds(&agreement(&m, "bitnetcpp-i2_s.safetensors", false), None);
