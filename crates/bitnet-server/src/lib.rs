@@ -8,7 +8,8 @@
 //! everything but `/` and `/health` needs `Authorization: Bearer <key>`. Bodies larger than the
 //! configured limit get 413. Nothing in a request names a file. Both generation endpoints take
 //! `response_format` and a `grammar` extension (constrained decoding); chat takes OpenAI's
-//! `tools` / `tool_choice` and answers `tool_calls`.
+//! `tools` / `tool_choice` and answers `tool_calls`. A server started with an encoder model
+//! (`bitnet serve --embeddings`) answers `POST /v1/embeddings` instead ([`embeddings`]).
 //!
 //! The server binds before the model loads: start it with [`AppState::new`] and [`serve`], and
 //! call [`AppState::set_ready`] once the model is loaded.
@@ -17,6 +18,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod metrics;
@@ -40,8 +42,11 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 
+pub use embeddings::Embedder;
 pub use error::ApiError;
-pub use state::{AppState, Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+pub use state::{
+    AppState, Backend, Loaded, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
+};
 
 /// `system_fingerprint` of every response.
 pub const SYSTEM_FINGERPRINT: &str = concat!("bitnet-rs-", env!("CARGO_PKG_VERSION"));
@@ -57,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
@@ -151,7 +157,7 @@ pub fn run(
     addr: &str,
     config: ServerConfig,
     on_bound: impl FnOnce(std::net::SocketAddr),
-    load: impl FnOnce() -> Result<Backend, String> + Send + 'static,
+    load: impl FnOnce() -> Result<Loaded, String> + Send + 'static,
 ) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,9 +179,12 @@ pub fn run(
         std::thread::Builder::new()
             .name("bitnet-load".into())
             .spawn(move || match load() {
-                Ok(backend) => {
-                    // Only this thread sets the backend, once.
-                    let _ = loader_state.set_ready(backend);
+                // Only this thread sets the model, once.
+                Ok(Loaded::Generator(backend)) => {
+                    let _ = loader_state.set_ready(*backend);
+                }
+                Ok(Loaded::Embedder(embedder)) => {
+                    let _ = loader_state.set_embedder(*embedder);
                 }
                 Err(e) => {
                     let _ = failed_tx.send(e);
