@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bitnet_engine::BatchOptions;
+use bitnet_model::Pooling;
 use bitnet_server::{
-    Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
+    Backend, Embedder, Loaded, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE,
 };
 use bitnet_tokenizer::Tokenizer;
 
@@ -65,8 +67,22 @@ pub struct ServeArgs {
     /// error event, and the server exits.
     #[arg(long, default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
     pub shutdown_grace: f64,
+    /// Serve an encoder (embedding) model on `POST /v1/embeddings` (requests batched
+    /// together) instead of text generation.
+    #[arg(long)]
+    pub embeddings: bool,
+    /// With --embeddings: pooling `mean`, `cls` or `last` (default: the file's pooling_type).
+    #[arg(long, requires = "embeddings", value_parser = parse_pooling)]
+    pub pooling: Option<Pooling>,
     #[command(flatten)]
     pub load: crate::load::LoadArgs,
+}
+
+fn parse_pooling(s: &str) -> Result<Pooling, String> {
+    match Pooling::from_name(s) {
+        Some(Pooling::None) | None => Err(format!("unknown pooling {s:?}: use mean, cls or last")),
+        Some(p) => Ok(p),
+    }
 }
 
 /// Runs `bitnet serve`.
@@ -104,7 +120,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = out.flush();
             eprintln!("serving {model_id} (loading {shown_path})");
         },
-        move || load_backend(&model_path, &loader_args).map_err(|e| format!("{e:#}")),
+        move || {
+            let loaded = if loader_args.embeddings {
+                load_embedder(&model_path, &loader_args).map(|e| Loaded::Embedder(Box::new(e)))
+            } else {
+                load_backend(&model_path, &loader_args).map(|b| Loaded::Generator(Box::new(b)))
+            };
+            loaded.map_err(|e| format!("{e:#}"))
+        },
     )?;
     Ok(())
 }
@@ -114,6 +137,28 @@ fn model_stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into())
+}
+
+/// Loads an encoder model and its tokenizer and starts the embedding worker.
+fn load_embedder(path: &Path, args: &ServeArgs) -> anyhow::Result<Embedder> {
+    let model = crate::embed::EmbeddingModel::open(path)?;
+    let pooling = model.pooling(args.pooling)?;
+    let pool = crate::load::thread_pool(args.threads);
+    eprintln!(
+        "embedding model ready: {} dimensions, {} tokens per input, {} pooling, {} threads",
+        model.encoder.dim(),
+        model.encoder.n_ctx(),
+        pooling.name(),
+        pool.threads()
+    );
+    Embedder::start(
+        model.encoder,
+        Arc::new(model.tokenizer),
+        pooling,
+        true,
+        pool,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// Loads the model, tokenizer and chat template and starts the batch engine.

@@ -208,6 +208,34 @@ fn openai_client_suite_on_smollm2() {
     );
 }
 
+/// `/v1/embeddings` with the official client on all-MiniLM-L6-v2 converted to F32 by `bitnet
+/// convert`: every reference sentence within cosine 0.9999 of sentence-transformers, float and
+/// base64 and token-id inputs agreeing, `dimensions`, 400s, concurrent requests batched.
+#[test]
+fn embeddings_suite_on_all_minilm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_python_packages();
+    let gguf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-all-minilm-l6-v2-f32.gguf");
+    let status = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .arg("convert")
+        .arg(bitnet_testdata::all_minilm_l6_v2())
+        .arg("-o")
+        .arg(&gguf)
+        .args(["--type", "f32", "--no-progress"])
+        .status()
+        .expect("running bitnet convert");
+    assert!(status.success(), "bitnet convert failed");
+    let server = Server::start(&gguf, &["--embeddings", "-t", "2"]);
+    let refs = bitnet_testdata::all_minilm_l6_v2_refs();
+    pytest(
+        &server,
+        "test_embeddings.py",
+        &[("BITNET_EMBED_REFS", refs.to_str().unwrap())],
+    );
+    drop(server);
+    std::fs::remove_file(gguf).unwrap();
+}
+
 #[test]
 fn structured_output_and_tools_on_smollm2() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

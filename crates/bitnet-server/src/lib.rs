@@ -8,7 +8,8 @@
 //! everything but `/` and `/health` needs `Authorization: Bearer <key>`. Bodies larger than the
 //! configured limit get 413. Nothing in a request names a file. Both generation endpoints take
 //! `response_format` and a `grammar` extension (constrained decoding); chat takes OpenAI's
-//! `tools` / `tool_choice` and answers `tool_calls`.
+//! `tools` / `tool_choice` and answers `tool_calls`. A server started with an encoder model
+//! (`bitnet serve --embeddings`) answers `POST /v1/embeddings` instead ([`embeddings`]).
 //!
 //! Shutdown is graceful (see [`drain`]): on Ctrl-C or SIGTERM the server stops admitting requests
 //! (503 `server_shutting_down`; `/health` answers 503 `draining`), lets the answers in flight
@@ -22,6 +23,7 @@
 pub mod chat;
 pub mod completions;
 pub mod drain;
+pub mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod metrics;
@@ -45,9 +47,10 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::json;
 
+pub use embeddings::Embedder;
 pub use error::ApiError;
 pub use state::{
-    AppState, Backend, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
+    AppState, Backend, Loaded, ServerConfig, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE,
 };
 
@@ -67,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
@@ -205,7 +209,7 @@ pub fn run(
     addr: &str,
     config: ServerConfig,
     on_bound: impl FnOnce(std::net::SocketAddr),
-    load: impl FnOnce() -> Result<Backend, String> + Send + 'static,
+    load: impl FnOnce() -> Result<Loaded, String> + Send + 'static,
 ) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -227,9 +231,12 @@ pub fn run(
         std::thread::Builder::new()
             .name("bitnet-load".into())
             .spawn(move || match load() {
-                Ok(backend) => {
-                    // Only this thread sets the backend, once.
-                    let _ = loader_state.set_ready(backend);
+                // Only this thread sets the model, once.
+                Ok(Loaded::Generator(backend)) => {
+                    let _ = loader_state.set_ready(*backend);
+                }
+                Ok(Loaded::Embedder(embedder)) => {
+                    let _ = loader_state.set_embedder(*embedder);
                 }
                 Err(e) => {
                     let _ = failed_tx.send(e);

@@ -13,6 +13,7 @@ use bitnet_tokenizer::chat::ChatTemplate;
 use bitnet_tokenizer::Tokenizer;
 
 use crate::drain::Drain;
+use crate::embeddings::Embedder;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -91,6 +92,12 @@ impl Backend {
     }
 }
 
+/// What the loader hands the server: a text generator, or an encoder for `/v1/embeddings`.
+pub enum Loaded {
+    Generator(Box<Backend>),
+    Embedder(Box<Embedder>),
+}
+
 /// The state every handler sees.
 pub struct AppState {
     pub config: ServerConfig,
@@ -100,6 +107,7 @@ pub struct AppState {
     /// Unix time the server started (the `created` of its model entry).
     pub started: u64,
     backend: OnceLock<Backend>,
+    embedder: OnceLock<Embedder>,
     ids: AtomicU64,
 }
 
@@ -112,6 +120,7 @@ impl AppState {
             drain: Arc::new(Drain::default()),
             started: unix_time(),
             backend: OnceLock::new(),
+            embedder: OnceLock::new(),
             ids: AtomicU64::new(0),
         })
     }
@@ -121,14 +130,36 @@ impl AppState {
         self.backend.set(backend).map_err(Box::new)
     }
 
-    /// Whether the model is loaded.
-    pub fn is_ready(&self) -> bool {
-        self.backend.get().is_some()
+    /// Marks an encoder loaded: the server answers `/v1/embeddings` (and refuses generation).
+    pub fn set_embedder(&self, embedder: Embedder) -> Result<(), Box<Embedder>> {
+        self.embedder.set(embedder).map_err(Box::new)
     }
 
-    /// The loaded model, or 503 while it loads.
+    /// Whether the model is loaded.
+    pub fn is_ready(&self) -> bool {
+        self.backend.get().is_some() || self.embedder.get().is_some()
+    }
+
+    /// The loaded generator; 503 while it loads, 400 on an embeddings server.
     pub fn backend(&self) -> Result<&Backend, ApiError> {
-        self.backend.get().ok_or_else(ApiError::loading)
+        match (self.backend.get(), self.embedder.get()) {
+            (Some(b), _) => Ok(b),
+            (None, Some(_)) => Err(ApiError::bad_request(
+                "this server serves an embedding model: only /v1/embeddings is available",
+            )),
+            (None, None) => Err(ApiError::loading()),
+        }
+    }
+
+    /// The loaded encoder; 503 while it loads, 400 on a text-generation server.
+    pub fn embedder(&self) -> Result<&Embedder, ApiError> {
+        match (self.embedder.get(), self.backend.get()) {
+            (Some(e), _) => Ok(e),
+            (None, Some(_)) => Err(ApiError::bad_request(
+                "this server serves a text-generation model: start `bitnet serve --embeddings` with an encoder model for /v1/embeddings",
+            )),
+            (None, None) => Err(ApiError::loading()),
+        }
     }
 
     /// Checks a request's `model` against the served one (absent, the served id, or
