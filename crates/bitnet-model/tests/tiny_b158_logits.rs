@@ -111,7 +111,7 @@ fn f32_file_with_f32_cache_matches_hf_w158a16_to_1e3() {
         .enumerate()
     {
         for incremental in [false, true] {
-            let mut cache = m.new_cache_with(ids.len(), KvPrecision::F32);
+            let mut cache = m.new_cache_with(ids.len(), KvPrecision::F32).unwrap();
             let ours = if incremental {
                 ids.iter()
                     .flat_map(|&id| m.forward(&[id], &mut cache, 0, &pool).unwrap())
@@ -256,6 +256,7 @@ fn q8_0_head_stays_within_the_a8_bounds() {
     let file = bitnet_gguf::GgufFile::open(oracle("gguf/tiny-b158-i2_s.gguf")).unwrap();
     let options = bitnet_model::LoadOptions {
         head: bitnet_model::HeadFormat::Q8_0,
+        ..Default::default()
     };
     let m = Model::load_with(&file, options).unwrap();
     assert_a8_bounds(&agreement(&m, "bitnetcpp-i2_s.safetensors", false), None);

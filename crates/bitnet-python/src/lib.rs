@@ -206,7 +206,14 @@ fn load(path: &Path, head: HeadFormat, threads: Option<usize>) -> PyResult<Engin
         BitnetError::new_err(format!("{what} {}: {e}", path.display()))
     };
     let file = GgufFile::open(path).map_err(|e| failed("opening", &e))?;
-    let model = Model::load_with(&file, LoadOptions { head }).map_err(|e| failed("loading", &e))?;
+    let model = Model::load_with(
+        &file,
+        LoadOptions {
+            head,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| failed("loading", &e))?;
     let tokenizer =
         Tokenizer::from_gguf(&file).map_err(|e| failed("reading the tokenizer of", &e))?;
     let facts = ModelFacts {
