@@ -26,7 +26,9 @@ def check_stream(events, kind):
     assert all(e["object"] == obj for e in events)
     usage = events[-1]["usage"]
     assert events[-1]["choices"] == []
-    assert set(usage) == {"prompt_tokens", "completion_tokens", "total_tokens"}
+    assert set(usage) == {"prompt_tokens", "completion_tokens", "total_tokens",
+                          "prompt_tokens_details"}
+    assert 0 <= usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
     body = events[:-1]
     finishes = [e["choices"][0]["finish_reason"] for e in body]
     assert finishes[-1] in ("stop", "length"), finishes

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bitnet_gguf::GgufFile;
 use bitnet_kernels::{active_isa, select_isa, Isa};
-use bitnet_model::{HeadFormat, LoadOptions, Model};
+use bitnet_model::{HeadFormat, KvPrecision, LoadOptions, Model};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Load-time options.
@@ -20,6 +20,10 @@ pub struct LoadArgs {
     /// half the bytes read per token, near-lossless).
     #[arg(long, default_value = "f16", value_parser = parse_head)]
     pub head: HeadFormat,
+    /// Element type of the KV cache: `f16`, `bf16`, `q8_0` (about half the memory of f16;
+    /// perplexity cost in docs/PERFORMANCE.md) or `f32` (no F16 rounding anywhere).
+    #[arg(long, default_value = "f16", value_parser = parse_cache_type)]
+    pub cache_type: KvPrecision,
     /// Refuse instead of degrading silently: a slower instruction set than the CPU has (e.g.
     /// BITNET_ISA=scalar on a SIMD CPU), a `<arch>.` metadata key the model does not read (it
     /// could change the math), and, in `chat`, a model without its own chat template.
@@ -27,6 +31,13 @@ pub struct LoadArgs {
     pub strict: bool,
     #[command(flatten)]
     pub device: crate::device_args::DeviceArgs,
+}
+
+fn parse_cache_type(s: &str) -> Result<KvPrecision, String> {
+    KvPrecision::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = KvPrecision::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown cache type {s:?}: use one of {}", names.join(", "))
+    })
 }
 
 fn parse_head(s: &str) -> Result<HeadFormat, String> {
@@ -97,6 +108,7 @@ pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Mod
     let options = LoadOptions {
         head: args.head,
         gpu,
+        cache_type: args.cache_type,
     };
     let model =
         Model::load_with(&file, options).with_context(|| format!("loading {}", path.display()))?;

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Most prompt tokens evaluated per batch step (so long prompts do not stall decoding).
     #[arg(long, default_value_t = 256)]
     pub prefill_chunk: usize,
+    /// MiB of KV snapshots of finished sequences kept in memory for prompt reuse once their
+    /// slot is taken (0: only the idle slots' caches are reused).
+    #[arg(long, default_value_t = 0)]
+    pub cache_ram: usize,
     /// Threads (default: BITNET_THREADS, else the physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -174,12 +178,21 @@ fn load_backend(path: &Path, args: &ServeArgs) -> anyhow::Result<Backend> {
         slots: args.parallel.max(1),
         context,
         queue: args.queue.max(1),
-        prefill_chunk: args.prefill_chunk.max(1),
+        prefill_chunk: args.prefill_chunk.max(2),
+        cache_ram: args
+            .cache_ram
+            .checked_mul(1 << 20)
+            .context("--cache-ram is too large")?,
     };
     let pool = crate::load::thread_pool(args.threads);
+    let cache_type = model.cache_type();
+    let kv_bytes = cache_type.cache_bytes(model.config(), context) * options.slots;
     eprintln!(
-        "model ready: {} slots x {context} tokens, {} threads, template {}",
+        "model ready: {} slots x {context} tokens, KV cache {} {:.1} MiB when every slot is in \
+         use, {} threads, template {}",
         options.slots,
+        cache_type.name(),
+        kv_bytes as f64 / (1 << 20) as f64,
         pool.threads(),
         template.name()
     );

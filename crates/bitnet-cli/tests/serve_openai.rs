@@ -264,6 +264,20 @@ fn structured_output_on_the_shipped_model() {
     );
 }
 
+/// Prompt caching across requests on SmolLM2 with 4 slots: a second chat turn reuses the
+/// ~1,000-token history (cached tokens, time to first token, same greedy answer as uncached),
+/// and shared and different prefixes in flight together do not mix.
+#[test]
+fn prompt_cache_on_smollm2() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_python_packages();
+    let server = Server::start(
+        &bitnet_testdata::smollm2(),
+        &["--ctx", "2048", "--parallel", "4", "-t", "2"],
+    );
+    pytest(&server, "test_prompt_cache.py", &[]);
+}
+
 #[test]
 fn load_and_dropped_clients_on_tiny_model() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

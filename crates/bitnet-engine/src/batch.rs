@@ -7,6 +7,10 @@
 //!
 //! Callers submit a [`SequenceRequest`] with an [`EventSink`]; the queue in front of the slots is
 //! bounded, and a full queue is refused at once ([`SubmitError::QueueFull`]).
+//!
+//! A request starts from the idle slot cache (or RAM snapshot) sharing the longest prefix with
+//! its prompt, so only the rest is evaluated ([`crate::prompt_cache`]); a prompt of two or more
+//! tokens is always evaluated in chunks of at least two tokens, which keeps the reuse exact.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -19,6 +23,7 @@ use bitnet_model::{BatchSegment, KvCache, Model, ModelError};
 use bitnet_tokenizer::Tokenizer;
 
 use crate::generate::{FinishReason, GenerateRequest};
+use crate::prompt_cache::{reusable_tokens, AcquiredCache, PromptCache, MIN_FRESH_TOKENS};
 use crate::sequence::{token_logprob, SequenceState, TokenLogprob};
 
 /// Sizes of the batch engine.
@@ -31,8 +36,12 @@ pub struct BatchOptions {
     /// Requests that may wait for a slot; more are refused.
     pub queue: usize,
     /// Most prompt tokens evaluated in one step (all prefilling sequences together), so a long
-    /// prompt does not stall the sequences already decoding.
+    /// prompt does not stall the sequences already decoding (at least 2; a chunk may take one
+    /// token more rather than leave a prompt's last token alone).
     pub prefill_chunk: usize,
+    /// Bytes of KV snapshots of finished sequences kept in memory for prompt reuse once their
+    /// slot is taken (0: only the idle slots' caches are reused).
+    pub cache_ram: usize,
 }
 
 impl Default for BatchOptions {
@@ -42,6 +51,7 @@ impl Default for BatchOptions {
             context: 2048,
             queue: 64,
             prefill_chunk: 256,
+            cache_ram: 0,
         }
     }
 }
@@ -53,6 +63,8 @@ pub struct SequenceRequest {
     /// `Some(n)`: report each generated token's log-probability with the `n` most likely
     /// alternatives.
     pub logprobs: Option<usize>,
+    /// Start from a cached prefix of the prompt when one is found (`false`: evaluate it all).
+    pub cache_prompt: bool,
 }
 
 /// Something that happened to a sequence, in order: tokens, then exactly one `Finished` or
@@ -62,6 +74,8 @@ pub enum SequenceEvent {
     /// The first step of the sequence ran (its prompt is evaluated).
     Started {
         prompt_tokens: usize,
+        /// Leading prompt tokens taken from the prompt cache, not evaluated.
+        cached_tokens: usize,
     },
     Token(TokenEvent),
     Finished(SequenceSummary),
@@ -85,6 +99,8 @@ pub struct SequenceSummary {
     /// Text released at the end (held back until then), possibly empty.
     pub text: String,
     pub prompt_tokens: usize,
+    /// Leading prompt tokens taken from the prompt cache, not evaluated.
+    pub cached_tokens: usize,
     /// Generated tokens, an end-of-generation token included.
     pub completion_tokens: usize,
     /// Waiting in the queue.
@@ -120,7 +136,10 @@ struct Counters {
     steps: AtomicU64,
     batched_rows: AtomicU64,
     prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    cache_ram_bytes: AtomicU64,
+    kv_cache_bytes: AtomicU64,
 }
 
 /// A snapshot of the engine's counters.
@@ -135,8 +154,15 @@ pub struct EngineStats {
     pub steps: u64,
     /// Token rows evaluated over all steps (prompt and generated).
     pub batched_rows: u64,
+    /// Prompt tokens evaluated.
     pub prompt_tokens: u64,
+    /// Prompt tokens taken from the prompt cache instead.
+    pub cached_tokens: u64,
     pub completion_tokens: u64,
+    /// Bytes of KV snapshots held for prompt reuse (`cache_ram`).
+    pub cache_ram_bytes: u64,
+    /// Bytes of the slots' KV caches allocated so far (one per slot once used).
+    pub kv_cache_bytes: u64,
 }
 
 struct Pending {
@@ -167,7 +193,8 @@ impl BatchEngine {
             slots: options.slots.max(1),
             context: options.context.max(2),
             queue: options.queue.max(1),
-            prefill_chunk: options.prefill_chunk.max(1),
+            prefill_chunk: options.prefill_chunk.max(2),
+            cache_ram: options.cache_ram,
         };
         let (sender, receiver) = mpsc::sync_channel(options.queue);
         let counters = Arc::new(Counters::default());
@@ -238,7 +265,10 @@ impl BatchEngine {
             steps: c.steps.load(Ordering::Relaxed),
             batched_rows: c.batched_rows.load(Ordering::Relaxed),
             prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
+            cached_tokens: c.cached_tokens.load(Ordering::Relaxed),
             completion_tokens: c.completion_tokens.load(Ordering::Relaxed),
+            cache_ram_bytes: c.cache_ram_bytes.load(Ordering::Relaxed),
+            kv_cache_bytes: c.kv_cache_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -258,7 +288,9 @@ struct Active<'t> {
     sink: EventSink,
     cache: KvCache,
     prompt: Vec<u32>,
-    /// Prompt tokens already evaluated.
+    /// Leading prompt tokens taken from the prompt cache.
+    cached: usize,
+    /// Prompt tokens in the cache (taken from the prompt cache or evaluated).
     prefilled: usize,
     /// The sampled token to feed next (decode phase).
     next: Option<u32>,
@@ -280,6 +312,7 @@ impl Active<'_> {
             finish,
             text,
             prompt_tokens: self.prompt.len(),
+            cached_tokens: self.cached,
             completion_tokens: self.state.tokens().len(),
             queued_seconds: self.queued_seconds,
             prefill_seconds: (first - self.admitted_at).as_secs_f64(),
@@ -296,7 +329,7 @@ fn run_engine(
     receiver: &Receiver<Pending>,
     counters: &Counters,
 ) {
-    let mut free_caches: Vec<KvCache> = Vec::new();
+    let mut caches = PromptCache::new(options.slots, options.cache_ram);
     let mut active: Vec<Active<'_>> = Vec::new();
     let mut closed = false;
     loop {
@@ -321,17 +354,30 @@ fn run_engine(
                 }
             };
             counters.queued.fetch_sub(1, Ordering::SeqCst);
-            let mut cache = free_caches
-                .pop()
-                .unwrap_or_else(|| model.new_cache(options.context));
-            cache.clear();
+            let state = SequenceState::new(tokenizer, &pending.request.generate);
+            let prompt = pending.request.generate.prompt;
+            let AcquiredCache { cache, reused } =
+                caches.acquire(&prompt, pending.request.cache_prompt, || {
+                    let cache = model.new_cache(options.context);
+                    counters
+                        .kv_cache_bytes
+                        .fetch_add(cache.memory_bytes() as u64, Ordering::Relaxed);
+                    cache
+                });
+            counters
+                .cache_ram_bytes
+                .store(caches.ram_used() as u64, Ordering::Relaxed);
+            counters
+                .cached_tokens
+                .fetch_add(reused as u64, Ordering::Relaxed);
             counters.active.fetch_add(1, Ordering::SeqCst);
             active.push(Active {
-                state: SequenceState::new(tokenizer, &pending.request.generate),
+                state,
                 sink: pending.sink,
                 cache,
-                prompt: pending.request.generate.prompt,
-                prefilled: 0,
+                prompt,
+                cached: reused,
+                prefilled: reused,
                 next: None,
                 logprobs: pending.request.logprobs,
                 queued_seconds: pending.queued_at.elapsed().as_secs_f64(),
@@ -353,8 +399,8 @@ fn run_engine(
             inputs.push(match seq.next {
                 Some(token) => vec![token],
                 None if budget > 0 => {
-                    let take = (seq.prompt.len() - seq.prefilled).min(budget);
-                    budget -= take;
+                    let take = prefill_take(seq.prompt.len() - seq.prefilled, budget);
+                    budget = budget.saturating_sub(take);
                     seq.prompt[seq.prefilled..seq.prefilled + take].to_vec()
                 }
                 None => Vec::new(),
@@ -414,8 +460,11 @@ fn run_engine(
                         if seq.prefilled < seq.prompt.len() {
                             continue;
                         }
-                        let prompt_tokens = seq.prompt.len();
-                        if !seq.send(SequenceEvent::Started { prompt_tokens }) {
+                        let started = SequenceEvent::Started {
+                            prompt_tokens: seq.prompt.len(),
+                            cached_tokens: seq.cached,
+                        };
+                        if !seq.send(started) {
                             done[i] = Some(None);
                             continue;
                         }
@@ -428,15 +477,37 @@ fn run_engine(
         for (mut seq, leaving) in active.drain(..).zip(done) {
             if let Some(last_event) = leaving {
                 counters.active.fetch_sub(1, Ordering::SeqCst);
+                // After a failure nothing in the cache is trusted for reuse.
+                let reusable = match last_event {
+                    Some(SequenceEvent::Failed(_)) => Vec::new(),
+                    _ => reusable_tokens(&seq.prompt, seq.prefilled),
+                };
                 if let Some(event) = last_event {
                     (seq.sink)(event);
                 }
-                free_caches.push(seq.cache);
+                caches.release(seq.cache, reusable);
             } else {
                 kept.push(seq);
             }
         }
         active = kept;
+    }
+}
+
+/// Prompt tokens a prefilling sequence with `remaining` tokens to evaluate takes from a step's
+/// `budget`: never a one-token chunk of a longer prompt (it would follow the decode path's
+/// roundings, see [`crate::prompt_cache`]): a chunk that would leave one token takes it too, and
+/// a budget of one token waits for the next step.
+fn prefill_take(remaining: usize, budget: usize) -> usize {
+    let take = remaining.min(budget);
+    if remaining < MIN_FRESH_TOKENS {
+        take
+    } else if remaining - take == 1 {
+        remaining
+    } else if take < MIN_FRESH_TOKENS {
+        0
+    } else {
+        take
     }
 }
 
@@ -484,6 +555,36 @@ fn step_sequence(
         None => {
             seq.next = step.token;
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefill_take;
+
+    #[test]
+    fn prefill_chunks_never_leave_or_take_one_token_of_a_longer_prompt() {
+        assert_eq!(prefill_take(10, 4), 4);
+        assert_eq!(prefill_take(5, 4), 5);
+        assert_eq!(prefill_take(3, 2), 3);
+        assert_eq!(prefill_take(4, 2), 2);
+        assert_eq!(prefill_take(4, 1), 0);
+        assert_eq!(prefill_take(2, 1), 2);
+        assert_eq!(prefill_take(1, 1), 1);
+        assert_eq!(prefill_take(1, 4), 1);
+        for remaining in 2..40 {
+            for budget in 2..12 {
+                let mut left = remaining;
+                while left > 0 {
+                    let take = prefill_take(left, budget);
+                    assert!(
+                        take >= 2 && take <= budget + 1,
+                        "{remaining} {budget} {take}"
+                    );
+                    left -= take;
+                }
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! sampling (llama.cpp's samplers, in llama.cpp's order) and stop rules (stop strings matched across
 //! token boundaries and removed from the output), how text becomes a prompt (one-shot, chat turn,
 //! perplexity text: `prompt`), the generation loop over a model, continuous batching of many
-//! sequences over one model (for the server), constrained decoding (a grammar's token mask before
+//! sequences over one model (for the server) with prompt caching across requests, constrained decoding (a grammar's token mask before
 //! sampling: JSON Schema, regex, Lark, GBNF), and run receipts (what ran, and the gates that check a
 //! receipt).
 
@@ -12,6 +12,7 @@ pub mod batch;
 pub mod constraint;
 pub mod generate;
 pub mod prompt;
+pub mod prompt_cache;
 pub mod receipt;
 pub mod sampling;
 pub mod sequence;

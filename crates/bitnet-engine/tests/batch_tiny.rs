@@ -50,6 +50,7 @@ fn greedy(prompt: Vec<u32>, max_tokens: usize, logprobs: Option<usize>) -> Seque
             constraint: None,
         },
         logprobs,
+        cache_prompt: true,
     }
 }
 
@@ -84,6 +85,7 @@ fn batched_sequences_follow_bitnet_cpp_greedy() {
         context: 256,
         queue: 16,
         prefill_chunk: 5,
+        cache_ram: 0,
     });
     let gens = reference();
     let mut waiting = Vec::new();
@@ -107,7 +109,7 @@ fn batched_sequences_follow_bitnet_cpp_greedy() {
             .collect();
         let events = collect(&rx);
         assert!(
-            matches!(events[0], SequenceEvent::Started { prompt_tokens } if prompt_tokens == ids(&g["prompt_ids"]).len())
+            matches!(events[0], SequenceEvent::Started { prompt_tokens, .. } if prompt_tokens == ids(&g["prompt_ids"]).len())
         );
         let tokens: Vec<_> = events
             .iter()
@@ -170,6 +172,7 @@ fn a_cancelled_sequence_frees_its_slot() {
         context: 256,
         queue: 4,
         prefill_chunk: 64,
+        cache_ram: 0,
     });
     let prompt = ids(&reference()[0]["prompt_ids"]);
     let (tx, rx) = mpsc::channel();
@@ -203,6 +206,7 @@ fn a_full_queue_and_bad_prompts_are_refused() {
         context: 64,
         queue: 1,
         prefill_chunk: 64,
+        cache_ram: 0,
     });
     let prompt = ids(&reference()[0]["prompt_ids"]);
     // The first sequence's listener holds the engine thread until released, so the queue's
@@ -253,6 +257,7 @@ fn a_sequence_that_fills_its_context_ends_with_context_full() {
         context: 40,
         queue: 4,
         prefill_chunk: 64,
+        cache_ram: 0,
     });
     let prompt = ids(&reference()[0]["prompt_ids"]);
     let events = collect(&submit(&engine, greedy(prompt.clone(), 100, None)));

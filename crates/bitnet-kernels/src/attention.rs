@@ -2,7 +2,10 @@
 //! share one KV head: scores (`q_h · k_j`, scaled) and the probability-weighted sum of values
 //! (`o_h = Σ_j p_hj · v_j`). Keys and values are read straight from the KV cache, F16 (widened to
 //! f32 exactly as they are loaded) or f32, one row per position at a stride (this KV head's slice
-//! at an offset).
+//! at an offset). BF16 and Q8_0 caches (blocks of 32 codes with an F16 scale each, the scale
+//! times the code being exact in f32) are widened exactly, a span of one KV head's rows at a
+//! time, into a per-thread f32 scratch that the f32 loops then read ([`widen_with_isa`]), so
+//! they give the bits of the same values held in an f32 cache.
 //!
 //! Arithmetic order (the same on every ISA, see [`crate::order`]): a score is a dot product in
 //! 16 lanes, each step a fused multiply-add `q·k + acc`, folded by the halving tree, the tail
@@ -11,10 +14,13 @@
 
 use std::ops::Range;
 
-use half::f16;
+use std::cell::RefCell;
+
+use half::{bf16, f16};
 
 use crate::isa::{active_isa, Isa};
 use crate::order::fold;
+use crate::q8::Q8_BLOCK;
 
 const LANES: usize = 16;
 
@@ -22,15 +28,28 @@ const LANES: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub enum KvData<'a> {
     F16(&'a [f16]),
+    Bf16(&'a [bf16]),
     F32(&'a [f32]),
+    /// Q8_0: value `i` is `scales[i / 32] · codes[i]`.
+    Q8_0 {
+        codes: &'a [i8],
+        scales: &'a [f16],
+    },
 }
 
 impl KvData<'_> {
     fn len(&self) -> usize {
         match self {
             KvData::F16(d) => d.len(),
+            KvData::Bf16(d) => d.len(),
             KvData::F32(d) => d.len(),
+            KvData::Q8_0 { codes, scales } => codes.len().min(scales.len() * Q8_BLOCK),
         }
+    }
+
+    /// Whether the kernels widen this type into f32 scratch first (see the module docs).
+    fn is_widened(&self) -> bool {
+        matches!(self, KvData::Bf16(_) | KvData::Q8_0 { .. })
     }
 }
 
@@ -56,6 +75,111 @@ impl CachedRows<'_> {
                 || self.start(positions.end - 1) + self.head_dim <= self.data.len(),
             "positions outside the cache"
         );
+        if let KvData::Q8_0 { .. } = self.data {
+            assert!(
+                [self.stride, self.offset, self.head_dim]
+                    .iter()
+                    .all(|n| n.is_multiple_of(Q8_BLOCK)),
+                "Q8_0 rows must start and end on 32-value blocks"
+            );
+        }
+    }
+
+    /// Calls `f` with rows `positions` widened to f32 (contiguous, at positions `0..span`)
+    /// when the data is BF16 or Q8_0, else with the rows as they are.
+    fn widened<R>(
+        self,
+        isa: Isa,
+        positions: Range<usize>,
+        f: impl FnOnce(CachedRows<'_>, Range<usize>) -> R,
+    ) -> R {
+        if !self.data.is_widened() {
+            return f(self, positions);
+        }
+        thread_local! {
+            static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            let hd = self.head_dim;
+            buf.resize(positions.len() * hd, 0.0);
+            for (row, j) in buf.chunks_exact_mut(hd).zip(positions.clone()) {
+                widen_with_isa(isa, self.data, self.start(j), row);
+            }
+            let rows = CachedRows {
+                data: KvData::F32(&buf),
+                stride: hd,
+                offset: 0,
+                head_dim: hd,
+            };
+            f(rows, 0..positions.len())
+        })
+    }
+}
+
+/// Writes the cache values `start..start + out.len()` of `data`, widened exactly to f32, into
+/// `out` (on the active instruction set).
+///
+/// # Panics
+/// If the values lie outside `data`, or for Q8_0 when `start` or the length is not a multiple of
+/// 32.
+pub fn widen(data: KvData<'_>, start: usize, out: &mut [f32]) {
+    widen_with_isa(active_isa(), data, start, out)
+}
+
+/// [`widen`] on a chosen instruction set (scalar where it is not supported).
+pub fn widen_with_isa(isa: Isa, data: KvData<'_>, start: usize, out: &mut [f32]) {
+    let n = out.len();
+    assert!(start + n <= data.len(), "values outside the cache");
+    match data {
+        KvData::F32(d) => out.copy_from_slice(&d[start..start + n]),
+        KvData::F16(d) => widen_scalar(&d[start..start + n], out),
+        KvData::Bf16(d) => {
+            let d = &d[start..start + n];
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 | Isa::Avx2 if Isa::Avx2.is_supported() => x86::widen_bf16(d, out),
+                _ => widen_scalar(d, out),
+            }
+        }
+        KvData::Q8_0 { codes, scales } => {
+            assert!(
+                start.is_multiple_of(Q8_BLOCK) && n.is_multiple_of(Q8_BLOCK),
+                "Q8_0 values must start and end on 32-value blocks"
+            );
+            let codes = &codes[start..start + n];
+            let scales = &scales[start / Q8_BLOCK..(start + n) / Q8_BLOCK];
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 if isa.is_supported() => x86::widen_q8_0_avx512(codes, scales, out),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 | Isa::Avx2 if Isa::Avx2.is_supported() => {
+                    x86::widen_q8_0_avx2(codes, scales, out)
+                }
+                _ => widen_q8_0_scalar(codes, scales, out),
+            }
+        }
+    }
+}
+
+/// The scalar reference widening of one element type.
+fn widen_scalar<T: Element>(x: &[T], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v.widen();
+    }
+}
+
+/// The scalar reference widening of Q8_0 blocks: `scale · code` (exact in f32).
+fn widen_q8_0_scalar(codes: &[i8], scales: &[f16], out: &mut [f32]) {
+    for ((o, c), &d) in out
+        .chunks_exact_mut(Q8_BLOCK)
+        .zip(codes.chunks_exact(Q8_BLOCK))
+        .zip(scales)
+    {
+        let d = d.to_f32();
+        for (o, &c) in o.iter_mut().zip(c) {
+            *o = d * f32::from(c);
+        }
     }
 }
 
@@ -72,6 +196,13 @@ impl Element for f32 {
 }
 
 impl Element for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl Element for bf16 {
     #[inline(always)]
     fn widen(self) -> f32 {
         self.to_f32()
@@ -106,6 +237,20 @@ pub fn attention_scores_with_isa(
     assert!(hd > 0 && q.len().is_multiple_of(hd), "q is not whole heads");
     assert_eq!(out.len(), q.len() / hd * positions.len(), "scores length");
     keys.check(&positions);
+    keys.widened(isa, positions, |keys, positions| {
+        scores_dispatch(isa, q, keys, positions, scale, out)
+    })
+}
+
+/// [`attention_scores_with_isa`] on F16 or f32 rows.
+fn scores_dispatch(
+    isa: Isa,
+    q: &[f32],
+    keys: CachedRows<'_>,
+    positions: Range<usize>,
+    scale: f32,
+    out: &mut [f32],
+) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_supported() => x86::scores_avx512(q, keys, positions, scale, out),
@@ -118,6 +263,7 @@ pub fn attention_scores_with_isa(
         _ => match keys.data {
             KvData::F16(d) => scores_with(dot_scalar, q, d, keys, positions, scale, out),
             KvData::F32(d) => scores_with(dot_scalar, q, d, keys, positions, scale, out),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         },
     }
 }
@@ -155,6 +301,19 @@ pub fn attention_values_with_isa(
         "probabilities length"
     );
     values.check(&positions);
+    values.widened(isa, positions, |values, positions| {
+        values_dispatch(isa, p, values, positions, out)
+    })
+}
+
+/// [`attention_values_with_isa`] on F16 or f32 rows.
+fn values_dispatch(
+    isa: Isa,
+    p: &[f32],
+    values: CachedRows<'_>,
+    positions: Range<usize>,
+    out: &mut [f32],
+) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if isa.is_supported() => x86::values_avx512(p, values, positions, out),
@@ -167,6 +326,7 @@ pub fn attention_values_with_isa(
         _ => match values.data {
             KvData::F16(d) => values_with(axpy_scalar, p, d, values, positions, out),
             KvData::F32(d) => values_with(axpy_scalar, p, d, values, positions, out),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         },
     }
 }
@@ -246,12 +406,14 @@ fn axpy_scalar<T: Element>(alpha: f32, x: &[T], y: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! AVX2 (two 8-lane registers = lanes 0–7 and 8–15) and AVX-512 (one 16-lane register)
-    //! copies of the loops, loading F16 rows through F16C conversions; the CPU features are
-    //! checked once per call.
+    //! copies of the loops, loading F16 rows through F16C conversions, and the BF16 and Q8_0
+    //! widenings; the CPU features are checked once per call.
 
-    use super::{axpy_scalar, dot_tail, scores_with, values_with, CachedRows, KvData, LANES};
+    use super::{
+        axpy_scalar, dot_tail, scores_with, values_with, widen_scalar, CachedRows, KvData, LANES,
+    };
     use crate::order::x86::{fold_256x2, fold_512};
-    use half::f16;
+    use half::{bf16, f16};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -388,6 +550,76 @@ mod x86 {
     avx2_pair!(dot256_f32, axpy256_f32, f32, load8_f32);
     avx2_pair!(dot256_f16, axpy256_f16, f16, load8_f16);
 
+    /// BF16 widened 8 at a time (the 16 bits become the high half of an f32).
+    pub(super) fn widen_bf16(x: &[bf16], out: &mut [f32]) {
+        assert!(has_avx2());
+        // SAFETY: the features are checked; the loop stays inside both slices.
+        unsafe { widen_bf16_impl(x, out) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn widen_bf16_impl(x: &[bf16], out: &mut [f32]) {
+        let n = x.len().min(out.len());
+        let body = n - n % 8;
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 8 <= body <= length of both.
+            unsafe {
+                let h = _mm_loadu_si128(x.as_ptr().add(i).cast());
+                let w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_castsi256_ps(w));
+            }
+            i += 8;
+        }
+        widen_scalar(&x[body..n], &mut out[body..n]);
+    }
+
+    /// Q8_0 blocks widened 8 codes at a time: `scale · code`.
+    pub(super) fn widen_q8_0_avx2(codes: &[i8], scales: &[f16], out: &mut [f32]) {
+        assert!(has_avx2());
+        assert!(codes.len() >= out.len() && scales.len() * 32 >= out.len());
+        // SAFETY: the features are checked; the lengths are asserted.
+        unsafe { widen_q8_0_avx2_impl(codes, scales, out) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn widen_q8_0_avx2_impl(codes: &[i8], scales: &[f16], out: &mut [f32]) {
+        for (b, o) in out.chunks_exact_mut(32).enumerate() {
+            let d = _mm256_set1_ps(scales[b].to_f32());
+            for k in 0..4 {
+                // SAFETY: block b's 32 codes lie inside `codes` (asserted), o holds 32 floats.
+                unsafe {
+                    let c = _mm_loadl_epi64(codes.as_ptr().add(32 * b + 8 * k).cast());
+                    let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(c));
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8 * k), _mm256_mul_ps(d, v));
+                }
+            }
+        }
+    }
+
+    /// Q8_0 blocks widened 16 codes at a time: `scale · code`.
+    pub(super) fn widen_q8_0_avx512(codes: &[i8], scales: &[f16], out: &mut [f32]) {
+        assert!(has_avx512());
+        assert!(codes.len() >= out.len() && scales.len() * 32 >= out.len());
+        // SAFETY: the features are checked; the lengths are asserted.
+        unsafe { widen_q8_0_avx512_impl(codes, scales, out) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen_q8_0_avx512_impl(codes: &[i8], scales: &[f16], out: &mut [f32]) {
+        for (b, o) in out.chunks_exact_mut(32).enumerate() {
+            let d = _mm512_set1_ps(scales[b].to_f32());
+            for k in 0..2 {
+                // SAFETY: block b's 32 codes lie inside `codes` (asserted), o holds 32 floats.
+                unsafe {
+                    let c = _mm_loadu_si128(codes.as_ptr().add(32 * b + 16 * k).cast());
+                    let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c));
+                    _mm512_storeu_ps(o.as_mut_ptr().add(16 * k), _mm512_mul_ps(d, v));
+                }
+            }
+        }
+    }
+
     pub(super) fn scores_avx512(
         q: &[f32],
         keys: CachedRows<'_>,
@@ -429,6 +661,7 @@ mod x86 {
                     scale,
                     out,
                 ),
+                KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
             }
             return;
         }
@@ -452,6 +685,7 @@ mod x86 {
                 scale,
                 out,
             ),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         }
     }
 
@@ -495,6 +729,7 @@ mod x86 {
                 scale,
                 out,
             ),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         }
     }
 
@@ -526,6 +761,7 @@ mod x86 {
                 KvData::F32(d) => {
                     values_in_registers(|p| unsafe { load16_f32(p) }, p, d, values, positions, out)
                 }
+                KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
             }
             return;
         }
@@ -547,6 +783,7 @@ mod x86 {
                 positions,
                 out,
             ),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         }
     }
 
@@ -755,6 +992,7 @@ mod x86 {
                 positions,
                 out,
             ),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         }
     }
 }
@@ -856,6 +1094,7 @@ mod neon {
         match keys.data {
             KvData::F16(d) => scores_with(dot::<f16>, q, d, keys, positions, scale, out),
             KvData::F32(d) => scores_with(dot::<f32>, q, d, keys, positions, scale, out),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         }
     }
 
@@ -868,6 +1107,7 @@ mod neon {
         match values.data {
             KvData::F16(d) => values_with(axpy::<f16>, p, d, values, positions, out),
             KvData::F32(d) => values_with(axpy::<f32>, p, d, values, positions, out),
+            KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
         }
     }
 }
@@ -931,6 +1171,84 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+        /// BF16 and Q8_0 caches: every ISA's widening equals the scalar widening, and every
+        /// ISA's scores and value sums equal the scalar reference on the widened values in an
+        /// f32 cache, bit for bit.
+        #[test]
+        fn widened_caches_equal_the_scalar_reference_on_every_isa(
+            heads in 1usize..5,
+            blocks in 1usize..5,
+            span in 1usize..30,
+            seed in any::<u64>(),
+        ) {
+            let mut state = seed | 1;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 6.0
+            };
+            let head_dim = 32 * blocks;
+            let stride = 2 * head_dim;
+            let first = 2;
+            let positions = first..first + span;
+            let x: Vec<f32> = (0..(first + span) * stride).map(|_| next()).collect();
+            let halves: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+            let mut codes = vec![0i8; x.len()];
+            let mut scales = vec![f16::ZERO; x.len() / Q8_BLOCK];
+            crate::q8::quantize_q8_0(&x, &mut codes, &mut scales).unwrap();
+            let q: Vec<f32> = (0..heads * head_dim).map(|_| next()).collect();
+            let p: Vec<f32> = (0..heads * span).map(|_| next().abs()).collect();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for data in [KvData::Bf16(&halves), KvData::Q8_0 { codes: &codes, scales: &scales }] {
+                let mut widened = vec![0f32; x.len()];
+                widen_with_isa(Isa::Scalar, data, 0, &mut widened);
+                let reference = rows(KvData::F32(&widened), stride, head_dim, head_dim);
+                let mut want_s = vec![0f32; heads * span];
+                let mut want_o = vec![0f32; heads * head_dim];
+                attention_scores_with_isa(Isa::Scalar, &q, reference, positions.clone(), 0.125, &mut want_s);
+                attention_values_with_isa(Isa::Scalar, &p, reference, positions.clone(), &mut want_o);
+                let kv = rows(data, stride, head_dim, head_dim);
+                for isa in Isa::supported_for_tests() {
+                    let mut w = vec![f32::NAN; head_dim];
+                    widen_with_isa(isa, data, stride + head_dim, &mut w);
+                    prop_assert_eq!(bits(&w), bits(&widened[stride + head_dim..stride + 2 * head_dim]));
+                    let mut s = vec![f32::NAN; heads * span];
+                    let mut o = vec![f32::NAN; heads * head_dim];
+                    attention_scores_with_isa(isa, &q, kv, positions.clone(), 0.125, &mut s);
+                    attention_values_with_isa(isa, &p, kv, positions.clone(), &mut o);
+                    prop_assert_eq!(bits(&s), bits(&want_s), "scores on {}", isa.name());
+                    prop_assert_eq!(bits(&o), bits(&want_o), "values on {}", isa.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q8_0_and_bf16_widen_to_their_values() {
+        let codes: Vec<i8> = (0..64).map(|i| (i as i8) - 32).collect();
+        let scales = [f16::from_f32(0.5), f16::from_f32(-2.0)];
+        let mut out = vec![0f32; 64];
+        widen(
+            KvData::Q8_0 {
+                codes: &codes,
+                scales: &scales,
+            },
+            0,
+            &mut out,
+        );
+        assert_eq!(out[0], -16.0);
+        assert_eq!(out[31], -0.5);
+        assert_eq!(out[32], -0.0);
+        assert_eq!(out[63], -62.0);
+        let halves = [bf16::from_f32(1.5), bf16::from_f32(-3.0e30)];
+        let mut out = [0f32; 2];
+        widen(KvData::Bf16(&halves), 0, &mut out);
+        assert_eq!(out, [1.5, bf16::from_f32(-3.0e30).to_f32()]);
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl Encoder {
         let mut caches: Vec<KvCache> = inputs
             .iter()
             .map(|t| KvCache::with_precision(cfg, t.len().max(1), KvPrecision::F32))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut segments: Vec<BatchSegment<'_>> = inputs
             .iter()
             .zip(caches.iter_mut())

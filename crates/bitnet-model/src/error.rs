@@ -48,6 +48,12 @@ pub enum ModelError {
     /// The KV cache has no room for the tokens.
     #[error("context full: {needed} positions needed, the KV cache holds {capacity}")]
     ContextFull { needed: usize, capacity: usize },
+    /// The KV cache element type cannot hold this model's rows.
+    #[error("KV cache type {cache_type}: {reason}")]
+    CacheType {
+        cache_type: &'static str,
+        reason: String,
+    },
     /// The KV cache was made for a different model shape.
     #[error("KV cache shape does not match the model")]
     CacheMismatch,

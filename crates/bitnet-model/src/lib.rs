@@ -37,7 +37,7 @@ pub use arch::{Activation, ArchSpec, Graph, RopeStyle, ARCHITECTURES};
 pub use config::ModelConfig;
 pub use encoder::Encoder;
 pub use error::ModelError;
-pub use kv_cache::{KvCache, KvPrecision};
+pub use kv_cache::{KvCache, KvPrecision, KvSnapshot};
 pub use linear::Linear;
 pub use model::{BatchSegment, HeadFormat, LoadOptions, Model};
 pub use perplexity::{perplexity, PerplexityParams, PerplexityReport};

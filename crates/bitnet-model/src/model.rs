@@ -5,7 +5,8 @@
 //! default F16 cache: K and V are cached as F16, Q is rounded to F16 for `q·k`, softmax in f32
 //! with an f64 sum; a one-token call (the decode path) additionally rounds the attention
 //! probabilities and the LM-head input to F16, as bitnet.cpp's generation path does, while a
-//! batch keeps both in f32. With an F32 cache ([`KvPrecision::F32`]) nothing is rounded to F16.
+//! batch keeps both in f32. BF16 and Q8_0 caches follow the same rules (only K and V are stored
+//! differently); with an F32 cache ([`KvPrecision::F32`]) nothing is rounded to F16.
 
 use std::path::Path;
 
@@ -38,6 +39,8 @@ pub struct Model {
     /// The bias of a final LayerNorm, where the architecture has one.
     output_norm_b: Option<Vec<f32>>,
     output_norm: Vec<f32>,
+    /// The element type of [`Model::new_cache`]'s caches.
+    cache_type: KvPrecision,
     head: Linear,
     /// The GPU the linears run on (`None`: the CPU).
     gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
@@ -88,6 +91,8 @@ pub struct LoadOptions {
     /// Run the BitLinears and the F16 head on this GPU (BitNet architectures only; anything
     /// without a GPU kernel is refused at load, never run on the CPU instead).
     pub gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
+    /// The element type of the caches [`Model::new_cache`] makes (checked at load).
+    pub cache_type: KvPrecision,
 }
 
 impl Model {
@@ -233,7 +238,9 @@ impl Model {
             used.extend(crate::config::LONG_ROPE_TENSORS.map(String::from));
         }
         weights::check_no_unused_tensors(file, &config, &used)?;
+        options.cache_type.check(&config)?;
         Ok(Model {
+            cache_type: options.cache_type,
             config,
             embedding,
             layers,
@@ -261,13 +268,24 @@ impl Model {
         self.config.n_vocab
     }
 
-    /// A fresh F16 KV cache for `capacity` positions.
+    /// A fresh KV cache for `capacity` positions, of the element type the model was loaded
+    /// with (F16 unless [`LoadOptions::cache_type`] said otherwise).
     pub fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(&self.config, capacity)
+        KvCache::build(&self.config, capacity, self.cache_type)
     }
 
-    /// A fresh KV cache of the given element type.
-    pub fn new_cache_with(&self, capacity: usize, precision: KvPrecision) -> KvCache {
+    /// The element type of [`Model::new_cache`]'s caches.
+    pub fn cache_type(&self) -> KvPrecision {
+        self.cache_type
+    }
+
+    /// A fresh KV cache of the given element type (refused when the model's shape does not
+    /// allow it).
+    pub fn new_cache_with(
+        &self,
+        capacity: usize,
+        precision: KvPrecision,
+    ) -> Result<KvCache, ModelError> {
         KvCache::with_precision(&self.config, capacity, precision)
     }
 

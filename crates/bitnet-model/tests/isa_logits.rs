@@ -1,8 +1,9 @@
 //! The model's logits do not depend on the instruction set the kernels run on, nor on the other
 //! sequences batched with a sequence: the same files evaluated with `BITNET_ISA` forced to each
 //! tier this CPU has give bit-identical logits (prefill and one token at a time; the ternary
-//! tiny-b158 in I2_S and TQ2_0, with its F16 head as stored and requantized to Q8_0, and
-//! SmolLM2-135M, whose dense weights run on the F16 kernels), and in every tier
+//! tiny-b158 in I2_S and TQ2_0, with its F16 head as stored and requantized to Q8_0, with Q8_0
+//! and BF16 KV caches, and SmolLM2-135M, whose dense weights run on the F16 kernels, with F16 and
+//! Q8_0 KV caches), and in every tier
 //! `Model::forward_batch` gives each segment exactly the logits `Model::forward` gives it alone.
 //! The ISA is chosen once per process, so each tier runs in a child process of this test binary.
 
@@ -10,7 +11,7 @@ use std::process::Command;
 
 use bitnet_gguf::GgufFile;
 use bitnet_kernels::{Isa, ThreadPool};
-use bitnet_model::{BatchSegment, HeadFormat, LoadOptions, Model};
+use bitnet_model::{BatchSegment, HeadFormat, KvPrecision, LoadOptions, Model};
 
 /// FNV-1a over the bit patterns of the logits.
 fn digest(values: &[f32]) -> u64 {
@@ -23,12 +24,13 @@ fn bits(values: &[f32]) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
-fn open(path: std::path::PathBuf, head: HeadFormat) -> Model {
+fn open(path: std::path::PathBuf, head: HeadFormat, cache_type: KvPrecision) -> Model {
     let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Model::load_with(
         &file,
         LoadOptions {
             head,
+            cache_type,
             ..Default::default()
         },
     )
@@ -125,22 +127,34 @@ fn print_logits_digest_under_forced_isa() {
             HeadFormat::Q8_0,
         ),
     ];
-    for (name, file, head) in tiny {
-        let model = open(bitnet_testdata::oracle(file), head);
+    let caches = [KvPrecision::F16, KvPrecision::Q8_0, KvPrecision::Bf16];
+    let runs = tiny
+        .iter()
+        .map(|&(name, file, head)| (name.to_string(), file, head, KvPrecision::F16))
+        .chain(caches[1..].iter().map(|&c| {
+            let name = format!("i2_s+{}-cache", c.name());
+            (
+                name,
+                "tiny-b158/gguf/tiny-b158-i2_s.gguf",
+                HeadFormat::AsStored,
+                c,
+            )
+        }));
+    for (name, file, head, cache_type) in runs {
+        let model = open(bitnet_testdata::oracle(file), head, cache_type);
         let logits = prefill_then_decode(&model, 32, 8, &pool);
         println!("LOGITS {name} {:016x} {}", digest(&logits), logits.len());
         let batched = batched_equals_alone(&model, &pool);
         println!("BATCHED {name} {:016x} {}", digest(&batched), batched.len());
     }
-    let smol = open(bitnet_testdata::smollm2(), HeadFormat::AsStored);
-    let logits = prefill_then_decode(&smol, 10, 2, &pool);
-    println!("LOGITS smollm2 {:016x} {}", digest(&logits), logits.len());
-    let batched = batched_equals_alone(&smol, &pool);
-    println!(
-        "BATCHED smollm2 {:016x} {}",
-        digest(&batched),
-        batched.len()
-    );
+    for cache_type in [KvPrecision::F16, KvPrecision::Q8_0] {
+        let smol = open(bitnet_testdata::smollm2(), HeadFormat::AsStored, cache_type);
+        let name = format!("smollm2+{}-cache", cache_type.name());
+        let logits = prefill_then_decode(&smol, 10, 2, &pool);
+        println!("LOGITS {name} {:016x} {}", digest(&logits), logits.len());
+        let batched = batched_equals_alone(&smol, &pool);
+        println!("BATCHED {name} {:016x} {}", digest(&batched), batched.len());
+    }
     println!("ISA {}", bitnet_kernels::active_isa().name());
 }
 
@@ -176,7 +190,7 @@ fn logits_are_identical_on_every_isa() {
             .filter(|l| l.starts_with("LOGITS ") || l.starts_with("BATCHED "))
             .map(str::to_string)
             .collect();
-        assert_eq!(digests.len(), 8, "{stdout}");
+        assert_eq!(digests.len(), 14, "{stdout}");
         seen.push((isa.name(), digests));
     }
     assert!(

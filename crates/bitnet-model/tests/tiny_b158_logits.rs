@@ -111,7 +111,7 @@ fn f32_file_with_f32_cache_matches_hf_w158a16_to_1e3() {
         .enumerate()
     {
         for incremental in [false, true] {
-            let mut cache = m.new_cache_with(ids.len(), KvPrecision::F32);
+            let mut cache = m.new_cache_with(ids.len(), KvPrecision::F32).unwrap();
             let ours = if incremental {
                 ids.iter()
                     .flat_map(|&id| m.forward(&[id], &mut cache, 0, &pool).unwrap())

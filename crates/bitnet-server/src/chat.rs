@@ -130,6 +130,7 @@ pub async fn chat_completions(
             constraint,
         },
         logprobs,
+        cache_prompt: request.cache_prompt.unwrap_or(true),
     };
     let generation =
         Generation::submit(&state, backend, ENDPOINT, arrived, engine_request, delivery)?;

@@ -110,6 +110,7 @@ pub async fn completions(
             constraint,
         },
         logprobs,
+        cache_prompt: request.cache_prompt.unwrap_or(true),
     };
     let mut generation =
         Generation::submit(&state, backend, ENDPOINT, arrived, engine_request, delivery)?;

@@ -235,7 +235,7 @@ impl Generation {
             .metrics
             .observe_first_token(self.endpoint, first_token);
         text.push_str(&summary.text);
-        let usage = Usage::new(summary.prompt_tokens, summary.completion_tokens);
+        let usage = usage(&summary);
         let mut body = shape.response(&text, &logprobs, finish_reason(summary.finish), usage);
         body["timings"] = timings(&summary);
         Ok(axum::Json(body).into_response())
@@ -274,16 +274,28 @@ struct StreamState<S> {
     done: bool,
 }
 
+/// The `usage` of a finished sequence.
+fn usage(summary: &SequenceSummary) -> Usage {
+    Usage::new(
+        summary.prompt_tokens,
+        summary.cached_tokens,
+        summary.completion_tokens,
+    )
+}
+
 /// llama.cpp's `timings` object (an extension OpenAI clients ignore): time in the queue, prompt
-/// evaluation (admission to first token) and generation after the first token.
+/// evaluation (admission to first token; `prompt_n` counts the tokens evaluated, `cache_n` those
+/// taken from the prompt cache) and generation after the first token.
 fn timings(summary: &SequenceSummary) -> Value {
     let generated = summary.completion_tokens.saturating_sub(1);
+    let evaluated = summary.prompt_tokens - summary.cached_tokens;
     let per_second = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     serde_json::json!({
         "queued_ms": summary.queued_seconds * 1e3,
-        "prompt_n": summary.prompt_tokens,
+        "cache_n": summary.cached_tokens,
+        "prompt_n": evaluated,
         "prompt_ms": summary.prefill_seconds * 1e3,
-        "prompt_per_second": per_second(summary.prompt_tokens, summary.prefill_seconds),
+        "prompt_per_second": per_second(evaluated, summary.prefill_seconds),
         "predicted_n": generated,
         "predicted_ms": summary.decode_seconds * 1e3,
         "predicted_per_second": per_second(generated, summary.decode_seconds),
@@ -335,7 +347,7 @@ impl<S: Shape> StreamState<S> {
                             .map(data),
                     );
                     if self.include_usage {
-                        let usage = Usage::new(summary.prompt_tokens, summary.completion_tokens);
+                        let usage = usage(&summary);
                         out.push(data(&self.shape.usage_chunk(usage)));
                     }
                     out.push(Event::default().data("[DONE]"));

@@ -148,12 +148,30 @@ impl Metrics {
         let ready = u8::from(engine.is_some());
         let _ = writeln!(out, "# HELP bitnet_model_ready 1 once the model is loaded.\n# TYPE bitnet_model_ready gauge\nbitnet_model_ready {ready}");
         if let Some(s) = engine {
-            let lines: [(&str, &str, &str, u64); 7] = [
+            let lines: [(&str, &str, &str, u64); 10] = [
                 (
                     "bitnet_prompt_tokens_total",
                     "counter",
                     "Prompt tokens evaluated.",
                     s.prompt_tokens,
+                ),
+                (
+                    "bitnet_prompt_tokens_cached_total",
+                    "counter",
+                    "Prompt tokens taken from the prompt cache instead of evaluated.",
+                    s.cached_tokens,
+                ),
+                (
+                    "bitnet_kv_cache_bytes",
+                    "gauge",
+                    "Bytes of the slots' KV caches allocated (one per slot once used).",
+                    s.kv_cache_bytes,
+                ),
+                (
+                    "bitnet_prompt_cache_ram_bytes",
+                    "gauge",
+                    "Bytes of KV snapshots held for prompt reuse (--cache-ram).",
+                    s.cache_ram_bytes,
                 ),
                 (
                     "bitnet_completion_tokens_total",

@@ -298,6 +298,10 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<u32>,
     pub n: Option<u32>,
+    /// llama.cpp's `cache_prompt`: `false` evaluates the whole prompt instead of starting from
+    /// a cached prefix.
+    #[serde(default)]
+    pub cache_prompt: Option<bool>,
 }
 
 /// `prompt` of a completions request.
@@ -332,6 +336,9 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     pub n: Option<u32>,
     pub best_of: Option<u32>,
+    /// llama.cpp's `cache_prompt` (see [`ChatCompletionRequest::cache_prompt`]).
+    #[serde(default)]
+    pub cache_prompt: Option<bool>,
 }
 
 /// A completions prompt: text to tokenize, or token ids as given.
@@ -370,14 +377,22 @@ pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub total_tokens: usize,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// `usage.prompt_tokens_details`: how many prompt tokens came from the prompt cache.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: usize,
 }
 
 impl Usage {
-    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
+    pub fn new(prompt_tokens: usize, cached_tokens: usize, completion_tokens: usize) -> Self {
         Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: PromptTokensDetails { cached_tokens },
         }
     }
 }

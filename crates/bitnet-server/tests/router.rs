@@ -103,6 +103,7 @@ async fn ready_with_the_tiny_model() {
         context: 64,
         queue: 4,
         prefill_chunk: 32,
+        cache_ram: 0,
     };
     let backend = Backend::start(
         Arc::new(model),

@@ -91,7 +91,7 @@ impl<'m, 'b> Pass<'m, 'b> {
         let plans: Vec<SegmentPlan> = segments
             .iter()
             .map(|seg| {
-                let f16_rules = seg.cache.precision() == KvPrecision::F16;
+                let f16_rules = seg.cache.precision() != KvPrecision::F32;
                 SegmentPlan {
                     pos0: seg.cache.len(),
                     capacity: seg.cache.capacity(),
