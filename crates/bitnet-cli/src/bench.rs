@@ -221,6 +221,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let head = match args.load.head {
         bitnet_model::HeadFormat::AsStored => "",
         bitnet_model::HeadFormat::Q8_0 => ", head Q8_0",
+        bitnet_model::HeadFormat::Q6K => ", head Q6_K",
     };
     let model_type = format!("{arch} {}{head}", file_type_name(&file));
     let isa = bitnet_kernels::active_isa().name();

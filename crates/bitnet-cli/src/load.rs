@@ -16,8 +16,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Load-time options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// How to hold the output head: `f16` (as stored) or `q8_0` (requantized at load; about
-    /// half the bytes read per token, near-lossless).
+    /// How to hold the output head: `f16` (as stored), `q8_0` (requantized at load; about
+    /// half the bytes read per token, near-lossless) or `q6_k` (ggml's 6-bit k-quant, 0.82
+    /// bytes per weight, bitnet.cpp's default; a tied embedding's lookups read it too).
+    /// Perplexity cost of each: docs/PERFORMANCE.md.
     #[arg(long, default_value = "f16", value_parser = parse_head)]
     pub head: HeadFormat,
     /// Element type of the KV cache: `f16`, `bf16`, `q8_0` (about half the memory of f16;
@@ -41,7 +43,8 @@ fn parse_cache_type(s: &str) -> Result<KvPrecision, String> {
 }
 
 fn parse_head(s: &str) -> Result<HeadFormat, String> {
-    HeadFormat::from_name(s).ok_or_else(|| format!("unknown head format {s:?}: use f16 or q8_0"))
+    HeadFormat::from_name(s)
+        .ok_or_else(|| format!("unknown head format {s:?}: use f16, q8_0 or q6_k"))
 }
 
 /// The compute pool for `-t N`, or the default (`BITNET_THREADS`, else the physical cores).

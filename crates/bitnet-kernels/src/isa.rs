@@ -2,7 +2,7 @@
 //! which kernels actually ran (so run receipts can say so).
 //!
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
-//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16 and Q8_0 products, attention);
+//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16, Q8_0 and Q6_K products, attention);
 //! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
 
 use std::fmt;
@@ -253,11 +253,15 @@ pub enum KernelId {
     Q8NeonMatvec,
     Q8Avx2Matvec,
     Q8Avx512Matvec,
+    Q6kScalarMatvec,
+    Q6kNeonMatvec,
+    Q6kAvx2Matvec,
+    Q6kAvx512Matvec,
 }
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 27] = [
+    pub const ALL: [KernelId; 31] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -285,6 +289,10 @@ impl KernelId {
         KernelId::Q8NeonMatvec,
         KernelId::Q8Avx2Matvec,
         KernelId::Q8Avx512Matvec,
+        KernelId::Q6kScalarMatvec,
+        KernelId::Q6kNeonMatvec,
+        KernelId::Q6kAvx2Matvec,
+        KernelId::Q6kAvx512Matvec,
     ];
 
     /// The receipt name, e.g. `"i2s_avx512_vnni_matvec"`.
@@ -317,6 +325,10 @@ impl KernelId {
             KernelId::Q8NeonMatvec => "q8_0_neon_matvec",
             KernelId::Q8Avx2Matvec => "q8_0_avx2_matvec",
             KernelId::Q8Avx512Matvec => "q8_0_avx512_vnni_matvec",
+            KernelId::Q6kScalarMatvec => "q6_k_scalar_matvec",
+            KernelId::Q6kNeonMatvec => "q6_k_neon_matvec",
+            KernelId::Q6kAvx2Matvec => "q6_k_avx2_matvec",
+            KernelId::Q6kAvx512Matvec => "q6_k_avx512_vnni_matvec",
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`ternary`]: the packed in-memory ternary weight layout and its matvec / matmul kernels.
 //! - [`mod@f16`]: `f16 × f32` matvec for the F16 (tied embedding) LM head.
 //! - [`q8`]: Q8_0 matrices and their matvec, for a quantized LM head.
+//! - [`q6k`]: Q6_K matrices (kept packed) and their product with Q8_K activations, for a
+//!   6-bit LM head.
 //! - [`attention`]: the score and weighted-value loops of attention over cached rows.
 //! - [`norm`]: RMSNorm with ggml's exact rounding.
 //! - [`memory`]: the huge-page allocator the binary puts weights and caches in.
@@ -35,6 +37,7 @@ pub mod memory;
 pub mod norm;
 pub mod order;
 pub mod pool;
+pub mod q6k;
 pub mod q8;
 pub mod quantize;
 pub mod ternary;
@@ -44,6 +47,7 @@ pub use f16::{matmul_f16, matvec_f16};
 pub use isa::{active_isa, kernels_used, select_isa, Isa, KernelId};
 pub use norm::rms_norm;
 pub use pool::ThreadPool;
+pub use q6k::Q6KMatrix;
 pub use q8::{quantize_q8_0, Q8Matrix};
 pub use quantize::{quantize_activations, quantize_activations_batch};
 pub use ternary::{BitLinearScratch, Scales, TernaryLayout, TernaryMatrix};

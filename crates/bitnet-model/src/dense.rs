@@ -36,6 +36,9 @@ pub enum DenseData {
     F16(Vec<f16>),
     /// Requantized to Q8_0 at load (`--head q8_0`): half the bytes of F16 per product.
     Q8(bitnet_kernels::Q8Matrix),
+    /// Q6_K (`--head q6_k`): requantized at load, or a stored Q6_K head as it is; 0.82 bytes
+    /// per weight, kept packed.
+    Q6K(bitnet_kernels::Q6KMatrix),
 }
 
 const LANES: usize = 8;
@@ -153,7 +156,7 @@ impl DenseMatrix {
             let data = match &self.data {
                 DenseData::F32(d) => DenseData::F32(d[span].to_vec()),
                 DenseData::F16(d) => DenseData::F16(d[span].to_vec()),
-                DenseData::Q8(_) => return None,
+                DenseData::Q8(_) | DenseData::Q6K(_) => return None,
             };
             parts.push(DenseMatrix { rows, cols, data });
             start += rows;
@@ -166,12 +169,75 @@ impl DenseMatrix {
         let q8 = match &self.data {
             DenseData::F32(w) => bitnet_kernels::Q8Matrix::quantize_f32(w, self.rows, self.cols)?,
             DenseData::F16(w) => bitnet_kernels::Q8Matrix::quantize_f16(w, self.rows, self.cols)?,
-            DenseData::Q8(_) => return Ok(self.clone()),
+            DenseData::Q8(_) | DenseData::Q6K(_) => return Ok(self.clone()),
         };
         Ok(DenseMatrix {
             rows: self.rows,
             cols: self.cols,
             data: DenseData::Q8(q8),
+        })
+    }
+
+    /// The same matrix requantized to Q6_K by ggml's algorithm (bitnet-quant's quantizer), each
+    /// row zero-padded to whole 256-value super-blocks; rows are spread over `threads` threads
+    /// (the 2B-4T head takes seconds).
+    pub fn to_q6_k(&self, threads: usize) -> Result<DenseMatrix, ModelError> {
+        use bitnet_kernels::q6k::{Q6K_BLOCK, Q6K_BLOCK_BYTES};
+        if matches!(self.data, DenseData::Q8(_) | DenseData::Q6K(_)) {
+            return Ok(self.clone());
+        }
+        let (rows, cols) = (self.rows, self.cols);
+        let padded = bitnet_kernels::Q6KMatrix::blocks_per_row(cols) * Q6K_BLOCK;
+        let row_bytes = padded / Q6K_BLOCK * Q6K_BLOCK_BYTES;
+        let mut data = vec![0u8; rows * row_bytes];
+        let threads = threads.clamp(1, rows);
+        let per_thread = rows.div_ceil(threads);
+        let failure: Mutex<Option<String>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for (part, out) in data.chunks_mut(per_thread * row_bytes).enumerate() {
+                let failure = &failure;
+                scope.spawn(move || {
+                    let mut row = vec![0f32; padded];
+                    for (i, out) in out.chunks_exact_mut(row_bytes).enumerate() {
+                        let r = part * per_thread + i;
+                        match &self.data {
+                            DenseData::F32(w) => {
+                                row[..cols].copy_from_slice(&w[r * cols..(r + 1) * cols])
+                            }
+                            DenseData::F16(w) => row[..cols]
+                                .iter_mut()
+                                .zip(&w[r * cols..(r + 1) * cols])
+                                .for_each(|(o, v)| *o = v.to_f32()),
+                            DenseData::Q8(_) | DenseData::Q6K(_) => {
+                                unreachable!("quantized matrices are returned above")
+                            }
+                        }
+                        match bitnet_quant::quantize(GgmlType::Q6K, &row) {
+                            Ok(bytes) => out.copy_from_slice(&bytes),
+                            Err(e) => {
+                                *failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(e.to_string());
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(reason) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(ModelError::Kernel(reason));
+        }
+        Self::from_q6_k(rows, cols, data)
+    }
+
+    /// Wraps Q6_K bytes (ggml's blocks, each row `⌈cols/256⌉` of them).
+    pub fn from_q6_k(rows: usize, cols: usize, bytes: Vec<u8>) -> Result<DenseMatrix, ModelError> {
+        let q6k = bitnet_kernels::Q6KMatrix::from_blocks(rows, cols, bytes)
+            .map_err(|e| ModelError::Kernel(e.to_string()))?;
+        Ok(DenseMatrix {
+            rows,
+            cols,
+            data: DenseData::Q6K(q6k),
         })
     }
 
@@ -185,7 +251,14 @@ impl DenseMatrix {
         )
     }
 
-    /// Row `r` as f32 (F32 or F16 storage).
+    /// Whether the token lookups of a tied table stored as `ty` read this (head) matrix: when it
+    /// holds the table's exact values, and when it is Q6_K (one quantized table for both uses,
+    /// as bitnet.cpp's Q6_K embedding: the lookups get ggml's dequantized Q6_K values).
+    pub fn serves_lookups_of(&self, ty: GgmlType) -> bool {
+        self.is_exact_copy_of(ty) || matches!(self.data, DenseData::Q6K(_))
+    }
+
+    /// Row `r` as f32 (F32, F16 or Q6_K storage).
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         let span = r * self.cols..(r + 1) * self.cols;
         match &self.data {
@@ -194,6 +267,16 @@ impl DenseMatrix {
                 .iter_mut()
                 .zip(&d[span])
                 .for_each(|(o, v)| *o = v.to_f32()),
+            DenseData::Q6K(m) => {
+                // ggml's dequantized values (the row's padding is dropped).
+                let blocks = m.row_blocks(r);
+                let padded = blocks.len() / bitnet_kernels::q6k::Q6K_BLOCK_BYTES
+                    * bitnet_kernels::q6k::Q6K_BLOCK;
+                let mut row = vec![0f32; padded];
+                bitnet_quant::dequantize(GgmlType::Q6K, blocks, padded, &mut row)
+                    .expect("a Q6KMatrix row holds whole Q6_K blocks");
+                out.copy_from_slice(&row[..self.cols]);
+            }
             DenseData::Q8(_) => unreachable!("a Q8_0 head never stands in for the embedding"),
         }
     }
@@ -202,7 +285,7 @@ impl DenseMatrix {
     fn row_f32(&self, r: usize) -> &[f32] {
         match &self.data {
             DenseData::F32(d) => &d[r * self.cols..(r + 1) * self.cols],
-            DenseData::F16(_) | DenseData::Q8(_) => {
+            DenseData::F16(_) | DenseData::Q8(_) | DenseData::Q6K(_) => {
                 unreachable!("row_f32 is only called on f32 storage")
             }
         }
@@ -223,6 +306,7 @@ impl DenseMatrix {
                 return bitnet_kernels::matmul_f16(w, self.rows, self.cols, x, batch, out, pool)
             }
             DenseData::Q8(w) => return w.matmul(x, batch, out, pool),
+            DenseData::Q6K(w) => return w.matmul(x, batch, out, pool),
             DenseData::F32(_) => {}
         }
         if x.len() != batch * self.cols || out.len() != batch * self.rows {

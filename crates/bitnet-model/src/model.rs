@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use bitnet_gguf::GgufFile;
+use bitnet_gguf::{GgmlType, GgufFile};
 use bitnet_kernels::ThreadPool;
 
 use crate::blocks::Pass;
@@ -71,15 +71,29 @@ pub enum HeadFormat {
     /// Requantized to Q8_0 at load: about half the bytes of an F16 head per token
     /// (near-lossless: FORMATS.md §4).
     Q8_0,
+    /// Q6_K (bitnet.cpp's default for the embedding / head since its 2026 release):
+    /// requantized at load by ggml's algorithm (a head stored as Q6_K is taken as it is), 0.82
+    /// bytes per weight; a tied table's lookups read the same Q6_K values.
+    Q6K,
 }
 
 impl HeadFormat {
-    /// Parses a `--head` value: `f16` (as stored) or `q8_0`.
+    /// Parses a `--head` value: `f16` (as stored), `q8_0` or `q6_k`.
     pub fn from_name(name: &str) -> Option<HeadFormat> {
         match name {
             "f16" | "as-stored" => Some(HeadFormat::AsStored),
             "q8_0" => Some(HeadFormat::Q8_0),
+            "q6_k" => Some(HeadFormat::Q6K),
             _ => None,
+        }
+    }
+
+    /// The `--head` value naming this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadFormat::AsStored => "f16",
+            HeadFormat::Q8_0 => "q8_0",
+            HeadFormat::Q6K => "q6_k",
         }
     }
 }
@@ -159,10 +173,13 @@ impl Model {
             Linear::load(file, "output.weight", config.n_embd, config.n_vocab, false)?
         };
         let head = match (options.head, head) {
-            (HeadFormat::Q8_0, Linear::Dense { .. }) if options.gpu.is_some() => {
+            (HeadFormat::Q8_0 | HeadFormat::Q6K, Linear::Dense { .. }) if options.gpu.is_some() => {
                 return Err(ModelError::NotOnGpu(
-                    "a Q8_0 head".into(),
-                    "the GPU runs the head in F16 (leave out --head q8_0)".into(),
+                    format!("a {} head", options.head.name()),
+                    format!(
+                        "the GPU runs the head in F16 (leave out --head {})",
+                        options.head.name()
+                    ),
                 ))
             }
             (HeadFormat::Q8_0, Linear::Dense { matrix, scale }) => Linear::Dense {
@@ -171,6 +188,24 @@ impl Model {
                     .map_err(|e| ModelError::Kernel(e.to_string()))?,
                 scale,
             },
+            (HeadFormat::Q6K, Linear::Dense { matrix, scale }) => {
+                let source = file.tensor(if tied { EMBD } else { "output.weight" });
+                let matrix = match source {
+                    // Stored as Q6_K in whole super-blocks: the file's blocks as they are.
+                    Some(t)
+                        if t.ggml_type == GgmlType::Q6K
+                            && config.n_embd.is_multiple_of(bitnet_kernels::q6k::Q6K_BLOCK) =>
+                    {
+                        DenseMatrix::from_q6_k(
+                            config.n_vocab,
+                            config.n_embd,
+                            file.tensor_data(t).to_vec(),
+                        )?
+                    }
+                    _ => matrix.to_q6_k(bitnet_kernels::pool::default_threads())?,
+                };
+                Linear::Dense { matrix, scale }
+            }
             (_, head) => head,
         };
         let head = match (&options.gpu, head) {
@@ -198,7 +233,7 @@ impl Model {
         };
         // A tied head that holds the table's exact values serves the lookups too.
         let shared = tied
-            && matches!(&head, Linear::Dense { matrix, .. } if matrix.is_exact_copy_of(embd.ggml_type));
+            && matches!(&head, Linear::Dense { matrix, .. } if matrix.serves_lookups_of(embd.ggml_type));
         let embedding = if shared {
             None
         } else {

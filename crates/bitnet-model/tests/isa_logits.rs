@@ -1,9 +1,9 @@
 //! The model's logits do not depend on the instruction set the kernels run on, nor on the other
 //! sequences batched with a sequence: the same files evaluated with `BITNET_ISA` forced to each
 //! tier this CPU has give bit-identical logits (prefill and one token at a time; the ternary
-//! tiny-b158 in I2_S and TQ2_0, with its F16 head as stored and requantized to Q8_0, with Q8_0
-//! and BF16 KV caches, and SmolLM2-135M, whose dense weights run on the F16 kernels, with F16 and
-//! Q8_0 KV caches), and in every tier
+//! tiny-b158 in I2_S and TQ2_0, with its F16 head as stored and requantized to Q8_0 and Q6_K,
+//! with Q8_0 and BF16 KV caches, and SmolLM2-135M, whose dense weights run on the F16 kernels,
+//! with F16 and Q8_0 KV caches and with its head requantized to Q6_K), and in every tier
 //! `Model::forward_batch` gives each segment exactly the logits `Model::forward` gives it alone.
 //! The ISA is chosen once per process, so each tier runs in a child process of this test binary.
 
@@ -126,6 +126,11 @@ fn print_logits_digest_under_forced_isa() {
             "tiny-b158/gguf/tiny-b158-i2_s.gguf",
             HeadFormat::Q8_0,
         ),
+        (
+            "i2_s+q6_k-head",
+            "tiny-b158/gguf/tiny-b158-i2_s.gguf",
+            HeadFormat::Q6K,
+        ),
     ];
     let caches = [KvPrecision::F16, KvPrecision::Q8_0, KvPrecision::Bf16];
     let runs = tiny
@@ -147,9 +152,13 @@ fn print_logits_digest_under_forced_isa() {
         let batched = batched_equals_alone(&model, &pool);
         println!("BATCHED {name} {:016x} {}", digest(&batched), batched.len());
     }
-    for cache_type in [KvPrecision::F16, KvPrecision::Q8_0] {
-        let smol = open(bitnet_testdata::smollm2(), HeadFormat::AsStored, cache_type);
-        let name = format!("smollm2+{}-cache", cache_type.name());
+    for (cache_type, head) in [
+        (KvPrecision::F16, HeadFormat::AsStored),
+        (KvPrecision::Q8_0, HeadFormat::AsStored),
+        (KvPrecision::F16, HeadFormat::Q6K),
+    ] {
+        let smol = open(bitnet_testdata::smollm2(), head, cache_type);
+        let name = format!("smollm2+{}-cache+{}-head", cache_type.name(), head.name());
         let logits = prefill_then_decode(&smol, 10, 2, &pool);
         println!("LOGITS {name} {:016x} {}", digest(&logits), logits.len());
         let batched = batched_equals_alone(&smol, &pool);
@@ -190,7 +199,7 @@ fn logits_are_identical_on_every_isa() {
             .filter(|l| l.starts_with("LOGITS ") || l.starts_with("BATCHED "))
             .map(str::to_string)
             .collect();
-        assert_eq!(digests.len(), 14, "{stdout}");
+        assert_eq!(digests.len(), 18, "{stdout}");
         seen.push((isa.name(), digests));
     }
     assert!(

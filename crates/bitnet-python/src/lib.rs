@@ -228,10 +228,7 @@ fn load(path: &Path, head: HeadFormat, threads: Option<usize>) -> PyResult<Engin
         architecture: file.architecture().unwrap_or("").to_string(),
         parameters: file.tensors().iter().map(|t| t.n_elements).sum(),
         file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-        head: match head {
-            HeadFormat::AsStored => "f16",
-            HeadFormat::Q8_0 => "q8_0",
-        },
+        head: head.name(),
     };
     let pool = match threads {
         Some(t) => ThreadPool::new(t),
@@ -253,8 +250,9 @@ fn load(path: &Path, head: HeadFormat, threads: Option<usize>) -> PyResult<Engin
 ///
 /// path: the .gguf file; None loads the model shipped in the package (a 29M-parameter BitNet
 /// b1.58 trained on the King James Bible and Canterbury texts). threads: kernel threads (default:
-/// BITNET_THREADS, else the physical cores). head: "f16" (as stored, default) or "q8_0"
-/// (requantized at load, about half the bytes read per token). device: None or "cpu" (this build
+/// BITNET_THREADS, else the physical cores). head: "f16" (as stored, default), "q8_0"
+/// (requantized at load, about half the bytes read per token) or "q6_k" (ggml's 6-bit k-quant,
+/// 0.82 bytes per weight). device: None or "cpu" (this build
 /// has no GPU backend).
 ///
 /// All methods may be called from several Python threads at once: the GIL is released while the
@@ -282,7 +280,9 @@ impl PyModel {
         let head = match head {
             None => HeadFormat::AsStored,
             Some(name) => HeadFormat::from_name(name).ok_or_else(|| {
-                PyValueError::new_err(format!("head must be 'f16' or 'q8_0', got {name:?}"))
+                PyValueError::new_err(format!(
+                    "head must be 'f16', 'q8_0' or 'q6_k', got {name:?}"
+                ))
             })?,
         };
         let path = match path {

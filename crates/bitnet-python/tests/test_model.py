@@ -96,11 +96,12 @@ def test_an_isa_choice_the_kernels_cannot_honour_is_refused(monkeypatch):
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="GPU is not built"):
         bitnet.Model(device="cuda")
-    with pytest.raises(ValueError, match="head must be 'f16' or 'q8_0'"):
+    with pytest.raises(ValueError, match="head must be 'f16', 'q8_0' or 'q6_k'"):
         bitnet.Model(head="q4")
     with pytest.raises(ValueError, match="threads must be >= 1"):
         bitnet.Model(threads=0)
     assert bitnet.Model(device="cpu", head="q8_0", threads=1).info["head"] == "q8_0"
+    assert bitnet.Model(device="cpu", head="q6_k", threads=1).info["head"] == "q6_k"
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,11 @@
 //! Quantizers for the k-quant formats the engine writes: Q8_K (ggml's reference rule, exact),
-//! Q6_K and Q4_K (per-sub-block least-squares scale search, then 8-bit / 6-bit scale
-//! quantization against the super-block scale, then a final re-quantization with the stored
-//! scales). PyPI gguf cannot quantize these types, so Q6_K/Q4_K bytes are not claimed identical to
-//! ggml's; their accuracy is bounded by tests and they decode with the gguf-py-exact dequantizers.
+//! Q6_K (ggml's `quantize_row_q6_K_ref` algorithm: per-sub-block least-squares scale search,
+//! 8-bit scales against the f16 super-scale, re-quantization with the stored scales) and Q4_K
+//! (the same idea with 6-bit scales and mins). PyPI gguf cannot quantize these types, so their
+//! bytes are not checked against ggml's (and ggml's own bytes depend on whether its compiler fuses
+//! the sums' multiply-adds); their accuracy is bounded by tests, they decode with the
+//! gguf-py-exact dequantizers, and crates/bitnet-quant/tests/q6_k_gguf.rs checks gguf's decoding
+//! of our Q6_K bytes.
 //!
 //! Documented (and property-tested) bounds per 256-block with largest magnitude `a`, while the
 //! super-block scales are normal f16 values (`a` ≳ 0.5 for Q6_K; smaller blocks lose precision to
@@ -53,49 +56,92 @@ pub(crate) fn quantize_q8_k(x: &[f32], block: &mut [u8]) {
     }
 }
 
-/// Best signed scale for `x ≈ scale · L`, `L ∈ [−nmax, nmax − 1]`, by trying 19 reciprocal
-/// scales around `−nmax / max` and solving the x²-weighted least-squares scale for each.
-fn symmetric_scale(x: &[f32], nmax: i32) -> f32 {
-    let max = signed_absmax(x);
-    if max.abs() < 1e-30 {
+/// Below this largest magnitude a group counts as all zero (ggml's `GROUP_MAX_EPS`).
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `make_qx_quants` with x²-weighted least squares (`rmse_type` 1, no importance
+/// weights): the best signed scale for `x ≈ scale · (L − nmax)`, `L ∈ 0..2·nmax`, and its codes
+/// `L`. The reciprocal scale `−nmax / m` (m the value of largest magnitude, first on ties) is
+/// tried first, then `−(nmax + k/10) / m` for k = −9..=9 (k ≠ 0); a candidate replaces the best
+/// when `sumlx² > best · suml2` with `best = scale · sumlx`, `scale = sumlx / suml2`, each sum
+/// accumulated in f32 in element order as `(w·x)·l` and `(w·l)·l` (no fused operations). A group
+/// below [`GROUP_MAX_EPS`] gives scale 0 and codes 0.
+fn make_qx_quants(x: &[f32], nmax: i32, codes: &mut [u8]) -> f32 {
+    let mut max = 0f32;
+    let mut amax = 0f32;
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        codes.fill(0);
         return 0.0;
     }
-    let mut best = (0.0f32, 0.0f32); // (sumlx² / suml2 score, scale)
-    for k in -9..=9 {
-        let iscale = -(nmax as f32 + 0.1 * k as f32) / max;
-        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    let level = |iscale: f32, v: f32| nearest(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
         for &v in x {
-            let l = nearest(iscale * v).clamp(-nmax, nmax - 1) as f32;
+            let l = level(iscale, v) as f32;
             let w = v * v;
             sumlx += w * v * l;
             suml2 += w * l * l;
         }
-        if suml2 > 0.0 && sumlx * sumlx > best.0 * suml2 {
-            best = (sumlx * sumlx / suml2, sumlx / suml2);
+        (sumlx, suml2)
+    };
+    let fill = |iscale: f32, codes: &mut [u8]| {
+        for (c, &v) in codes.iter_mut().zip(x) {
+            *c = (level(iscale, v) + nmax) as u8;
+        }
+    };
+    let iscale = -(nmax as f32) / max;
+    fill(iscale, codes);
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for k in (-9..=9).filter(|&k| k != 0) {
+        let iscale = -(nmax as f32 + 0.1 * k as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            fill(iscale, codes);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
         }
     }
-    best.1
+    scale
 }
 
-/// Q6_K: 16 sub-blocks of 16 with i8 scales and an f16 super-scale.
+/// Q6_K by ggml's `quantize_row_q6_K_ref` algorithm: each sub-block of 16 gets its
+/// [`make_qx_quants`] scale and codes (nmax 32); the scale of largest magnitude `s` sets
+/// `iscale = −128 / s`, `d = f16(1 / iscale)`, sub-block scales `min(127, nearest(iscale ·
+/// scale))`; every sub-block whose `d · scale` is non-zero is re-coded as `clamp(nearest(x /
+/// (d · scale)), −32, 31) + 32` (the others keep their first codes). A block whose scales are
+/// all below [`GROUP_MAX_EPS`] is all zero bytes.
 pub(crate) fn quantize_q6_k(x: &[f32], block: &mut [u8]) {
     block.fill(0);
+    let mut codes = [0u8; QK_K];
     let mut scales = [0f32; 16];
-    for (s, sub) in scales.iter_mut().zip(x.chunks_exact(16)) {
-        *s = symmetric_scale(sub, 32);
+    let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
+    for (i, (sub, c)) in x
+        .chunks_exact(16)
+        .zip(codes.chunks_exact_mut(16))
+        .enumerate()
+    {
+        scales[i] = make_qx_quants(sub, 32, c);
+        if scales[i].abs() > max_abs_scale {
+            max_abs_scale = scales[i].abs();
+            max_scale = scales[i];
+        }
     }
-    let max_scale = signed_absmax(&scales);
-    if max_scale.abs() < 1e-30 {
-        // All zero: codes 32 (value 0), scales 0, d = 0.
-        fill_q6_k_codes(&[32u8; QK_K], block);
+    if max_abs_scale < GROUP_MAX_EPS {
         return;
     }
     let iscale = -128.0 / max_scale;
     block[208..210].copy_from_slice(&f32_to_f16_bits(1.0 / iscale).to_le_bytes());
     let d = f16_at(block, 208);
-    let mut codes = [32u8; QK_K];
     for (i, &s) in scales.iter().enumerate() {
-        let sc = nearest(iscale * s).clamp(-128, 127) as i8;
+        let sc = nearest(iscale * s).min(127) as i8;
         block[192 + i] = sc as u8;
         let dl = d * f32::from(sc);
         if dl == 0.0 {
@@ -105,11 +151,6 @@ pub(crate) fn quantize_q6_k(x: &[f32], block: &mut [u8]) {
             codes[j] = (nearest(x[j] / dl).clamp(-32, 31) + 32) as u8;
         }
     }
-    fill_q6_k_codes(&codes, block);
-}
-
-fn fill_q6_k_codes(codes: &[u8; QK_K], block: &mut [u8]) {
-    block[..192].fill(0);
     for (e, &q) in codes.iter().enumerate() {
         let (h, r) = (e / 128, e % 128);
         block[64 * h + r % 64] |= (q & 0x0f) << (4 * (r / 64));

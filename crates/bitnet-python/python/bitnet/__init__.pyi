@@ -24,7 +24,7 @@ class ModelInfo(TypedDict):
     n_head: int
     n_head_kv: int
     n_ff: int
-    head: Literal["f16", "q8_0"]
+    head: Literal["f16", "q8_0", "q6_k"]
     threads: int
     isa: str
     bos: Optional[int]
@@ -58,7 +58,7 @@ class Model:
     """A GGUF model loaded in this process.
 
     path: the .gguf file (None: the model shipped in the package). threads: kernel threads
-    (default: BITNET_THREADS, else the physical cores). head: "f16" (default) or "q8_0".
+    (default: BITNET_THREADS, else the physical cores). head: "f16" (default), "q8_0" or "q6_k".
     device: None or "cpu" (this build has no GPU backend; anything else raises ValueError).
     Raises FileNotFoundError for a missing file, BitnetError for a file the engine cannot load.
     """
@@ -67,7 +67,7 @@ class Model:
         self,
         path: Union[str, "PathLike[str]", None] = None,
         threads: Optional[int] = None,
-        head: Optional[Literal["f16", "q8_0"]] = None,
+        head: Optional[Literal["f16", "q8_0", "q6_k"]] = None,
         device: Optional[Literal["cpu"]] = None,
     ) -> None: ...
     @property
