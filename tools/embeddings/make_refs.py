@@ -15,6 +15,10 @@ testdata/embeddings/all-minilm-l6-v2.json:
   (Transformer -> mean pooling over the attention mask -> L2 normalisation), float32.
 - cls: the same transformer's last hidden state at [CLS] (position 0), L2-normalised (the `cls`
   pooling of our engine, which this model was not trained for but which checks the pooling switch).
+- truncated: texts longer than the 512-position context, for truncation on request: ids from
+  the tokenizer with truncation=True, max_length=512 (the last text tokens dropped, [CLS] and [SEP]
+  kept) and `mean` from SentenceTransformer.encode with max_seq_length = 512, which truncates the
+  same way.
 
 Sentences are encoded one at a time (batch 1, no padding), so the vectors depend on nothing but the text.
 
@@ -46,6 +50,13 @@ with open(os.path.join(REPO, "testdata/data/alice29.txt"), encoding="latin-1") a
 PARA = [p.strip().replace("\r", "") for p in ALICE.split("\n\n") if len(p.strip()) > 600]
 LONG_1 = PARA[0]
 LONG_2 = " ".join(PARA[1:3])[:1800]
+
+# Longer than the context (512 ids): truncated on request.
+TRUNCATED = [
+    "word " * 600,
+    " ".join(PARA[:12]),
+    "Truncation keeps the special tokens. " + "antidisestablishmentarianism " * 120,
+]
 
 SENTENCES = [
     # short and plain
@@ -148,6 +159,26 @@ def main():
             "mean": [float("%.9g" % x) for x in mean.astype(np.float32)],
             "cls": [float("%.9g" % x) for x in cls.numpy().astype(np.float32)],
         })
+    truncated = []
+    for text in TRUNCATED:
+        full = tok(text, add_special_tokens=True)["input_ids"]
+        ids = tok(text, add_special_tokens=True, truncation=True, max_length=512)["input_ids"]
+        assert len(full) > 512 and len(ids) == 512, (len(full), len(ids))
+        assert ids[0] == full[0] and ids[-1] == full[-1] and ids[:511] == full[:511]
+        mean = model.encode([text], batch_size=1, normalize_embeddings=True, convert_to_numpy=True)[0]
+        with torch.no_grad():
+            t = torch.tensor([ids])
+            hidden = transformer(input_ids=t, attention_mask=torch.ones_like(t),
+                                 token_type_ids=torch.zeros_like(t)).last_hidden_state[0]
+            m = hidden.mean(0)
+            m = (m / m.norm()).numpy()
+            assert np.abs(m - mean).max() < 1e-5, np.abs(m - mean).max()
+        truncated.append({
+            "text": text,
+            "untruncated_ids": len(full),
+            "ids": [int(i) for i in ids],
+            "mean": [float("%.9g" % x) for x in mean.astype(np.float32)],
+        })
     out = {
         "producer": {
             "sentence_transformers": sentence_transformers.__version__,
@@ -161,6 +192,7 @@ def main():
         "model_sha256": sha256(os.path.join(MODEL_DIR, "model.safetensors")),
         "dim": len(rows[0]["mean"]),
         "sentences": rows,
+        "truncated": truncated,
     }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:

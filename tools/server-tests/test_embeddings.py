@@ -85,6 +85,31 @@ def test_bad_inputs_are_400(client, model_id, http):
         client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "hi"}])
 
 
+def test_truncate_on_request(client, model_id, http, refs):
+    cases = refs["truncated"]
+    assert len(cases) >= 3
+    # refused without the flag, also with "truncate": false
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=model_id, input=cases[0]["text"], extra_body={"truncate": False})
+    assert e.value.code == "context_length_exceeded"
+    # cut to the context with [CLS] and [SEP] kept: the tokenizer's truncation=True vectors
+    res = client.embeddings.create(model=model_id, input=[c["text"] for c in cases] + ["Hello world"],
+                                   encoding_format="float", extra_body={"truncate": True})
+    assert len(res.data) == len(cases) + 1
+    for d, c in zip(res.data, cases):
+        assert cosine(d.embedding, c["mean"]) >= 0.9999
+    short = [s for s in refs["sentences"] if s["text"] == "Hello world"][0]
+    assert cosine(res.data[-1].embedding, short["mean"]) >= 0.9999
+    assert res.usage.prompt_tokens == 512 * len(cases) + len(short["ids"])
+    # token lists are cut the same way (the final [SEP] kept)
+    too_long = cases[0]["ids"][:-1] + [1000] * 100 + [cases[0]["ids"][-1]]
+    by_ids = client.embeddings.create(model=model_id, input=[too_long], encoding_format="float",
+                                      extra_body={"truncate": True})
+    assert by_ids.data[0].embedding == res.data[0].embedding
+    r = http.post("/v1/embeddings", json={"input": "x", "truncate": "yes"})
+    assert r.status_code == 400
+
+
 def test_concurrent_requests_get_their_own_vectors(client, model_id, refs):
     sentences = refs["sentences"][:24]
     alone = [client.embeddings.create(model=model_id, input=s["text"], encoding_format="float")

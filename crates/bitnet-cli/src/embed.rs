@@ -2,7 +2,9 @@
 //! with the model's WordPiece vocabulary (`[CLS]` … `[SEP]`), run through the encoder (all
 //! texts in one batch), pooled as the file says (`<arch>.pooling_type`) or as `--pooling`
 //! asks, and L2-normalised unless `--no-normalize`. Prints one vector per line (values
-//! separated by spaces), or a JSON document with `--json`.
+//! separated by spaces), or a JSON document with `--json`. A text longer than the model's
+//! context is an error, or with `--truncate` is cut to it (its last text tokens dropped,
+//! `[CLS]` and `[SEP]` kept).
 
 use std::path::PathBuf;
 
@@ -24,16 +26,22 @@ pub struct EmbedArgs {
     /// Read the texts from this file instead, one per line.
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
-    /// Pooling: `mean`, `cls`, `last`, or `none` (one vector per token, one line each);
-    /// default: the file's `pooling_type`.
+    /// Pooling: `mean`, `cls`, `last`, `none` (one vector per token, one line each), or `rank`
+    /// (a reranker's classification head over the text: its score); default: the file's
+    /// `pooling_type`.
     #[arg(long, value_parser = parse_pooling)]
     pub pooling: Option<Pooling>,
     /// Do not L2-normalise the vectors.
     #[arg(long)]
     pub no_normalize: bool,
-    /// Print a JSON document: per text its index, token ids and vector.
+    /// Print a JSON document: per text its index, token ids, whether it was truncated, and
+    /// its vector.
     #[arg(long)]
     pub json: bool,
+    /// Cut texts longer than the model's context to it (dropping their last text tokens,
+    /// keeping [CLS] and [SEP]) instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
     /// Compute threads (default: BITNET_THREADS, else the physical cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -41,7 +49,7 @@ pub struct EmbedArgs {
 
 fn parse_pooling(s: &str) -> Result<Pooling, String> {
     Pooling::from_name(s)
-        .ok_or_else(|| format!("unknown pooling {s:?}: use mean, cls, last or none"))
+        .ok_or_else(|| format!("unknown pooling {s:?}: use mean, cls, last, none or rank"))
 }
 
 /// An encoder model with its tokenizer, ready to embed texts.
@@ -85,20 +93,26 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         bail!("no texts to embed");
     }
     let pooling = model.pooling(args.pooling)?;
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| model.tokenizer.encode(t))
-        .collect::<Result<_, _>>()
-        .context("tokenizing")?;
-    for (i, t) in ids.iter().enumerate() {
-        if t.len() > model.encoder.n_ctx() {
+    let n_ctx = model.encoder.n_ctx();
+    let mut ids = Vec::with_capacity(texts.len());
+    let mut truncated = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let (t, cut) = if args.truncate {
+            model.tokenizer.encode_truncated(text, n_ctx)
+        } else {
+            model.tokenizer.encode(text).map(|t| (t, false))
+        }
+        .with_context(|| format!("tokenizing text {}", i + 1))?;
+        if t.len() > n_ctx {
             bail!(
-                "text {} has {} tokens, more than the model's context of {}",
+                "text {} has {} tokens, more than the model's context of {n_ctx}: shorten it, or \
+                 pass --truncate to drop its last tokens",
                 i + 1,
                 t.len(),
-                model.encoder.n_ctx()
             );
         }
+        ids.push(t);
+        truncated.push(cut);
     }
     let pool = crate::load::thread_pool(args.threads);
     let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
@@ -106,16 +120,22 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         .encoder
         .embed(&inputs, pooling, !args.no_normalize, &pool)
         .context("computing the embeddings")?;
-    let d = model.encoder.dim();
+    // a reranker's head gives one value per label, not a vector of the model's width
+    let d = match (pooling, model.encoder.head()) {
+        (Pooling::Rank, Some(head)) => head.labels(),
+        _ => model.encoder.dim(),
+    };
+    let normalized = !args.no_normalize && pooling != Pooling::Rank;
     if args.json {
         let data: Vec<serde_json::Value> = vectors
             .iter()
-            .zip(&ids)
+            .zip(ids.iter().zip(&truncated))
             .enumerate()
-            .map(|(index, (v, tokens))| {
+            .map(|(index, (v, (tokens, cut)))| {
                 serde_json::json!({
                     "index": index,
                     "tokens": tokens,
+                    "truncated": cut,
                     "embedding": if pooling == Pooling::None {
                         serde_json::json!(v.chunks_exact(d).collect::<Vec<_>>())
                     } else {
@@ -128,7 +148,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
             "model": args.model.display().to_string(),
             "dim": d,
             "pooling": pooling.name(),
-            "normalized": !args.no_normalize,
+            "normalized": normalized,
             "data": data,
         });
         println!("{doc}");

@@ -14,6 +14,7 @@ mod inspect;
 mod load;
 mod perplexity;
 mod receipt;
+mod rerank;
 mod run;
 mod sampling_args;
 mod serve;
@@ -56,6 +57,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Sentence embeddings from an encoder model (BERT), one vector per text.
     Embed(embed::EmbedArgs),
+    /// Relevance scores of documents for a query from a reranker (a BERT cross-encoder).
+    Rerank(rerank::RerankArgs),
     /// Write a random-weight ternary model of a real shape, for benchmarks.
     Synth(synth::SynthArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, with a chat page at `/`.
@@ -80,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Rerank(args) => rerank::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Serve(args) => serve::run(args),
         Command::HealthCheck(args) => health_check::run(&args),

@@ -75,7 +75,8 @@ pub struct ServeArgs {
     /// together) instead of text generation.
     #[arg(long)]
     pub embeddings: bool,
-    /// With --embeddings: pooling `mean`, `cls` or `last` (default: the file's pooling_type).
+    /// With --embeddings: pooling `mean`, `cls`, `last`, or `rank` (a reranker, served on
+    /// /v1/rerank) (default: the file's pooling_type).
     #[arg(long, requires = "embeddings", value_parser = parse_pooling)]
     pub pooling: Option<Pooling>,
     #[command(flatten)]
@@ -84,7 +85,9 @@ pub struct ServeArgs {
 
 fn parse_pooling(s: &str) -> Result<Pooling, String> {
     match Pooling::from_name(s) {
-        Some(Pooling::None) | None => Err(format!("unknown pooling {s:?}: use mean, cls or last")),
+        Some(Pooling::None) | None => Err(format!(
+            "unknown pooling {s:?}: use mean, cls, last or rank"
+        )),
         Some(p) => Ok(p),
     }
 }

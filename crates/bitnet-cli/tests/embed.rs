@@ -2,7 +2,9 @@
 //! sentence-transformers' vectors of 54 sentences (`testdata/embeddings/all-minilm-l6-v2.json`,
 //! made by `tools/embeddings/make_refs.py`): token ids identical, cosine ≥ 0.9999 converted to
 //! F32, ≥ 0.999 to F16 and Q8_0; the `cls` pooling override against the reference's [CLS]
-//! states; errors for over-long input and for opening the encoder as a generator.
+//! states; errors for over-long input, `--truncate` against the reference's truncated texts
+//! (ids identical to the tokenizer's `truncation=True, max_length=512`, cosine ≥ 0.9999), and
+//! opening the encoder as a generator.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,12 +139,65 @@ fn f32_matches_sentence_transformers() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("context of 512"), "{err}");
+    assert!(err.contains("--truncate"), "{err}");
+    truncation_matches_sentence_transformers(&model);
     // an encoder is not a generator
     let o = bitnet(&["run", "-m", model.to_str().unwrap(), "-n", "1", "-p", "hi"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("is an encoder"), "{err}");
     std::fs::remove_file(model).unwrap();
+}
+
+/// `bitnet embed --truncate` on the reference's texts longer than the context.
+fn truncation_matches_sentence_transformers(model: &Path) {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(bitnet_testdata::all_minilm_l6_v2_refs()).unwrap())
+            .unwrap();
+    let cases = v["truncated"]
+        .as_array()
+        .expect("the reference has truncated texts");
+    assert!(cases.len() >= 3);
+    let mut args = vec![
+        "embed",
+        "-m",
+        model.to_str().unwrap(),
+        "--json",
+        "--truncate",
+    ];
+    args.push("--");
+    args.extend(cases.iter().map(|c| c["text"].as_str().unwrap()));
+    // a short text alongside is left whole
+    args.push("Hello world");
+    let o = bitnet(&args);
+    assert!(
+        o.status.success(),
+        "embed --truncate: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let data = doc["data"].as_array().unwrap();
+    assert_eq!(data.len(), cases.len() + 1);
+    for (c, d) in cases.iter().zip(data) {
+        assert_eq!(d["tokens"], c["ids"], "ids of a truncated text");
+        assert_eq!(d["tokens"].as_array().unwrap().len(), 512);
+        assert_eq!(d["truncated"], true);
+        let got: Vec<f64> = d["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap())
+            .collect();
+        let want: Vec<f64> = c["mean"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap())
+            .collect();
+        let cos = cosine(&got, &want);
+        assert!(cos >= 0.9999, "truncated text: cosine {cos}");
+    }
+    assert_eq!(data[cases.len()]["truncated"], false);
 }
 
 #[test]

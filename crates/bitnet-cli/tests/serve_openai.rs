@@ -237,6 +237,32 @@ fn embeddings_suite_on_all_minilm() {
 }
 
 #[test]
+fn rerank_suite_on_tiny_reranker() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_python_packages();
+    let gguf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-tiny-bert-reranker-f32.gguf");
+    let fixture = bitnet_testdata::tiny_bert_reranker();
+    let status = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .arg("convert")
+        .arg(&fixture)
+        .arg("-o")
+        .arg(&gguf)
+        .args(["--type", "f32", "--no-progress"])
+        .status()
+        .expect("running bitnet convert");
+    assert!(status.success(), "bitnet convert failed");
+    let server = Server::start(&gguf, &["--embeddings", "-t", "2"]);
+    let refs = fixture.join("reference.json");
+    pytest(
+        &server,
+        "test_rerank.py",
+        &[("BITNET_RERANK_REFS", refs.to_str().unwrap())],
+    );
+    drop(server);
+    std::fs::remove_file(gguf).unwrap();
+}
+
+#[test]
 fn structured_output_and_tools_on_smollm2() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     require_python_packages();

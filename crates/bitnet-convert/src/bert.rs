@@ -10,6 +10,11 @@
 //! `1_Pooling/config.json` when the folder has one (mean, cls or last token), else `cls`.
 //! The MLM head (`cls.*`) and the `pooler` are not part of the encoder and are skipped; any other
 //! tensor without a place is refused.
+//!
+//! A cross-encoder (`BertForSequenceClassification`: a reranker) keeps its head, in F32, under
+//! llama.cpp's names: the pooler (`bert.pooler.dense`, dense + tanh over `[CLS]`) becomes
+//! `cls.weight` / `cls.bias` and the `classifier` becomes `cls.output.weight` /
+//! `cls.output.bias`; its `pooling_type` is 4 (rank).
 
 use std::path::Path;
 
@@ -112,7 +117,20 @@ fn hf_name(ckpt: &Checkpoint, name: &str) -> String {
     }
 }
 
-fn plan(c: &BertConfig, ckpt: &Checkpoint, matrix: GgmlType) -> Result<Vec<Planned>> {
+/// Whether the checkpoint is a cross-encoder: a classification head on the pooler.
+fn is_classifier(cfg: &Value, ckpt: &Checkpoint) -> bool {
+    let declared = cfg["architectures"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "BertForSequenceClassification"));
+    declared || ckpt.contains("classifier.weight")
+}
+
+fn plan(
+    c: &BertConfig,
+    ckpt: &Checkpoint,
+    matrix: GgmlType,
+    labels: Option<usize>,
+) -> Result<Vec<Planned>> {
     let f32 = GgmlType::F32;
     let mut out = Vec::new();
     let mut put = |gguf: String, hf: &str, shape: Vec<usize>, ty: GgmlType| {
@@ -174,6 +192,32 @@ fn plan(c: &BertConfig, ckpt: &Checkpoint, matrix: GgmlType) -> Result<Vec<Plann
                 format!("blk.{l}.{gguf}.bias"),
                 &format!("encoder.layer.{l}.{hf}.bias"),
                 vec![rows],
+                f32,
+            );
+        }
+    }
+    if let Some(labels) = labels {
+        for part in ["weight", "bias"] {
+            let shape = if part == "weight" {
+                vec![h, h]
+            } else {
+                vec![h]
+            };
+            put(
+                format!("cls.{part}"),
+                &format!("pooler.dense.{part}"),
+                shape,
+                f32,
+            );
+            let shape = if part == "weight" {
+                vec![labels, h]
+            } else {
+                vec![labels]
+            };
+            put(
+                format!("cls.output.{part}"),
+                &format!("classifier.{part}"),
+                shape,
                 f32,
             );
         }
@@ -338,7 +382,26 @@ pub(crate) fn convert_bert(
     };
     let c = BertConfig::from_json(cfg)?;
     let ckpt = Checkpoint::open(dir)?;
-    let planned = plan(&c, &ckpt, matrix)?;
+    let labels = if is_classifier(cfg, &ckpt) {
+        let t = ckpt.tensor("classifier.weight")?;
+        match t.shape {
+            [labels, h] if *h == c.hidden && *labels > 0 => Some(*labels),
+            other => {
+                return Err(ConvertError::BadConfig(format!(
+                    "classifier.weight has shape {other:?}; a BERT classification head is \
+                     [num_labels, {}]",
+                    c.hidden
+                )))
+            }
+        }
+    } else {
+        None
+    };
+    let planned = plan(&c, &ckpt, matrix, labels)?;
+    let pooling = match labels {
+        Some(_) => 4,
+        None => pooling_type(dir)?,
+    };
     let spec = wordpiece_vocab(dir)?;
     if spec.tokens.len() > c.vocab_size {
         return Err(ConvertError::Tokenizer(format!(
@@ -369,7 +432,7 @@ pub(crate) fn convert_bert(
         ("attention.head_count", u32_of(c.heads)),
         ("attention.layer_norm_epsilon", M::F32(c.eps)),
         ("attention.causal", M::Bool(false)),
-        ("pooling_type", M::U32(pooling_type(dir)?)),
+        ("pooling_type", M::U32(pooling)),
     ] {
         writer.add_metadata(format!("{ARCH}.{k}"), v);
     }

@@ -1,5 +1,7 @@
 //! [`Encoder`]: an encoder model (BERT) loaded from GGUF and run over whole inputs into token
-//! states, then pooled into embeddings ([`crate::pooling`]).
+//! states, then pooled into embeddings ([`crate::pooling`]), or scored by a cross-encoder's
+//! classification head (rank pooling, [`ClassifierHead`]) over a text pair whose tokens carry
+//! their segment (token type 0 or 1).
 //!
 //! The blocks are the architecture's own (`models/bert.rs`) over the shared steps of
 //! [`crate::blocks`], batched like the decoder's: the rows of every input go through each weight
@@ -19,7 +21,7 @@ use crate::kv_cache::{KvCache, KvPrecision};
 use crate::model::{load_blocks, BatchSegment};
 use crate::models::{self, BlockRef};
 use crate::ops;
-use crate::pooling::{l2_normalize_rows, Pooling};
+use crate::pooling::{l2_normalize_rows, ClassifierHead, Pooling, CLASSIFIER_TENSORS};
 use crate::weights::{self, Embedding, PlainLayer};
 
 /// A loaded encoder.
@@ -27,11 +29,14 @@ pub struct Encoder {
     config: ModelConfig,
     token_embd: Embedding,
     position_embd: Embedding,
-    /// Token-type embeddings; every token is of type 0 (a single text per input).
-    token_types: Option<Embedding>,
+    /// The rows of the token-type (segment) embeddings: type 0 for a single text, 0 and 1 for
+    /// a text pair. Empty when the file has none.
+    token_types: Vec<Vec<f32>>,
     embd_norm: Vec<f32>,
     embd_norm_b: Option<Vec<f32>>,
     layers: Vec<PlainLayer>,
+    /// A cross-encoder's classification head (`cls.*`), when the file has one.
+    head: Option<ClassifierHead>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -73,10 +78,22 @@ impl Encoder {
         let token_types = match file.tensor(TOKEN_TYPES) {
             Some(info) => {
                 let rows = info.dims.get(1).copied().unwrap_or(0) as usize;
-                Some(Embedding::load_table(file, TOKEN_TYPES, d, rows.max(1))?)
+                let table = Embedding::load_table(file, TOKEN_TYPES, d, rows.max(1))?;
+                (0..table.rows())
+                    .map(|t| {
+                        let mut row = vec![0.0f32; d];
+                        table.row(t as u32, &mut row).map(|()| row)
+                    })
+                    .collect::<Result<_, _>>()?
             }
-            None => None,
+            None => Vec::new(),
         };
+        let head = ClassifierHead::load(file, d)?;
+        if config.pooling == Some(Pooling::Rank) && head.is_none() {
+            return Err(ModelError::MissingTensor(
+                "cls.weight (pooling_type 4 = rank needs the classification head)".into(),
+            ));
+        }
         let embd_norm = weights::norm(file, EMBD_NORM, d)?;
         let embd_norm_b = match file.tensor(EMBD_NORM_BIAS) {
             Some(_) => Some(weights::norm(file, EMBD_NORM_BIAS, d)?),
@@ -91,6 +108,7 @@ impl Encoder {
             EMBD_NORM_BIAS,
         ]
         .iter()
+        .chain(CLASSIFIER_TENSORS.iter())
         .map(|s| s.to_string())
         .collect();
         used.extend(blocks.asked);
@@ -103,6 +121,7 @@ impl Encoder {
             embd_norm,
             embd_norm_b,
             layers: blocks.plain,
+            head,
         })
     }
 
@@ -126,14 +145,50 @@ impl Encoder {
         self.config.pooling
     }
 
+    /// The classification head (a reranker's), if the file has one.
+    pub fn head(&self) -> Option<&ClassifierHead> {
+        self.head.as_ref()
+    }
+
     /// The last block's states of each input (`len × dim` values per input), all inputs in
-    /// one batched pass. Errors name the first input that is empty or too long.
+    /// one batched pass, every token of segment 0. Errors name the first input that is empty
+    /// or too long.
     pub fn states(
         &self,
         inputs: &[&[u32]],
         pool: &ThreadPool,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.states_with_segments(inputs, None, pool)
+    }
+
+    /// [`Encoder::states`] with the segment (token type) of each token of each input (a text
+    /// pair: 0 for the first text, 1 for the second).
+    pub fn states_with_segments(
+        &self,
+        inputs: &[&[u32]],
+        token_types: Option<&[&[u32]]>,
+        pool: &ThreadPool,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
+        if let Some(types) = token_types {
+            let n_types = self.token_types.len();
+            if types.len() != inputs.len()
+                || types.iter().zip(inputs).any(|(s, t)| s.len() != t.len())
+            {
+                return Err(ModelError::InvalidConfig(
+                    "every input needs one segment id per token".into(),
+                ));
+            }
+            if let Some(&bad) = types
+                .iter()
+                .flat_map(|s| s.iter())
+                .find(|&&t| t != 0 && t as usize >= n_types)
+            {
+                return Err(ModelError::InvalidConfig(format!(
+                    "segment (token type) {bad} is outside the model's {n_types} token types"
+                )));
+            }
+        }
         for input in inputs {
             if input.len() > self.n_ctx() {
                 return Err(ModelError::InputTooLong {
@@ -156,7 +211,7 @@ impl Encoder {
             })
             .collect();
         let mut pass = Pass::plan(cfg, pool, &mut segments)?;
-        let mut x = self.embed_inputs(&pass)?;
+        let mut x = self.embed_inputs(&pass, token_types)?;
         for (il, layer) in self.layers.iter().enumerate() {
             models::block(&mut pass, il, BlockRef::Plain(layer), &mut x)?;
         }
@@ -170,7 +225,8 @@ impl Encoder {
     }
 
     /// One embedding per input (or one per token with [`Pooling::None`]), L2-normalised when
-    /// `normalize`.
+    /// `normalize`; with [`Pooling::Rank`] the classification head's values instead (never
+    /// normalised).
     pub fn embed(
         &self,
         inputs: &[&[u32]],
@@ -178,12 +234,36 @@ impl Encoder {
         normalize: bool,
         pool: &ThreadPool,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.embed_with_segments(inputs, None, pooling, normalize, pool)
+    }
+
+    /// [`Encoder::embed`] with the segment of each token ([`Encoder::states_with_segments`]).
+    pub fn embed_with_segments(
+        &self,
+        inputs: &[&[u32]],
+        token_types: Option<&[&[u32]]>,
+        pooling: Pooling,
+        normalize: bool,
+        pool: &ThreadPool,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let d = self.dim();
+        let head = match pooling {
+            Pooling::Rank => Some(self.head.as_ref().ok_or_else(|| {
+                ModelError::MissingTensor(
+                    "cls.weight (rank pooling needs a classification head; this model has none)"
+                        .into(),
+                )
+            })?),
+            _ => None,
+        };
         Ok(self
-            .states(inputs, pool)?
+            .states_with_segments(inputs, token_types, pool)?
             .into_iter()
             .map(|states| {
                 let mut v = pooling.pool(&states, d);
+                if let Some(head) = head {
+                    return head.apply(&v);
+                }
                 if normalize {
                     l2_normalize_rows(&mut v, d);
                 }
@@ -192,20 +272,23 @@ impl Encoder {
             .collect())
     }
 
-    /// The stream's start: token + position + type-0 embeddings, LayerNorm.
-    fn embed_inputs(&self, pass: &Pass<'_, '_>) -> Result<Vec<f32>, ModelError> {
+    /// The stream's start: token + position + token-type embeddings (type 0 unless `types`
+    /// gives each token's), LayerNorm.
+    fn embed_inputs(
+        &self,
+        pass: &Pass<'_, '_>,
+        types: Option<&[&[u32]]>,
+    ) -> Result<Vec<f32>, ModelError> {
         let d = self.config.n_embd;
         let mut x = vec![0.0f32; pass.n * d];
         let mut extra = vec![0.0f32; d];
-        let mut type0 = vec![0.0f32; d];
-        if let Some(types) = &self.token_types {
-            types.row(0, &mut type0)?;
-        }
         for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&pass.rows) {
             self.token_embd.row(pass.segments[s].tokens[i], row)?;
             self.position_embd.row(i as u32, &mut extra)?;
-            for ((a, p), t) in row.iter_mut().zip(&extra).zip(&type0) {
-                *a = *a + p + t;
+            row.iter_mut().zip(&extra).for_each(|(a, p)| *a += p);
+            let t = types.map_or(0, |types| types[s][i] as usize);
+            if let Some(type_row) = self.token_types.get(t) {
+                row.iter_mut().zip(type_row).for_each(|(a, t)| *a += t);
             }
         }
         ops::layer_norm_rows_in_place(

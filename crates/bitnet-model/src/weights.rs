@@ -22,10 +22,22 @@ pub(crate) fn check_dims(name: &str, found: &[u64], expected: &[u64]) -> Result<
 
 /// A one-dimensional tensor of `len` elements (norm weights), dequantized to f32.
 pub(crate) fn norm(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    tensor_f32(file, name, &[len])
+}
+
+/// The tensor `name` of shape `dims` (ggml order, ne0 first), dequantized whole to f32: for
+/// small tensors read once (norms, a classification head).
+pub(crate) fn tensor_f32(
+    file: &GgufFile,
+    name: &str,
+    dims: &[usize],
+) -> Result<Vec<f32>, ModelError> {
     let info = file
         .tensor(name)
         .ok_or_else(|| ModelError::MissingTensor(name.to_string()))?;
-    check_dims(name, &info.dims, &[len as u64])?;
+    let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    check_dims(name, &info.dims, &expected)?;
+    let len = dims.iter().product();
     let mut out = vec![0.0f32; len];
     bitnet_quant::dequantize(info.ggml_type, file.tensor_data(info), len, &mut out).map_err(
         |e| ModelError::TensorData {

@@ -2,12 +2,14 @@
 //! as the CLI. A [`PyModel`] owns a loaded model, its tokenizer and a kernel thread pool;
 //! `generate`, `stream` and `chat` build a request by the engine's own rules
 //! (`bitnet_engine::prompt`) and run the engine's generation loop (`bitnet_engine::generate`)
-//! with the GIL released; `logits` and `perplexity` call the model directly. Argument checks
-//! raise `ValueError`, a missing file `FileNotFoundError`, and every engine failure
-//! `bitnet.BitnetError` carrying the engine's message.
+//! with the GIL released; `logits` and `perplexity` call the model directly. An encoder model
+//! (BERT) is a [`embedder::PyEmbedder`] (`bitnet.Embedder`): sentence embeddings and rerank
+//! scores. Argument checks raise `ValueError`, a missing file `FileNotFoundError`, and every
+//! engine failure `bitnet.BitnetError` carrying the engine's message.
 
 #![forbid(unsafe_code)]
 
+mod embedder;
 mod options;
 mod stream;
 
@@ -558,10 +560,11 @@ impl PyModel {
     }
 }
 
-/// The native module: `Model`, `TextStream`, `BitnetError`.
+/// The native module: `Model`, `Embedder`, `TextStream`, `BitnetError`.
 #[pymodule]
 fn _bitnet(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
+    m.add_class::<embedder::PyEmbedder>()?;
     m.add_class::<TextStream>()?;
     m.add("BitnetError", m.py().get_type::<BitnetError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

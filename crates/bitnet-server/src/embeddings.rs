@@ -6,7 +6,14 @@
 //! `input` is a string, an array of strings, an array of token ids, or an array of such arrays.
 //! `encoding_format` is `float` (default) or `base64` (the little-endian f32 bytes).
 //! `dimensions` is accepted only when it equals the model's width (the models served here are
-//! not trained for shortened vectors). An input longer than the model's context is a 400.
+//! not trained for shortened vectors). An input longer than the model's context is a 400, or
+//! with `"truncate": true` (the name text-embeddings-inference and Ollama use) is cut to the
+//! context: its last text tokens are dropped and `[CLS]` / `[SEP]` kept (a token list keeps a
+//! final special token such as `[SEP]` last). `usage` counts the tokens embedded.
+//!
+//! A reranker (a cross-encoder with `pooling_type` rank) is served by the same worker on
+//! `POST /v1/rerank` ([`crate::rerank`]): each query–document pair is one input whose tokens
+//! carry their segment.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -29,9 +36,10 @@ use crate::state::AppState;
 /// request larger than this still runs, alone).
 pub const MAX_BATCH_TOKENS: usize = 16_384;
 
-/// One request's inputs and where its vectors go.
+/// One request's inputs (with each token's segment for text pairs) and where its vectors go.
 struct Job {
     inputs: Vec<Vec<u32>>,
+    token_types: Option<Vec<Vec<u32>>>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
 }
 
@@ -40,12 +48,14 @@ pub struct Embedder {
     pub tokenizer: Arc<Tokenizer>,
     dim: usize,
     n_ctx: usize,
+    pooling: Pooling,
     jobs: mpsc::Sender<Job>,
 }
 
 impl Embedder {
     /// Starts the worker over `encoder` with `pooling` (not [`Pooling::None`]: one vector per
-    /// input is what the endpoint returns) and L2 normalisation when `normalize`.
+    /// input is what the endpoint returns) and L2 normalisation when `normalize`. With
+    /// [`Pooling::Rank`] the worker scores pairs for `/v1/rerank`.
     pub fn start(
         encoder: Encoder,
         tokenizer: Arc<Tokenizer>,
@@ -55,6 +65,13 @@ impl Embedder {
     ) -> Result<Self, String> {
         if pooling == Pooling::None {
             return Err("pooling `none` gives one vector per token; /v1/embeddings needs one per input: choose mean, cls or last".into());
+        }
+        if pooling == Pooling::Rank {
+            match encoder.head().map(|h| h.labels()) {
+                None => return Err("pooling `rank` needs a reranker (a model with a classification head, cls.weight); this model has none".into()),
+                Some(1) => {}
+                Some(n) => return Err(format!("pooling `rank` needs a reranker's head with one output (a relevance score); this model's head has {n} outputs")),
+            }
         }
         let (dim, n_ctx) = (encoder.dim(), encoder.n_ctx());
         let (tx, rx) = mpsc::channel::<Job>();
@@ -66,8 +83,14 @@ impl Embedder {
             tokenizer,
             dim,
             n_ctx,
+            pooling,
             jobs: tx,
         })
+    }
+
+    /// The pooling the worker applies ([`Pooling::Rank`]: a reranker).
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
     }
 
     /// Width of the vectors.
@@ -80,11 +103,20 @@ impl Embedder {
         self.n_ctx
     }
 
-    /// The vectors of `inputs`, computed with whatever other requests are waiting.
-    async fn embed(&self, inputs: Vec<Vec<u32>>) -> Result<Vec<Vec<f32>>, ApiError> {
+    /// The vectors of `inputs` (with each token's segment when `token_types` is given),
+    /// computed with whatever other requests are waiting.
+    pub(crate) async fn embed(
+        &self,
+        inputs: Vec<Vec<u32>>,
+        token_types: Option<Vec<Vec<u32>>>,
+    ) -> Result<Vec<Vec<f32>>, ApiError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(Job { inputs, reply })
+            .send(Job {
+                inputs,
+                token_types,
+                reply,
+            })
             .map_err(|_| ApiError::internal("the embedding worker stopped"))?;
         answer
             .await
@@ -126,7 +158,21 @@ fn worker(
             .iter()
             .flat_map(|job| job.inputs.iter().map(Vec::as_slice))
             .collect();
-        let result = encoder.embed(&inputs, pooling, normalize, &pool);
+        // segments: the jobs' own (text pairs), segment 0 for the single texts of other jobs
+        let longest = inputs.iter().map(|t| t.len()).max().unwrap_or(0);
+        let zeros = vec![0u32; longest];
+        let types: Option<Vec<&[u32]>> = batch.iter().any(|j| j.token_types.is_some()).then(|| {
+            let mut all = Vec::with_capacity(inputs.len());
+            for job in &batch {
+                match &job.token_types {
+                    Some(types) => all.extend(types.iter().map(Vec::as_slice)),
+                    None => all.extend(job.inputs.iter().map(|t| &zeros[..t.len()])),
+                }
+            }
+            all
+        });
+        let result =
+            encoder.embed_with_segments(&inputs, types.as_deref(), pooling, normalize, &pool);
         match result {
             Ok(mut vectors) => {
                 for job in batch {
@@ -161,6 +207,8 @@ struct EmbeddingRequest {
     model: Option<String>,
     encoding_format: Option<String>,
     dimensions: Option<u64>,
+    /// Cut inputs longer than the context instead of refusing them.
+    truncate: Option<bool>,
     #[allow(dead_code)]
     user: Option<String>,
 }
@@ -174,6 +222,11 @@ pub async fn embeddings(
     let request: EmbeddingRequest = parse_body(&body)?;
     state.check_model(request.model.as_deref())?;
     let embedder = state.embedder()?;
+    if embedder.pooling() == Pooling::Rank {
+        return Err(ApiError::bad_request(
+            "this server serves a reranker (pooling rank): use POST /v1/rerank",
+        ));
+    }
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -195,24 +248,16 @@ pub async fn embeddings(
             ));
         }
     }
-    let inputs = tokenize(&embedder.tokenizer, request.input)?;
+    let truncate = request
+        .truncate
+        .unwrap_or(false)
+        .then_some(embedder.context());
+    let inputs = tokenize(&embedder.tokenizer, request.input, truncate)?;
     for (i, ids) in inputs.iter().enumerate() {
-        if ids.len() > embedder.context() {
-            return Err(ApiError {
-                code: Some("context_length_exceeded"),
-                ..ApiError::invalid_param(
-                    "input",
-                    format!(
-                        "input {i} has {} tokens, more than the model's context of {}",
-                        ids.len(),
-                        embedder.context()
-                    ),
-                )
-            });
-        }
+        check_context(embedder, "input", i, ids.len())?;
     }
     let prompt_tokens: usize = inputs.iter().map(Vec::len).sum();
-    let vectors = embedder.embed(inputs).await?;
+    let vectors = embedder.embed(inputs, None).await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
@@ -234,20 +279,54 @@ pub async fn embeddings(
     })))
 }
 
+/// A 400 (`context_length_exceeded`) when input `index` of `tokens` tokens is longer than the
+/// model's context; `param` names the request field.
+pub(crate) fn check_context(
+    embedder: &Embedder,
+    param: &'static str,
+    index: usize,
+    tokens: usize,
+) -> Result<(), ApiError> {
+    if tokens <= embedder.context() {
+        return Ok(());
+    }
+    Err(ApiError {
+        code: Some("context_length_exceeded"),
+        ..ApiError::invalid_param(
+            param,
+            format!(
+                "{param} {index} has {tokens} tokens, more than the model's context of {}",
+                embedder.context()
+            ),
+        )
+    })
+}
+
 /// The token ids of each input (texts with `[CLS]` … `[SEP]`; ids checked against the
-/// vocabulary). An empty list is a 400.
-fn tokenize(tokenizer: &Tokenizer, input: Input) -> Result<Vec<Vec<u32>>, ApiError> {
+/// vocabulary), cut to `truncate` tokens when given. An empty list is a 400.
+fn tokenize(
+    tokenizer: &Tokenizer,
+    input: Input,
+    truncate: Option<usize>,
+) -> Result<Vec<Vec<u32>>, ApiError> {
     let encode = |text: &str| {
-        tokenizer
-            .encode(text)
-            .map_err(|e| ApiError::invalid_param("input", format!("tokenizing: {e}")))
+        match truncate {
+            Some(max) => tokenizer.encode_truncated(text, max).map(|(ids, _)| ids),
+            None => tokenizer.encode(text),
+        }
+        .map_err(|e| ApiError::invalid_param("input", format!("tokenizing: {e}")))
     };
-    let lists = match input {
+    let mut lists = match input {
         Input::Text(text) => vec![encode(&text)?],
         Input::Texts(texts) => texts.iter().map(|t| encode(t)).collect::<Result<_, _>>()?,
         Input::Tokens(ids) => vec![ids],
         Input::TokenLists(lists) => lists,
     };
+    if let Some(max) = truncate {
+        for ids in &mut lists {
+            tokenizer.truncate_ids(ids, max);
+        }
+    }
     if lists.is_empty() || lists.iter().any(Vec::is_empty) {
         return Err(ApiError::invalid_param(
             "input",

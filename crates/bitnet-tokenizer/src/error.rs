@@ -75,6 +75,12 @@ pub enum TokenizerError {
 
     #[error("the WordPiece vocabulary asks for a separator token but defines none")]
     NoSeparator,
+    /// An input cannot be cut to the requested length (see `Tokenizer::encode_truncated`).
+    #[error("cannot truncate the input: {0}")]
+    Truncation(String),
+    /// Text pairs need BERT's `[CLS]` and `[SEP]` tokens.
+    #[error("this vocabulary has no [CLS]/[SEP] pair form (text pairs need a BERT WordPiece vocabulary)")]
+    NoPairForm,
     /// An error from the Hugging Face `tokenizers` crate.
     #[error("tokenizers: {0}")]
     Hf(String),

@@ -4,6 +4,8 @@
 //!   `tokenizer.ggml.pre` names, SentencePiece with scores and byte fallback, Unigram, or WordPiece) or
 //!   from a Hugging Face `tokenizer.json` ([`Tokenizer::from_tokenizer_json`]), with llama.cpp's
 //!   rules for special tokens, BOS/EOS and the SentencePiece space prefix.
+//! - Encoder inputs: [`Tokenizer::encode_truncated`] (cut to a context, special tokens kept) and
+//!   [`Tokenizer::encode_pair`] (`[CLS] a [SEP] b [SEP]` with segments, for rerankers).
 //! - [`StreamDecoder`]: token-by-token text that never splits a UTF-8 character.
 //! - [`chat`]: chat templates (the file's Jinja template, or a built-in one) and their stop tokens.
 
@@ -11,6 +13,7 @@
 
 mod bpe;
 pub mod chat;
+mod encoder_inputs;
 mod error;
 mod gguf;
 mod sentencepiece;
@@ -23,6 +26,7 @@ mod vocab;
 mod wordpiece;
 
 pub use bpe::known_pre_tokenizers;
+pub use encoder_inputs::EncodedPair;
 pub use error::{Result, TokenizerError};
 pub use stream::StreamDecoder;
 pub use tokenizer::{EncodeOptions, Tokenizer};

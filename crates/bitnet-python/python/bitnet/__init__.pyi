@@ -1,7 +1,18 @@
 """Type stubs of the bitnet package (the native module bitnet._bitnet re-exported)."""
 
 from os import PathLike
-from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, TypedDict, Union
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Sequence,
+    TypedDict,
+    Union,
+    overload,
+)
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +64,51 @@ class TextStream(Iterator[str]):
     @property
     def finish_reason(self) -> Optional[FinishReason]:
         """Why the generation ended; None until the iterator is exhausted."""
+
+class Embedder:
+    """An encoder model (BERT, GGUF) loaded in this process: sentence embeddings, or a
+    reranker's relevance scores.
+
+    path: the .gguf encoder (`bitnet convert` makes one from a Hugging Face checkpoint).
+    threads: kernel threads (default: BITNET_THREADS, else the physical cores). pooling:
+    "mean", "cls", "last" or "rank" (default: the file's pooling_type). normalize: L2-normalise
+    the vectors of embed. Raises FileNotFoundError for a missing file, BitnetError for a file
+    the engine cannot load, ValueError for a bad argument.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, "PathLike[str]"],
+        threads: Optional[int] = None,
+        pooling: Optional[Literal["mean", "cls", "last", "rank"]] = None,
+        normalize: bool = True,
+    ) -> None: ...
+    @property
+    def dim(self) -> int:
+        """Width of the vectors."""
+    @property
+    def n_ctx(self) -> int:
+        """The most tokens one input may have."""
+    @property
+    def pooling(self) -> Literal["mean", "cls", "last", "rank"]:
+        """The pooling in effect."""
+    def tokenize(self, text: str, truncate: bool = False) -> List[int]:
+        """Token ids of text as embed gives them to the model ([CLS] ... [SEP])."""
+    @overload
+    def embed(self, texts: str, truncate: bool = False) -> npt.NDArray[np.float32]: ...
+    @overload
+    def embed(
+        self, texts: Sequence[str], truncate: bool = False
+    ) -> npt.NDArray[np.float32]: ...
+    def embed(
+        self, texts: Union[str, Sequence[str]], truncate: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """Embeddings: float32 of shape (dim,) for one string, (len(texts), dim) for a list.
+        truncate=True cuts texts longer than the context (last text tokens dropped, [CLS] and
+        [SEP] kept) instead of raising ValueError."""
+    def rerank(self, query: str, documents: Sequence[str]) -> List[float]:
+        """Relevance scores of each document for query, in the documents' order (a reranker:
+        pooling "rank"); each pair is [CLS] query [SEP] document [SEP]."""
 
 class Model:
     """A GGUF model loaded in this process.
