@@ -1,6 +1,7 @@
-//! `bitnet embed`: sentence embeddings from an encoder model (BERT). Each text is tokenized
-//! with the model's WordPiece vocabulary (`[CLS]` … `[SEP]`), run through the encoder (all
-//! texts in one batch), pooled as the file says (`<arch>.pooling_type`) or as `--pooling`
+//! `bitnet embed`: sentence embeddings from an embedding model: a BERT encoder, or a BitNet
+//! embedding model (Qwen3/Gemma 3 backbone, ternary). Each text is tokenized with the model's
+//! vocabulary (BERT's WordPiece with `[CLS]` … `[SEP]`; the BOS/EOS the file asks for), run
+//! through the model (all texts in one batch), pooled as the file says (`<arch>.pooling_type`) or as `--pooling`
 //! asks, and L2-normalised unless `--no-normalize`. Prints one vector per line (values
 //! separated by spaces), or a JSON document with `--json`. A text longer than the model's
 //! context is an error, or with `--truncate` is cut to it (its last text tokens dropped,
@@ -16,8 +17,9 @@ use bitnet_tokenizer::Tokenizer;
 /// Arguments of `bitnet embed`.
 #[derive(Debug, clap::Args)]
 pub struct EmbedArgs {
-    /// An encoder model (GGUF, architecture `bert`; `bitnet convert` makes one from a Hugging
-    /// Face BERT checkpoint).
+    /// An embedding model (GGUF): architecture `bert` (`bitnet convert` makes one from a
+    /// Hugging Face BERT checkpoint), or a BitNet embedding model (`qwen3`/`gemma3` with
+    /// `*_norm_in` tensors, as microsoft/BitNet's converter writes them).
     #[arg(short = 'm', long = "model")]
     pub model: PathBuf,
     /// The texts to embed (one vector each).

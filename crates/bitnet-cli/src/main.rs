@@ -55,7 +55,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Convert a Hugging Face BitNet or BERT checkpoint to GGUF.
     Convert(convert::ConvertArgs),
-    /// Sentence embeddings from an encoder model (BERT), one vector per text.
+    /// Sentence embeddings from an embedding model (BERT, BitNet embedding), one vector per text.
     Embed(embed::EmbedArgs),
     /// Relevance scores of documents for a query from a reranker (a BERT cross-encoder).
     Rerank(rerank::RerankArgs),

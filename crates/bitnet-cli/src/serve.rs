@@ -71,7 +71,7 @@ pub struct ServeArgs {
     /// error event, and the server exits.
     #[arg(long, default_value_t = DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
     pub shutdown_grace: f64,
-    /// Serve an encoder (embedding) model on `POST /v1/embeddings` (requests batched
+    /// Serve an embedding model (BERT, BitNet embedding) on `POST /v1/embeddings` (requests batched
     /// together) instead of text generation.
     #[arg(long)]
     pub embeddings: bool,

@@ -4,7 +4,10 @@
 //! F32, ≥ 0.999 to F16 and Q8_0; the `cls` pooling override against the reference's [CLS]
 //! states; errors for over-long input, `--truncate` against the reference's truncated texts
 //! (ids identical to the tokenizer's `truncation=True, max_length=512`, cosine ≥ 0.9999), and
-//! opening the encoder as a generator.
+//! opening the encoder as a generator. And the tiny BitNet embedding models
+//! (`testdata/embeddings/tiny-bitnet-embed-*.gguf`) against their NumPy W1.58A8 reference
+//! (`tools/embeddings/make_bitnet_embed_ref.py`), cosine ≥ 0.997 (the W1.58A8 bound for BitNet
+//! logits, oracle README §6.4).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,13 +53,6 @@ fn reference() -> Vec<Reference> {
     let v: Value =
         serde_json::from_slice(&std::fs::read(bitnet_testdata::all_minilm_l6_v2_refs()).unwrap())
             .unwrap();
-    let floats = |x: &Value| -> Vec<f64> {
-        x.as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_f64().unwrap())
-            .collect()
-    };
     v["sentences"]
         .as_array()
         .unwrap()
@@ -72,6 +68,15 @@ fn reference() -> Vec<Reference> {
             mean: floats(&s["mean"]),
             cls: floats(&s["cls"]),
         })
+        .collect()
+}
+
+/// A JSON array of numbers.
+fn floats(x: &Value) -> Vec<f64> {
+    x.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_f64().unwrap())
         .collect()
 }
 
@@ -111,12 +116,7 @@ fn lowest_cosine(model: &Path, extra: &[&str], pick: fn(&Reference) -> &[f64]) -
             .map(|i| i.as_u64().unwrap())
             .collect();
         assert_eq!(ids, r.ids, "ids of {:?}", r.text);
-        let v: Vec<f64> = d["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_f64().unwrap())
-            .collect();
+        let v = floats(&d["embedding"]);
         let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
         let c = cosine(&v, pick(r));
@@ -227,4 +227,44 @@ fn ternary_types_are_refused_for_bert() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not ternary"), "{err}");
     assert!(!out.exists());
+}
+
+/// `bitnet embed --json` on the tiny BitNet embedding models (qwen3 and gemma3 backbones): the
+/// reference's ids and vectors within the W1.58A8 cosine bound, the file's last-token pooling,
+/// an over-long text refused naming the context.
+#[test]
+fn bitnet_embedding_models_match_their_numpy_reference() {
+    let refs: Value =
+        serde_json::from_slice(&std::fs::read(bitnet_testdata::tiny_bitnet_embed_refs()).unwrap())
+            .unwrap();
+    let models = refs["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for m in models {
+        let arch = m["arch"].as_str().unwrap();
+        let model = bitnet_testdata::tiny_bitnet_embed(arch);
+        let texts = m["texts"].as_array().unwrap();
+        let mut args = vec!["embed", "-m", model.to_str().unwrap(), "--json", "--"];
+        args.extend(texts.iter().map(|t| t["text"].as_str().unwrap()));
+        let o = bitnet(&args);
+        assert!(
+            o.status.success(),
+            "{arch}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["dim"], m["dim"]);
+        assert_eq!(doc["pooling"], "last");
+        let data = doc["data"].as_array().unwrap();
+        assert_eq!(data.len(), texts.len());
+        for (t, d) in texts.iter().zip(data) {
+            assert_eq!(d["tokens"], t["ids"], "{arch}: ids of {}", t["text"]);
+            let c = cosine(&floats(&d["embedding"]), &floats(&t["embedding"]));
+            assert!(c >= 0.997, "{arch}: {}: cosine {c}", t["text"]);
+        }
+        let long = "x".repeat(100);
+        let o = bitnet(&["embed", "-m", model.to_str().unwrap(), &long]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("context of 64"), "{arch}: {err}");
+    }
 }

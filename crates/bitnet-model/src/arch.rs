@@ -81,6 +81,11 @@ pub enum Graph {
     /// `models/bert.rs`: BERT encoders (post-norm LayerNorm blocks, bidirectional attention,
     /// absolute position and token-type embeddings, no LM head).
     Bert,
+    /// `models/qwen3_bitnet_embed.rs`: a BitNet embedding model on the Qwen3 graph (an RMSNorm
+    /// before every ternary projection, no LM head, last-token pooling).
+    Qwen3BitnetEmbed,
+    /// `models/gemma3_bitnet_embed.rs`: a BitNet embedding model on the Gemma 3 graph.
+    Gemma3BitnetEmbed,
 }
 
 /// One registered architecture.
@@ -205,6 +210,51 @@ pub const ARCHITECTURES: &[ArchSpec] = &[
     spec("bert", Graph::Bert, Activation::GeluErf, RopeStyle::Neox),
 ];
 
+/// The BitNet embedding models (microsoft/BitNet's `docs/bitnet-embeddings-i2s-guide.md`:
+/// bitnet-embedding-0.6b on Qwen3, -270m on Gemma 3). Their files say `qwen3` or `gemma3`; what
+/// sets them apart is an RMSNorm before each projection, the `blk.N.*_norm_in.weight` tensors
+/// ([`PROJECTION_INPUT_NORM_SUFFIX`]). Such a file runs the variant's graph ([`variant`]).
+pub const BITNET_EMBEDDING_ARCHITECTURES: &[ArchSpec] = &[
+    spec(
+        "qwen3",
+        Graph::Qwen3BitnetEmbed,
+        Activation::Silu,
+        RopeStyle::Neox,
+    ),
+    spec(
+        "gemma3",
+        Graph::Gemma3BitnetEmbed,
+        Activation::GeluTanh,
+        RopeStyle::Neox,
+    ),
+];
+
+/// How the per-projection input norms of a BitNet embedding model end
+/// (`blk.N.attn_q_norm_in.weight`, ..., `blk.N.ffn_down_norm_in.weight`).
+pub const PROJECTION_INPUT_NORM_SUFFIX: &str = "_norm_in.weight";
+
+/// The architecture a file runs as: `base` (its `general.architecture`), or, when the file has
+/// per-projection input norms, `base`'s BitNet embedding variant; an error when `base` has
+/// none (the norms would otherwise be ignored).
+pub fn variant(
+    base: &'static ArchSpec,
+    has_projection_input_norms: bool,
+) -> Result<&'static ArchSpec, ModelError> {
+    if !has_projection_input_norms {
+        return Ok(base);
+    }
+    BITNET_EMBEDDING_ARCHITECTURES
+        .iter()
+        .find(|a| a.name == base.name)
+        .ok_or_else(|| {
+            ModelError::InvalidConfig(format!(
+                "a `{}` file with per-projection input norms (`*{PROJECTION_INPUT_NORM_SUFFIX}` \
+                 tensors): BitNet embedding models are implemented on qwen3 and gemma3 only",
+                base.name
+            ))
+        })
+}
+
 /// Looks up an architecture by its `general.architecture` string.
 pub fn lookup(name: &str) -> Result<&'static ArchSpec, ModelError> {
     ARCHITECTURES
@@ -247,5 +297,19 @@ mod tests {
         assert!(b.graph == Graph::Bitnet && b25.graph == Graph::Bitnet);
         assert_eq!(lookup("bitnet").unwrap().activation, Activation::Silu);
         assert_eq!(lookup("llama").unwrap().rope, RopeStyle::Normal);
+    }
+
+    #[test]
+    fn projection_input_norms_select_the_bitnet_embedding_variant() {
+        for name in ["qwen3", "gemma3"] {
+            let base = lookup(name).unwrap();
+            assert_eq!(variant(base, false).unwrap(), base);
+            let v = variant(base, true).unwrap();
+            assert_eq!(v.name, name);
+            assert_ne!(v.graph, base.graph);
+            assert_eq!(v.activation, base.activation);
+        }
+        let err = variant(lookup("llama").unwrap(), true).unwrap_err();
+        assert!(err.to_string().contains("qwen3 and gemma3"), "{err}");
     }
 }

@@ -80,7 +80,10 @@ impl ModelConfig {
         let arch_name = file
             .architecture()
             .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?;
-        let arch = arch::lookup(arch_name)?;
+        let has_projection_input_norms = file.tensors().iter().any(|t| {
+            t.name.starts_with("blk.") && t.name.ends_with(arch::PROJECTION_INPUT_NORM_SUFFIX)
+        });
+        let arch = arch::variant(arch::lookup(arch_name)?, has_projection_input_norms)?;
         let key = |k: &str| format!("{}.{k}", arch.name);
         let req_u64 = |k: &str| -> Result<usize, ModelError> {
             file.get_u64(&key(k))

@@ -1,13 +1,16 @@
-//! [`Encoder`]: an encoder model (BERT) loaded from GGUF and run over whole inputs into token
-//! states, then pooled into embeddings ([`crate::pooling`]), or scored by a cross-encoder's
-//! classification head (rank pooling, [`ClassifierHead`]) over a text pair whose tokens carry
-//! their segment (token type 0 or 1).
+//! [`Encoder`]: an embedding model loaded from GGUF and run over whole inputs into token
+//! states, then pooled into embeddings ([`crate::pooling`]): BERT encoders, and the BitNet
+//! embedding models on a decoder backbone (Qwen3, Gemma 3: causal attention, the final RMSNorm's
+//! states pooled, usually at the last token); or scored by a cross-encoder's classification
+//! head (rank pooling, [`ClassifierHead`]) over a text pair whose tokens carry their segment
+//! (token type 0 or 1).
 //!
-//! The blocks are the architecture's own (`models/bert.rs`) over the shared steps of
-//! [`crate::blocks`], batched like the decoder's: the rows of every input go through each weight
-//! together, attention stays within each input (bidirectional over its own tokens). There is
-//! no cache across calls: each call gets a scratch F32 key/value store per input, so nothing is
-//! rounded to F16 and an input's vector does not depend on the others in its batch.
+//! The blocks are the architecture's own (`models/bert.rs`, `models/qwen3_bitnet_embed.rs`,
+//! `models/gemma3_bitnet_embed.rs`) over the shared steps of [`crate::blocks`], batched like the
+//! decoder's: the rows of every input go through each weight together, attention stays within
+//! each input (bidirectional over its own tokens for BERT, causal for the decoder backbones).
+//! There is no cache across calls: each call gets a scratch F32 key/value store per input, so
+//! nothing is rounded to F16 and an input's vector does not depend on the others in its batch.
 
 use std::path::Path;
 
@@ -19,24 +22,39 @@ use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
 use crate::model::{load_blocks, BatchSegment};
-use crate::models::{self, BlockRef};
+use crate::models;
 use crate::ops;
 use crate::pooling::{l2_normalize_rows, ClassifierHead, Pooling, CLASSIFIER_TENSORS};
-use crate::weights::{self, Embedding, PlainLayer};
+use crate::weights::{self, Embedding, Layer, PlainLayer};
 
 /// A loaded encoder.
 pub struct Encoder {
     config: ModelConfig,
     token_embd: Embedding,
-    position_embd: Embedding,
-    /// The rows of the token-type (segment) embeddings: type 0 for a single text, 0 and 1 for
-    /// a text pair. Empty when the file has none.
-    token_types: Vec<Vec<f32>>,
-    embd_norm: Vec<f32>,
-    embd_norm_b: Option<Vec<f32>>,
-    layers: Vec<PlainLayer>,
+    input: StreamStart,
+    /// The final RMSNorm of a decoder backbone, applied to the states before pooling.
+    output_norm: Option<Vec<f32>>,
+    /// The blocks of a gated-FFN graph (the decoder backbones; empty for BERT).
+    layers: Vec<Layer>,
+    /// The blocks of a plain-FFN graph (BERT; empty for the decoder backbones).
+    plain_layers: Vec<PlainLayer>,
     /// A cross-encoder's classification head (`cls.*`), when the file has one.
     head: Option<ClassifierHead>,
+}
+
+/// How the residual stream starts.
+enum StreamStart {
+    /// BERT: token + learned position + token-type-0 embeddings, then a LayerNorm.
+    Bert {
+        position_embd: Embedding,
+        /// The rows of the token-type (segment) embeddings: type 0 for a single text, 0 and 1
+        /// for a text pair. Empty when the file has none.
+        token_types: Vec<Vec<f32>>,
+        embd_norm: Vec<f32>,
+        embd_norm_b: Option<Vec<f32>>,
+    },
+    /// A decoder backbone: the token embeddings (times `sqrt(n_embd)` where the graph says).
+    Tokens,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -52,6 +70,7 @@ const POSITIONS: &str = "position_embd.weight";
 const TOKEN_TYPES: &str = "token_types.weight";
 const EMBD_NORM: &str = "token_embd_norm.weight";
 const EMBD_NORM_BIAS: &str = "token_embd_norm.bias";
+const OUTPUT_NORM: &str = "output_norm.weight";
 
 impl Encoder {
     /// Opens a GGUF file and loads the encoder in it.
@@ -74,19 +93,42 @@ impl Encoder {
         }
         let d = config.n_embd;
         let token_embd = Embedding::load(file, &config)?;
-        let position_embd = Embedding::load_table(file, POSITIONS, d, config.n_ctx_train)?;
-        let token_types = match file.tensor(TOKEN_TYPES) {
-            Some(info) => {
-                let rows = info.dims.get(1).copied().unwrap_or(0) as usize;
-                let table = Embedding::load_table(file, TOKEN_TYPES, d, rows.max(1))?;
-                (0..table.rows())
-                    .map(|t| {
-                        let mut row = vec![0.0f32; d];
-                        table.row(t as u32, &mut row).map(|()| row)
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            None => Vec::new(),
+        let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+        used.insert(TOKEN_EMBD.to_string());
+        let (input, output_norm) = if models::is_decoder_backbone_encoder(config.arch.graph) {
+            used.insert(OUTPUT_NORM.to_string());
+            (
+                StreamStart::Tokens,
+                Some(weights::norm(file, OUTPUT_NORM, d)?),
+            )
+        } else {
+            used.extend([POSITIONS, TOKEN_TYPES, EMBD_NORM, EMBD_NORM_BIAS].map(String::from));
+            let position_embd = Embedding::load_table(file, POSITIONS, d, config.n_ctx_train)?;
+            let token_types = match file.tensor(TOKEN_TYPES) {
+                Some(info) => {
+                    let rows = info.dims.get(1).copied().unwrap_or(0) as usize;
+                    let table = Embedding::load_table(file, TOKEN_TYPES, d, rows.max(1))?;
+                    (0..table.rows())
+                        .map(|t| {
+                            let mut row = vec![0.0f32; d];
+                            table.row(t as u32, &mut row).map(|()| row)
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                None => Vec::new(),
+            };
+            let embd_norm = weights::norm(file, EMBD_NORM, d)?;
+            let embd_norm_b = match file.tensor(EMBD_NORM_BIAS) {
+                Some(_) => Some(weights::norm(file, EMBD_NORM_BIAS, d)?),
+                None => None,
+            };
+            let start = StreamStart::Bert {
+                position_embd,
+                token_types,
+                embd_norm,
+                embd_norm_b,
+            };
+            (start, None)
         };
         let head = ClassifierHead::load(file, d)?;
         if config.pooling == Some(Pooling::Rank) && head.is_none() {
@@ -94,33 +136,17 @@ impl Encoder {
                 "cls.weight (pooling_type 4 = rank needs the classification head)".into(),
             ));
         }
-        let embd_norm = weights::norm(file, EMBD_NORM, d)?;
-        let embd_norm_b = match file.tensor(EMBD_NORM_BIAS) {
-            Some(_) => Some(weights::norm(file, EMBD_NORM_BIAS, d)?),
-            None => None,
-        };
+        used.extend(CLASSIFIER_TENSORS.iter().map(|s| s.to_string()));
         let blocks = load_blocks(file, &config, None)?;
-        let mut used: std::collections::HashSet<String> = [
-            TOKEN_EMBD,
-            POSITIONS,
-            TOKEN_TYPES,
-            EMBD_NORM,
-            EMBD_NORM_BIAS,
-        ]
-        .iter()
-        .chain(CLASSIFIER_TENSORS.iter())
-        .map(|s| s.to_string())
-        .collect();
         used.extend(blocks.asked);
         weights::check_no_unused_tensors(file, &config, &used)?;
         Ok(Encoder {
             config,
             token_embd,
-            position_embd,
-            token_types,
-            embd_norm,
-            embd_norm_b,
-            layers: blocks.plain,
+            input,
+            output_norm,
+            layers: blocks.gated,
+            plain_layers: blocks.plain,
             head,
         })
     }
@@ -135,7 +161,8 @@ impl Encoder {
         self.config.n_embd
     }
 
-    /// The most tokens one input may have (the learned positions).
+    /// The most tokens one input may have (BERT's learned positions; a decoder backbone's
+    /// training context).
     pub fn n_ctx(&self) -> usize {
         self.config.n_ctx_train
     }
@@ -150,9 +177,17 @@ impl Encoder {
         self.head.as_ref()
     }
 
-    /// The last block's states of each input (`len × dim` values per input), all inputs in
-    /// one batched pass, every token of segment 0. Errors name the first input that is empty
-    /// or too long.
+    /// The number of token types (segments) the model embeds: 0 when it has no table.
+    fn n_token_types(&self) -> usize {
+        match &self.input {
+            StreamStart::Bert { token_types, .. } => token_types.len(),
+            StreamStart::Tokens => 0,
+        }
+    }
+
+    /// The final states of each input (`len × dim` values per input: the last block's, through
+    /// the final norm where the model has one), all inputs in one batched pass, every token of
+    /// segment 0. Errors name the first input that is empty or too long.
     pub fn states(
         &self,
         inputs: &[&[u32]],
@@ -171,7 +206,7 @@ impl Encoder {
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let cfg = &self.config;
         if let Some(types) = token_types {
-            let n_types = self.token_types.len();
+            let n_types = self.n_token_types();
             if types.len() != inputs.len()
                 || types.iter().zip(inputs).any(|(s, t)| s.len() != t.len())
             {
@@ -212,8 +247,9 @@ impl Encoder {
             .collect();
         let mut pass = Pass::plan(cfg, pool, &mut segments)?;
         let mut x = self.embed_inputs(&pass, token_types)?;
-        for (il, layer) in self.layers.iter().enumerate() {
-            models::block(&mut pass, il, BlockRef::Plain(layer), &mut x)?;
+        models::run_blocks(&mut pass, &self.layers, &self.plain_layers, &mut x)?;
+        if let Some(norm) = &self.output_norm {
+            ops::rms_norm_rows_in_place(&mut x, norm, cfg.rms_eps);
         }
         let d = cfg.n_embd;
         Ok((0..pass.segments.len())
@@ -272,8 +308,9 @@ impl Encoder {
             .collect())
     }
 
-    /// The stream's start: token + position + token-type embeddings (type 0 unless `types`
-    /// gives each token's), LayerNorm.
+    /// The stream's start: BERT's token + position + token-type embeddings (type 0 unless
+    /// `types` gives each token's), LayerNorm; a decoder backbone's token embeddings (scaled
+    /// where the graph says).
     fn embed_inputs(
         &self,
         pass: &Pass<'_, '_>,
@@ -281,22 +318,39 @@ impl Encoder {
     ) -> Result<Vec<f32>, ModelError> {
         let d = self.config.n_embd;
         let mut x = vec![0.0f32; pass.n * d];
-        let mut extra = vec![0.0f32; d];
         for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&pass.rows) {
             self.token_embd.row(pass.segments[s].tokens[i], row)?;
-            self.position_embd.row(i as u32, &mut extra)?;
-            row.iter_mut().zip(&extra).for_each(|(a, p)| *a += p);
-            let t = types.map_or(0, |types| types[s][i] as usize);
-            if let Some(type_row) = self.token_types.get(t) {
-                row.iter_mut().zip(type_row).for_each(|(a, t)| *a += t);
+        }
+        match &self.input {
+            StreamStart::Tokens => {
+                if models::scales_embeddings(self.config.arch.graph) {
+                    let scale = (d as f32).sqrt();
+                    x.iter_mut().for_each(|v| *v *= scale);
+                }
+            }
+            StreamStart::Bert {
+                position_embd,
+                token_types,
+                embd_norm,
+                embd_norm_b,
+            } => {
+                let mut extra = vec![0.0f32; d];
+                for (row, &(s, i)) in x.chunks_exact_mut(d).zip(&pass.rows) {
+                    position_embd.row(i as u32, &mut extra)?;
+                    row.iter_mut().zip(&extra).for_each(|(a, p)| *a += p);
+                    let t = types.map_or(0, |types| types[s][i] as usize);
+                    if let Some(type_row) = token_types.get(t) {
+                        row.iter_mut().zip(type_row).for_each(|(a, t)| *a += t);
+                    }
+                }
+                ops::layer_norm_rows_in_place(
+                    &mut x,
+                    embd_norm,
+                    embd_norm_b.as_deref(),
+                    self.config.rms_eps,
+                );
             }
         }
-        ops::layer_norm_rows_in_place(
-            &mut x,
-            &self.embd_norm,
-            self.embd_norm_b.as_deref(),
-            self.config.rms_eps,
-        );
         Ok(x)
     }
 }

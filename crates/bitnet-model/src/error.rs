@@ -64,7 +64,7 @@ pub enum ModelError {
     #[error("`{0}` is an encoder (an embedding model without an LM head): use `bitnet embed` or `bitnet serve --embeddings`")]
     Encoder(&'static str),
     /// A decoder opened as an encoder.
-    #[error("`{0}` is not an encoder architecture (embeddings are computed by `bert` models)")]
+    #[error("`{0}` is not an encoder architecture (embeddings are computed by `bert` models and BitNet embedding models, `qwen3`/`gemma3` files with `*_norm_in` tensors)")]
     NotEncoder(&'static str),
     /// An encoder input longer than the model's positions.
     #[error("input of {tokens} tokens is longer than the model's context of {max} positions")]

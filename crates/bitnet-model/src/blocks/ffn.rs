@@ -2,6 +2,7 @@
 //! that a graph can norm the hidden activations in between (BitNet's `ffn_sub_norm`), and the
 //! plain FFN `down(act(up · h + b)) + b`.
 
+use super::norm::projection_input;
 use super::Pass;
 use crate::arch::Activation;
 use crate::config::MoeConfig;
@@ -18,12 +19,37 @@ impl Pass<'_, '_> {
         w_up: &Linear,
         act: Activation,
     ) -> Result<(), ModelError> {
+        self.gated_ffn_hidden_inputs(w_gate, w_up, None, act)
+    }
+
+    /// `gate = act(w_gate · (RMSNorm(normed) · n_gate)) ⊙ (w_up · (RMSNorm(normed) · n_up))`:
+    /// each projection over its own input norm (BitNet embedding models' `ffn_{gate,up}_norm_in`).
+    pub fn gated_ffn_hidden_each_normed(
+        &mut self,
+        w_gate: &Linear,
+        w_up: &Linear,
+        input_norms: [&[f32]; 2],
+        act: Activation,
+    ) -> Result<(), ModelError> {
+        self.gated_ffn_hidden_inputs(w_gate, w_up, Some(input_norms), act)
+    }
+
+    fn gated_ffn_hidden_inputs(
+        &mut self,
+        w_gate: &Linear,
+        w_up: &Linear,
+        input_norms: Option<[&[f32]; 2]>,
+        act: Activation,
+    ) -> Result<(), ModelError> {
         // DeepSeek's shared experts are narrower than its dense layers' FFN.
         let width = self.n * w_gate.rows();
         self.gate.resize(width, 0.0);
         self.up.resize(width, 0.0);
-        w_gate.forward(&self.normed, self.n, &mut self.gate, self.pool)?;
-        w_up.forward(&self.normed, self.n, &mut self.up, self.pool)?;
+        let [n_gate, n_up] = input_norms.map_or([None; 2], |ns| ns.map(Some));
+        let input = projection_input(&self.normed, n_gate, self.cfg.rms_eps);
+        w_gate.forward(&input, self.n, &mut self.gate, self.pool)?;
+        let input = projection_input(&self.normed, n_up, self.cfg.rms_eps);
+        w_up.forward(&input, self.n, &mut self.up, self.pool)?;
         ops::gated_activation(act, &mut self.gate, &self.up);
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! Norm steps: the pre-norm of a block's input and the norms applied inside and after blocks
-//! (BitNet's sub-norms, Gemma's post-norms), RMSNorm with ggml's arithmetic
+//! (BitNet's sub-norms, Gemma's post-norms, BitNet embedding models' per-projection input norms), RMSNorm with ggml's arithmetic
 //! ([`crate::ops::rms_norm_rows_in_place`]) or LayerNorm ([`crate::ops::layer_norm_rows_in_place`]).
 
 use super::Pass;
@@ -33,5 +33,22 @@ impl Pass<'_, '_> {
     /// `post_attention_norm`, `post_ffw_norm`).
     pub fn rms_norm_block_output(&mut self, w: &[f32]) {
         ops::rms_norm_rows_in_place(&mut self.proj, w, self.cfg.rms_eps);
+    }
+}
+
+/// A projection's input: the block's normed input itself, or `RMSNorm(normed) · w` where the
+/// projection has its own input norm `w` (BitNet embedding models' `*_norm_in`).
+pub(super) fn projection_input<'a>(
+    normed: &'a [f32],
+    input_norm: Option<&[f32]>,
+    eps: f32,
+) -> std::borrow::Cow<'a, [f32]> {
+    match input_norm {
+        None => std::borrow::Cow::Borrowed(normed),
+        Some(w) => {
+            let mut input = normed.to_vec();
+            ops::rms_norm_rows_in_place(&mut input, w, eps);
+            std::borrow::Cow::Owned(input)
+        }
     }
 }

@@ -19,6 +19,7 @@ mod falcon;
 mod gemma;
 mod gemma2;
 mod gemma3;
+mod gemma3_bitnet_embed;
 mod glm4;
 mod gpt2;
 mod llama;
@@ -26,13 +27,14 @@ mod mpt;
 mod phi3;
 mod qwen2moe;
 mod qwen3;
+mod qwen3_bitnet_embed;
 mod starcoder2;
 
 use crate::arch::Graph;
 use crate::blocks::Pass;
 use crate::config::{ArchKeys, ModelConfig};
 use crate::error::ModelError;
-use crate::weights::{Layer, LayerTensors, PlainLayer};
+use crate::weights::{Layer, LayerTensors, PlainLayer, ProjectionInputNorms};
 
 /// One block's weights: a gated-FFN block or a plain-FFN one, as its architecture loads it.
 pub(crate) enum BlockWeights {
@@ -50,7 +52,12 @@ pub(crate) enum BlockRef<'a> {
 /// Fills in the architecture-specific part of the configuration.
 pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<(), ModelError> {
     match keys.arch.graph {
-        Graph::Bitnet | Graph::Llama | Graph::Qwen3 | Graph::Gemma | Graph::ChatGlm => Ok(()),
+        Graph::Bitnet
+        | Graph::Llama
+        | Graph::Qwen3
+        | Graph::Qwen3BitnetEmbed
+        | Graph::Gemma
+        | Graph::ChatGlm => Ok(()),
         Graph::Glm4 => glm4::configure(keys, cfg),
         Graph::Phi3 => phi3::configure(keys, cfg),
         Graph::Deepseek => deepseek::configure(keys, cfg),
@@ -58,7 +65,7 @@ pub(crate) fn configure(keys: &ArchKeys<'_>, cfg: &mut ModelConfig) -> Result<()
         Graph::Baichuan => baichuan::configure(keys, cfg),
         Graph::CommandR => command_r::configure(keys, cfg),
         Graph::Gemma2 => gemma2::configure(keys, cfg),
-        Graph::Gemma3 => gemma3::configure(keys, cfg),
+        Graph::Gemma3 | Graph::Gemma3BitnetEmbed => gemma3::configure(keys, cfg),
         Graph::Starcoder2 => starcoder2::configure(keys, cfg),
         Graph::Gpt2 => gpt2::configure(keys, cfg),
         Graph::Falcon => falcon::configure(keys, cfg),
@@ -83,6 +90,8 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
         Graph::Gemma => gemma::load_layer(t),
         Graph::Gemma2 => gemma2::load_layer(t),
         Graph::Gemma3 => gemma3::load_layer(t),
+        Graph::Qwen3BitnetEmbed => qwen3_bitnet_embed::load_layer(t),
+        Graph::Gemma3BitnetEmbed => gemma3_bitnet_embed::load_layer(t),
         Graph::Starcoder2 => {
             return starcoder2::load_layer(t).map(|l| BlockWeights::Plain(Box::new(l)))
         }
@@ -96,7 +105,10 @@ pub(crate) fn load_layer(t: &LayerTensors<'_>) -> Result<BlockWeights, ModelErro
 
 /// Whether the graph multiplies the token embeddings by `sqrt(n_embd)` before the first block.
 pub(crate) fn scales_embeddings(graph: Graph) -> bool {
-    matches!(graph, Graph::Gemma | Graph::Gemma2 | Graph::Gemma3)
+    matches!(
+        graph,
+        Graph::Gemma | Graph::Gemma2 | Graph::Gemma3 | Graph::Gemma3BitnetEmbed
+    )
 }
 
 /// Whether the graph adds learned position embeddings (`position_embd.weight`) to the input.
@@ -105,14 +117,43 @@ pub(crate) fn has_position_embeddings(graph: Graph) -> bool {
 }
 
 /// Whether the graph is an encoder: its output is the token states (pooled into embeddings),
-/// not logits; it has no LM head and no KV cache across calls ([`crate::encoder`]).
+/// not logits; it has no LM head and no KV cache across calls ([`crate::encoder`]). BERT, and
+/// the BitNet embedding models (causal attention, but an embedding model all the same).
 pub fn is_encoder(graph: Graph) -> bool {
-    graph == Graph::Bert
+    matches!(
+        graph,
+        Graph::Bert | Graph::Qwen3BitnetEmbed | Graph::Gemma3BitnetEmbed
+    )
+}
+
+/// Whether the encoder's input is the token embeddings alone and its states go through the
+/// final norm (`output_norm`) before pooling: the decoder-backbone embedding models. (BERT adds
+/// position and type embeddings and norms them; its last block's states are pooled as they are.)
+pub(crate) fn is_decoder_backbone_encoder(graph: Graph) -> bool {
+    matches!(graph, Graph::Qwen3BitnetEmbed | Graph::Gemma3BitnetEmbed)
 }
 
 /// Whether the linears may carry one-element `<linear>.scale` tensors multiplying their output.
 pub(crate) fn has_linear_scales(cfg: &ModelConfig) -> bool {
     cfg.arch.graph == Graph::Bitnet && bitnet::has_linear_scales(cfg)
+}
+
+/// Runs every block in order on the batch's residual stream `x`: the `gated` ones of a
+/// gated-FFN graph or the `plain` ones of a plain-FFN graph (the other list is empty).
+pub(crate) fn run_blocks(
+    p: &mut Pass<'_, '_>,
+    gated: &[Layer],
+    plain: &[PlainLayer],
+    x: &mut [f32],
+) -> Result<(), ModelError> {
+    let blocks = gated
+        .iter()
+        .map(BlockRef::Gated)
+        .chain(plain.iter().map(BlockRef::Plain));
+    for (il, layer) in blocks.enumerate() {
+        block(p, il, layer, x)?;
+    }
+    Ok(())
 }
 
 /// Runs block `il` on the batch's residual stream `x`.
@@ -149,6 +190,8 @@ pub(crate) fn block(
         Graph::Gemma => gemma::block(p, il, layer, x),
         Graph::Gemma2 => gemma2::block(p, il, layer, x),
         Graph::Gemma3 => gemma3::block(p, il, layer, x),
+        Graph::Qwen3BitnetEmbed => qwen3_bitnet_embed::block(p, il, layer, x),
+        Graph::Gemma3BitnetEmbed => gemma3_bitnet_embed::block(p, il, layer, x),
         Graph::Starcoder2 | Graph::Gpt2 | Graph::Falcon | Graph::Mpt | Graph::Bert => {
             Err(ModelError::Internal(format!(
                 "layer {il} was loaded as a gated-FFN block for a plain-FFN graph"
@@ -161,5 +204,14 @@ pub(crate) fn block(
 fn loaded<'a>(part: &'a Option<Vec<f32>>, name: &str, il: usize) -> Result<&'a [f32], ModelError> {
     part.as_deref().ok_or_else(|| {
         ModelError::Internal(format!("layer {il} was loaded without its `{name}` tensor"))
+    })
+}
+
+/// The per-projection input norms of `layer`, which the BitNet embedding loaders always fill.
+fn input_norms(layer: &Layer, il: usize) -> Result<&ProjectionInputNorms, ModelError> {
+    layer.input_norms.as_ref().ok_or_else(|| {
+        ModelError::Internal(format!(
+            "layer {il} was loaded without its per-projection input norms"
+        ))
     })
 }
