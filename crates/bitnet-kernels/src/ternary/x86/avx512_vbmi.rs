@@ -332,7 +332,12 @@ unsafe fn pair_chunk_code_dots<const M: usize, const T: usize>(
             low[r] = decoder.low27(raw[r]);
         }
         for s in 0..M {
-            let codes = [0, 1].map(|r| decoder.stream(raw[r], low[r], s));
+            // (A loop, not a closure: a closure would not inherit the target features, and
+            // the decoding would be an out-of-line call.)
+            let mut codes = [_mm512_setzero_si512(); 2];
+            for r in 0..2 {
+                codes[r] = decoder.stream(raw[r], low[r], s);
+            }
             for t in 0..T {
                 let a = _mm512_loadu_si512(xp.add(t * cols + 64 * s).cast());
                 for r in 0..2 {
