@@ -7,6 +7,38 @@ use bitnet_kernels::{matvec_f16, Isa, ThreadPool};
 use half::f16;
 use proptest::prelude::*;
 
+/// Every supported ISA gives the scalar reference's bits for this product (2 threads).
+fn every_isa_equals_scalar(
+    rows: usize,
+    cols: usize,
+    batch: usize,
+    w: &[f16],
+    x: &[f32],
+) -> Result<(), TestCaseError> {
+    let pool = ThreadPool::new(2);
+    let mut want = vec![f32::NAN; batch * rows];
+    matmul_f16_with_isa(Isa::Scalar, w, rows, cols, x, batch, &mut want, &pool).unwrap();
+    for isa in Isa::supported_for_tests() {
+        let mut out = vec![f32::NAN; batch * rows];
+        matmul_f16_with_isa(isa, w, rows, cols, x, batch, &mut out, &pool).unwrap();
+        let same = out
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        prop_assert!(
+            same,
+            "isa {} differs from scalar ({} x {} x {}): {:?} vs {:?}",
+            isa,
+            rows,
+            cols,
+            batch,
+            out,
+            want
+        );
+    }
+    Ok(())
+}
+
 fn check(rows: usize, cols: usize, batch: usize, w: &[f16], x: &[f32], out: &[f32], isa: Isa) {
     for b in 0..batch {
         for r in 0..rows {
@@ -83,15 +115,25 @@ proptest! {
             prop::collection::vec(-3.0f32..3.0, batch * cols),
         ))
     ) {
-        let pool = ThreadPool::new(2);
-        let mut want = vec![f32::NAN; batch * rows];
-        matmul_f16_with_isa(Isa::Scalar, &w, rows, cols, &x, batch, &mut want, &pool).unwrap();
-        for isa in Isa::supported_for_tests() {
-            let mut out = vec![f32::NAN; batch * rows];
-            matmul_f16_with_isa(isa, &w, rows, cols, &x, batch, &mut out, &pool).unwrap();
-            let same = out.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
-            prop_assert!(same, "isa {} differs from scalar: {:?} vs {:?}", isa, out, want);
-        }
+        every_isa_equals_scalar(rows, cols, batch, &w, &x)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Batched decode (a few tokens, long rows): the AVX-512 few-token kernel walks each group of
+    /// rows in 512-column panels, keeping every row's lanes between panels; the bits stay the
+    /// scalar reference's across several panels, a short last panel and every tail length.
+    #[test]
+    fn few_tokens_over_several_panels_equal_the_scalar_reference(
+        (rows, cols, batch, w, x) in (1usize..=9, 480usize..=1700, 2usize..=9).prop_flat_map(|(rows, cols, batch)| (
+            Just(rows), Just(cols), Just(batch),
+            prop::collection::vec((-4.0f32..4.0).prop_map(f16::from_f32), rows * cols),
+            prop::collection::vec(-3.0f32..3.0, batch * cols),
+        ))
+    ) {
+        every_isa_equals_scalar(rows, cols, batch, &w, &x)?;
     }
 }
 

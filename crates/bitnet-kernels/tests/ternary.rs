@@ -51,9 +51,9 @@ fn case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
         })
 }
 
-/// Shapes for the trit5 layout: every multiple of 128 up to 1664 columns, batches 1..=5.
-/// Batches up to 17: the direct VBMI path's token groups (4, 2, 1) up to its limit of 15, and
-/// the unpacking path above it.
+/// Shapes for the trit5 layout: every multiple of 128 up to 1664 columns, batches 1..=17: the
+/// direct VBMI path's token groups (8 to 5 two rows at a time, 4, 2, 1) up to its limit of 15,
+/// and the unpacking path above it.
 fn trit5_case() -> impl Strategy<Value = (usize, usize, usize, Vec<i8>, Vec<i8>)> {
     (
         1usize..=13,

@@ -4,6 +4,13 @@
 //! arithmetic of the one-token row dot (the 32-lane order of the parent module: two 16-lane
 //! accumulators, `w·x + acc` per step, the halving fold, then the tail in order), so a token's
 //! output has the same bits in a batch as alone.
+//!
+//! The rows of a group are walked in column panels of [`PANEL_COLS`]: every row of the group
+//! takes the panel's columns before any row moves on, so the panel's activations (8 tokens × 512
+//! floats = 16 KiB) are read from L1 by all the rows instead of streaming from L2 for each row
+//! (8 tokens of 2560 floats are 80 KiB, more than L1). A row's accumulators are kept in memory
+//! between its panels; each lane still takes its columns in increasing order, so the sums are
+//! the same.
 
 use half::f16;
 use std::arch::x86_64::*;
@@ -14,12 +21,15 @@ use super::{dot_tail, LANES, ROWS_PER_CALL};
 use crate::order::x86::fold_512x2;
 use crate::pool::{atomic_f32_view, ThreadPool};
 
-/// How far ahead (in halves) the row is prefetched: twice the one-token row dot's distance, as a
-/// row takes several times longer here (measured on SmolLM2 at 8 tokens: +10–20% over 1024).
-const PREFETCH_HALVES: usize = 2048;
-
 /// Most tokens one call accumulates together (two accumulators each: 16 of the 32 registers).
 pub(super) const MAX_TOKENS: usize = 8;
+
+/// Columns of one panel (a multiple of [`LANES`]): 8 tokens' activations over it fill 16 KiB of
+/// L1, a third of the 48 KiB of current x86 cores.
+const PANEL_COLS: usize = 512;
+
+/// One row's accumulators for `T` tokens: the 32 lanes of each token as two 16-float registers.
+type Accumulators<const T: usize> = [[__m512; 2]; T];
 
 /// `out[b·rows + r] = row r · token b` for 2–31 tokens, threaded over rows: each row's weights
 /// are widened once for up to [`MAX_TOKENS`] tokens (the same bits as one token at a time).
@@ -39,10 +49,10 @@ pub(super) fn matmul(
         for first_token in (0..batch).step_by(MAX_TOKENS) {
             let tokens = MAX_TOKENS.min(batch - first_token);
             let xs = &x[first_token * cols..(first_token + tokens) * cols];
-            for r in 0..count {
-                let mut dots = [0f32; MAX_TOKENS];
-                row_dots(&block[r * cols..(r + 1) * cols], xs, tokens, &mut dots);
-                for (t, &dot) in dots[..tokens].iter().enumerate() {
+            let mut dots = [[0f32; MAX_TOKENS]; ROWS_PER_CALL];
+            group_dots(block, count, xs, tokens, &mut dots);
+            for (r, row_dots) in dots[..count].iter().enumerate() {
+                for (t, &dot) in row_dots[..tokens].iter().enumerate() {
                     let at = (first_token + t) * rows + first + r;
                     out[at].store(dot.to_bits(), Ordering::Relaxed);
                 }
@@ -51,55 +61,120 @@ pub(super) fn matmul(
     });
 }
 
-/// `dots[t] = row · x[t·cols..(t+1)·cols]` for the `tokens` (≤ [`MAX_TOKENS`]) tokens of `x`.
-pub(super) fn row_dots(row: &[f16], x: &[f32], tokens: usize, dots: &mut [f32; MAX_TOKENS]) {
+/// `dots[r][t] = row r · x[t·cols..(t+1)·cols]` for the `count` (≤ [`ROWS_PER_CALL`]) rows of
+/// `block` (count × cols, row-major) and the `tokens` (≤ [`MAX_TOKENS`]) tokens of `x`.
+fn group_dots(
+    block: &[f16],
+    count: usize,
+    x: &[f32],
+    tokens: usize,
+    dots: &mut [[f32; MAX_TOKENS]; ROWS_PER_CALL],
+) {
     assert!(
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     );
-    let cols = row.len();
+    assert!((1..=ROWS_PER_CALL).contains(&count) && block.len().is_multiple_of(count));
+    let cols = block.len() / count;
     assert!((1..=MAX_TOKENS).contains(&tokens) && x.len() >= tokens * cols);
-    // SAFETY: features checked; the kernels read `cols` halves of the row and `cols` floats of
-    // each of the `tokens` rows of x (lengths checked above).
+    // SAFETY: features checked; the kernels read the `count·cols` halves of the block and `cols`
+    // floats of each of the `tokens` rows of x (lengths checked above).
     unsafe {
         match tokens {
-            1 => row_dots_impl::<1>(row, x, dots),
-            2 => row_dots_impl::<2>(row, x, dots),
-            3 => row_dots_impl::<3>(row, x, dots),
-            4 => row_dots_impl::<4>(row, x, dots),
-            5 => row_dots_impl::<5>(row, x, dots),
-            6 => row_dots_impl::<6>(row, x, dots),
-            7 => row_dots_impl::<7>(row, x, dots),
-            _ => row_dots_impl::<8>(row, x, dots),
+            1 => group_dots_impl::<1>(block, count, x, dots),
+            2 => group_dots_impl::<2>(block, count, x, dots),
+            3 => group_dots_impl::<3>(block, count, x, dots),
+            4 => group_dots_impl::<4>(block, count, x, dots),
+            5 => group_dots_impl::<5>(block, count, x, dots),
+            6 => group_dots_impl::<6>(block, count, x, dots),
+            7 => group_dots_impl::<7>(block, count, x, dots),
+            _ => group_dots_impl::<8>(block, count, x, dots),
         }
     }
 }
 
+/// # Safety
+/// AVX-512F, FMA and F16C must be present; `block` holds `count` rows of `cols` halves and `x`
+/// at least `T·cols` floats.
 #[target_feature(enable = "avx512f,fma,f16c")]
-unsafe fn row_dots_impl<const T: usize>(row: &[f16], x: &[f32], dots: &mut [f32; MAX_TOKENS]) {
-    let cols = row.len();
+unsafe fn group_dots_impl<const T: usize>(
+    block: &[f16],
+    count: usize,
+    x: &[f32],
+    dots: &mut [[f32; MAX_TOKENS]; ROWS_PER_CALL],
+) {
+    let cols = block.len() / count;
     let body = cols - cols % LANES;
-    let w = row.as_ptr().cast::<u16>();
-    let mut acc = [[_mm512_setzero_ps(); 2]; T];
-    let mut j = 0;
-    while j < body {
-        // SAFETY: j + 32 <= body <= cols for the row and for each token's row of x; the prefetch
+    let mut acc = [[[_mm512_setzero_ps(); 2]; T]; ROWS_PER_CALL];
+    let mut start = 0;
+    while start < body {
+        let end = body.min(start + PANEL_COLS);
+        for (r, acc) in acc[..count].iter_mut().enumerate() {
+            // SAFETY: columns start..end <= body of row r < count and of each token's row of x.
+            unsafe {
+                panel::<T>(
+                    block.as_ptr().add(r * cols),
+                    x.as_ptr(),
+                    cols,
+                    start,
+                    end,
+                    acc,
+                )
+            };
+        }
+        start = end;
+    }
+    for (r, acc) in acc[..count].iter().enumerate() {
+        let row = &block[r * cols..(r + 1) * cols];
+        for (t, acc) in acc.iter().enumerate() {
+            let xt = &x[t * cols..(t + 1) * cols];
+            dots[r][t] = dot_tail(fold_512x2(acc[0], acc[1]), &row[body..], &xt[body..]);
+        }
+    }
+}
+
+/// Accumulates columns `start..end` (multiples of 32) of one row into its `T` tokens' lanes.
+///
+/// # Safety
+/// As [`group_dots_impl`]; `row` points at `cols` halves, `x` at `T` rows of `cols` floats, and
+/// `end <= cols`.
+#[target_feature(enable = "avx512f,fma,f16c")]
+#[inline]
+unsafe fn panel<const T: usize>(
+    row: *const f16,
+    x: *const f32,
+    cols: usize,
+    start: usize,
+    end: usize,
+    acc_in_memory: &mut Accumulators<T>,
+) {
+    let w = row.cast::<u16>();
+    // The next panel of this row is prefetched while the other rows of the group take this one;
+    // from the last panel, the first of the same row of the next group (a thread's groups are
+    // consecutive rows).
+    let next_group = (ROWS_PER_CALL - 1) * cols;
+    let mut acc = *acc_in_memory;
+    let mut j = start;
+    while j < end {
+        // SAFETY: j + 32 <= end <= cols for the row and for each token's row of x; the prefetch
         // address may lie past the end (prefetches never fault), hence the wrapping pointer.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(w.add(j).wrapping_add(PREFETCH_HALVES).cast());
+            let ahead = if j + PANEL_COLS < cols {
+                PANEL_COLS
+            } else {
+                PANEL_COLS + next_group
+            };
+            _mm_prefetch::<_MM_HINT_T0>(w.add(j).wrapping_add(ahead).cast());
             let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(j).cast()));
             let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(j + 16).cast()));
             for (t, acc) in acc.iter_mut().enumerate() {
-                let xt = x.as_ptr().add(t * cols + j);
+                let xt = x.add(t * cols + j);
                 acc[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[0]);
                 acc[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt.add(16)), acc[1]);
             }
         }
         j += LANES;
     }
-    for (t, acc) in acc.iter().enumerate() {
-        let xt = &x[t * cols..(t + 1) * cols];
-        dots[t] = dot_tail(fold_512x2(acc[0], acc[1]), &row[body..], &xt[body..]);
-    }
+    *acc_in_memory = acc;
 }

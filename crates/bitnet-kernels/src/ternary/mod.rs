@@ -21,10 +21,12 @@
 //! …); byte `b` of a row's 64 holds the codes of columns `320k + 64s + b` (s = 0..5) as
 //! `Σ_s c_s · 3^s` (3^5 = 243 ≤ 256). A tile takes `256 · ceil(cols / 320)` bytes: the last chunk
 //! may hold only `m = (cols mod 320) / 64` streams, the missing ones stored as code 1 (weight 0)
-//! and never multiplied (no activation past `cols` is read). The one-token product decodes the
-//! codes with byte table lookups (AVX-512 VBMI `vpermi2b` / `vpermb`) straight into `vpdpbusd`;
-//! batches and the other ISAs first unpack a tile into the 2-bit layout (a per-thread buffer) and
-//! run the 2-bit kernels on it, so a tile is unpacked once per group of up to 64 tokens.
+//! and never multiplied (no activation past `cols` is read). Decode and batched decode (up to 15
+//! tokens) decode the codes with byte table lookups (AVX-512 VBMI `vpermi2b` / `vpermb`) straight
+//! into `vpdpbusd`, each row's bytes once per group of up to 8 tokens (5–8 tokens two rows at a
+//! time, so that 16 accumulators leave registers for the decoding); larger batches and the other
+//! ISAs first unpack a tile into the 2-bit layout (a per-thread buffer) and run the 2-bit kernels
+//! on it, so a tile is unpacked once per group of up to 64 tokens.
 //!
 //! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
 //! 2-bit, so trit5 pays off where weights stream from DRAM at under ~36 GB/s per core (it reads
@@ -612,23 +614,33 @@ thread_local! {
     static UNPACKED_TILE: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Raw code dots `Σ c·q` (indexed `[row][token]`) of one trit5 row tile for up to 4 of the
+/// Most tokens [`trit5_code_dots_vbmi`] does in one call.
+const TRIT5_TOKEN_TILE: usize = 8;
+
+/// Raw code dots `Σ c·q` (indexed `[row][token]`) of one trit5 row tile for up to 8 of the
 /// `remaining` tokens, straight from the packed bytes (AVX-512 VBMI; callers check
-/// [`vbmi_present`]); returns them and the number of tokens done.
+/// [`vbmi_present`]); returns them and the number of tokens done. 5–8 tokens go two rows at a
+/// time (16 accumulators at 8 tokens), fewer four rows at a time.
 fn trit5_code_dots_vbmi(
     weights: &[u8],
     x: &[i8],
     cols: usize,
     remaining: usize,
-) -> ([[i32; 4]; ROW_TILE], usize) {
+) -> ([[i32; TRIT5_TOKEN_TILE]; ROW_TILE], usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use x86::avx512_vbmi::tile_code_dots;
-        fn widen<const T: usize>(dots: [[i32; T]; ROW_TILE]) -> [[i32; 4]; ROW_TILE] {
+        use x86::avx512_vbmi::{tile_code_dots, tile_code_dots_row_pairs};
+        fn widen<const T: usize>(
+            dots: [[i32; T]; ROW_TILE],
+        ) -> [[i32; TRIT5_TOKEN_TILE]; ROW_TILE] {
             dots.map(|row| std::array::from_fn(|t| if t < T { row[t] } else { 0 }))
         }
         match remaining {
-            4.. => (widen(tile_code_dots::<4>(weights, x, cols)), 4),
+            8.. => (widen(tile_code_dots_row_pairs::<8>(weights, x, cols)), 8),
+            7 => (widen(tile_code_dots_row_pairs::<7>(weights, x, cols)), 7),
+            6 => (widen(tile_code_dots_row_pairs::<6>(weights, x, cols)), 6),
+            5 => (widen(tile_code_dots_row_pairs::<5>(weights, x, cols)), 5),
+            4 => (widen(tile_code_dots::<4>(weights, x, cols)), 4),
             2 | 3 => (widen(tile_code_dots::<2>(weights, x, cols)), 2),
             _ => (widen(tile_code_dots::<1>(weights, x, cols)), 1),
         }

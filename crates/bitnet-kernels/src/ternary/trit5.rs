@@ -120,7 +120,8 @@ pub(super) fn unpack_tile(weights: &[u8], cols: usize, out: &mut [u8]) {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    //! The AVX-512 VBMI trit5 kernels against their scalar twins (exact equality).
+    //! The AVX-512 VBMI trit5 kernels against their scalar twins (exact equality): the one-token
+    //! and the row-pair (batched decode) dots, and the unpacking.
 
     use super::super::x86::avx512_vbmi;
     use super::*;
@@ -158,6 +159,28 @@ mod tests {
                     avx512_vbmi::tile_code_dots::<1>(&tile, &x, cols).map(|row| row[0]),
                     tile_code_dots(&tile, &x, cols)
                 );
+            }
+        }
+
+        #[test]
+        fn vbmi_row_pair_dots_equal_the_scalar_twin(
+            (cols, tile, x) in tile_case(),
+            more in prop::collection::vec(any::<i8>(), 7 * 13 * 128),
+        ) {
+            if avx512_vbmi::features_present() {
+                // 8 tokens: the case's, then 7 more.
+                let mut xs = x.clone();
+                xs.extend_from_slice(&more[..7 * cols]);
+                let per_token = |t: usize| tile_code_dots(&tile, &xs[t * cols..(t + 1) * cols], cols);
+                let eight = avx512_vbmi::tile_code_dots_row_pairs::<8>(&tile, &xs, cols);
+                let five = avx512_vbmi::tile_code_dots_row_pairs::<5>(&tile, &xs, cols);
+                for t in 0..8 {
+                    let want = per_token(t);
+                    prop_assert_eq!(eight.map(|row| row[t]), want);
+                    if t < 5 {
+                        prop_assert_eq!(five.map(|row| row[t]), want);
+                    }
+                }
             }
         }
 

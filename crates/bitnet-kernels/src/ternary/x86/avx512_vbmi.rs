@@ -226,6 +226,128 @@ unsafe fn chunk_code_dots<const M: usize, const T: usize>(
     }
 }
 
+/// Chunks of one panel of the row-pair kernel: 8 tokens' activations over 4 chunks (1280
+/// columns) are 10 KiB, so the second row pair reads them from L1 after the first.
+const PAIR_PANEL_CHUNKS: usize = 4;
+
+/// [`tile_code_dots`] two rows at a time, for batched decode: 2 rows × 8 tokens are 16
+/// accumulators, which leaves registers for the decoding (4 rows × 8 tokens would spill them).
+/// Each row's bytes are still decoded once for all `T` tokens. The rows are walked in panels of
+/// [`PAIR_PANEL_CHUNKS`] chunks (the first pair, then the second, over the same activations);
+/// the integer sums do not depend on the order.
+pub(in crate::ternary) fn tile_code_dots_row_pairs<const T: usize>(
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+) -> [[i32; T]; ROW_TILE] {
+    assert!(
+        features_present(),
+        "AVX-512 VBMI kernel called on a CPU without it"
+    );
+    assert!(cols.is_multiple_of(128) && weights.len() == tile_bytes(cols) && x.len() >= T * cols);
+    // SAFETY: the features were checked above; the kernel reads `tile_bytes(cols)` bytes of
+    // `weights` and `T·cols` bytes of `x`, both checked.
+    unsafe { tile_code_dots_row_pairs_impl::<T>(weights.as_ptr(), x.as_ptr(), cols) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn tile_code_dots_row_pairs_impl<const T: usize>(
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+) -> [[i32; T]; ROW_TILE] {
+    let decoder = Decoder::new();
+    let mut acc = [[[_mm512_setzero_si512(); T]; 2]; ROW_TILE / 2];
+    let full = cols / CHUNK_COLS;
+    let mut start = 0;
+    while start < full {
+        let end = full.min(start + PAIR_PANEL_CHUNKS);
+        for (pair, acc) in acc.iter_mut().enumerate() {
+            let mut regs = *acc;
+            for chunk in start..end {
+                // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and t·cols +
+                // chunk·320 + 320 <= T·cols activations.
+                unsafe {
+                    pair_chunk_code_dots::<STREAMS, T>(&decoder, w, x, cols, chunk, pair, &mut regs)
+                };
+            }
+            *acc = regs;
+        }
+        start = end;
+    }
+    // Only the streams holding columns < cols: activations past `cols` are never read.
+    for (pair, acc) in acc.iter_mut().enumerate() {
+        // SAFETY: the last chunk's 256 bytes lie within tile_bytes(cols) and its first `m`
+        // streams' activations end at full·320 + 64·m = cols (for every token).
+        unsafe {
+            match (cols - full * CHUNK_COLS) / 64 {
+                1 => pair_chunk_code_dots::<1, T>(&decoder, w, x, cols, full, pair, acc),
+                2 => pair_chunk_code_dots::<2, T>(&decoder, w, x, cols, full, pair, acc),
+                3 => pair_chunk_code_dots::<3, T>(&decoder, w, x, cols, full, pair, acc),
+                4 => pair_chunk_code_dots::<4, T>(&decoder, w, x, cols, full, pair, acc),
+                _ => {}
+            }
+        }
+    }
+    let mut out = [[0i32; T]; ROW_TILE];
+    for r in 0..ROW_TILE {
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_epi32(acc[r / 2][r % 2][t]);
+        }
+    }
+    out
+}
+
+/// Adds the code dots of the first `M` streams of chunk `chunk` to the accumulators of rows
+/// `2·pair` and `2·pair + 1` for `T` tokens.
+///
+/// # Safety
+/// As [`chunk_code_dots`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+#[inline]
+unsafe fn pair_chunk_code_dots<const M: usize, const T: usize>(
+    decoder: &Decoder,
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+    chunk: usize,
+    pair: usize,
+    acc: &mut [[__m512i; T]; 2],
+) {
+    // SAFETY (whole block): in bounds by the caller's contract.
+    unsafe {
+        let wp = w.add(chunk * CHUNK_BYTES);
+        let xp = x.add(chunk * CHUNK_COLS);
+        if pair == 0 {
+            // The whole chunk (both pairs' lines) ahead, as in `chunk_code_dots`.
+            for line in 0..ROW_TILE {
+                let ahead = wp.wrapping_add(PREFETCH_BYTES + 64 * line);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+            }
+        }
+        let mut raw = [_mm512_setzero_si512(); 2];
+        let mut low = [_mm512_setzero_si512(); 2];
+        for r in 0..2 {
+            raw[r] = _mm512_loadu_si512(wp.add(64 * (2 * pair + r)).cast());
+            low[r] = decoder.low27(raw[r]);
+        }
+        for s in 0..M {
+            // (A loop, not a closure: a closure would not inherit the target features, and
+            // the decoding would be an out-of-line call.)
+            let mut codes = [_mm512_setzero_si512(); 2];
+            for r in 0..2 {
+                codes[r] = decoder.stream(raw[r], low[r], s);
+            }
+            for t in 0..T {
+                let a = _mm512_loadu_si512(xp.add(t * cols + 64 * s).cast());
+                for r in 0..2 {
+                    acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], codes[r], a);
+                }
+            }
+        }
+    }
+}
+
 /// Rewrites a trit5 tile as the 2-bit tile of the same weights (`out` holds `cols` bytes).
 pub(in crate::ternary) fn unpack_tile(weights: &[u8], cols: usize, out: &mut [u8]) {
     assert!(
