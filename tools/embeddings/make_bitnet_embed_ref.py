@@ -29,7 +29,7 @@ byte-to-unicode map, in byte order; 256 = <|endoftext|>, 257 = <bos>), so a text
 UTF-8 bytes, plus EOS at the end (both models, tokenizer.ggml.add_eos_token, as the converter
 sets for Qwen3 so that the last token is EOS) and BOS in front (Gemma3).
 
-I2_S bytes as ../shared/docs/FORMATS.md §3 (and the BitNet converter): codes -1 -> 0, 0 -> 1,
+I2_S bytes as crates/bitnet-quant/src/i2s.rs documents them (and the BitNet converter): codes -1 -> 0, 0 -> 1,
 +1 -> 2; 128-element blocks of 32 bytes, element j of a block in byte j mod 32 at bit shift
 6 - 2*floor(j/32); then the f32 scale and 28 zero bytes (n/4 + 32 bytes). Type id 36 (bitnet.cpp's
 I2_S; PyPI gguf has no name for it, so the id is passed as a raw number).
