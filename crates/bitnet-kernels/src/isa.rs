@@ -253,11 +253,14 @@ pub enum KernelId {
     Q8NeonMatvec,
     Q8Avx2Matvec,
     Q8Avx512Matvec,
+    CodeScalarMatmul,
+    CodeAvx2Matmul,
+    CodeAvx512Matmul,
 }
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 27] = [
+    pub const ALL: [KernelId; 30] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -285,6 +288,9 @@ impl KernelId {
         KernelId::Q8NeonMatvec,
         KernelId::Q8Avx2Matvec,
         KernelId::Q8Avx512Matvec,
+        KernelId::CodeScalarMatmul,
+        KernelId::CodeAvx2Matmul,
+        KernelId::CodeAvx512Matmul,
     ];
 
     /// The receipt name, e.g. `"i2s_avx512_vnni_matvec"`.
@@ -317,6 +323,9 @@ impl KernelId {
             KernelId::Q8NeonMatvec => "q8_0_neon_matvec",
             KernelId::Q8Avx2Matvec => "q8_0_avx2_matvec",
             KernelId::Q8Avx512Matvec => "q8_0_avx512_vnni_matvec",
+            KernelId::CodeScalarMatmul => "codes_i8_scalar_matmul",
+            KernelId::CodeAvx2Matmul => "codes_i8_avx2_matmul",
+            KernelId::CodeAvx512Matmul => "codes_i8_avx512_vnni_matmul",
         }
     }
 
