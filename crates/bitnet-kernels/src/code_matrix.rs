@@ -1,52 +1,84 @@
-//! Block-quantized weights kept quantized in memory: [`CodeMatrix`] holds each row as int8
-//! codes with one f32 scale (and, for the types that have one, one f32 offset) per 16 codes, so
-//! weight `e` of a row is `scale[e/16] · code[e] + offset[e/16]` exactly (ggml's dequantized
-//! value; `bitnet_quant::decode_int_codes` produces this form for Q4_0 … Q8_0 and Q2_K … Q6_K).
-//! One byte per weight instead of the two of F16, and products on the integer units.
+//! Block-quantized weights kept quantized in memory: [`CodeMatrix`] holds int8 codes with one
+//! f32 scale (and, for the types that have one, one f32 offset) per group of codes, so weight
+//! `e` of a row is `scale[e/16] · code[e] + offset[e/16]` exactly (ggml's dequantized value;
+//! `bitnet_quant::decode_int_codes` produces this form for Q4_0 … Q8_0 and Q2_K … Q6_K). One byte
+//! per weight instead of the two of F16, and products on the integer units.
+//!
+//! # Layout (repacked at load)
+//! Rows are cut into **panels** of [`PANEL_ROWS`] = 16 (the last one padded with zero rows).
+//! Within a panel, for each 4 consecutive columns, the 16 rows' 4 codes lie together (64 bytes),
+//! so one 64-byte load gives a `vpdpbusd` one lane per row, and the 4 activation codes it pairs
+//! with are one broadcast 32-bit word. Codes are stored **unsigned**: `u = code + bias`, with
+//! `bias = max(0, −min code)` of the matrix (8 for Q4_0, 16 for Q5_0, 32 for Q6_K, 0 for the
+//! types that add an offset); the bias comes back out exactly, as the integer `bias · Σ q` of
+//! the activation group. The scale group is 32 codes when every pair of 16-groups shares its
+//! scale and offset (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K), else 16 (Q2_K, Q3_K, Q6_K).
 //!
 //! Activations are quantized per token in blocks of 32 (`d = max|x| / 127` in f32,
 //! `q = x · (1/d)` rounded half to even, 0 when d = 0), like ggml's Q8_0 but with an f32 scale.
 //!
-//! For a weight row and a token, the output is, in this order (the same on every ISA, see
-//! [`crate::order`]):
-//! - 16 lanes; for each 64-code chunk `c` in order and lane `l`, with `i = 64c + 4l`:
-//!   `lane[l] = fma(D as f32, s, lane[l])`, where `D = Σ_{k<4} code[i+k] · q[i+k]` (an exact
-//!   integer) and `s = scale[i/16] · d[i/32]` (rounded to f32); then the halving-tree fold;
-//! - for rows with offsets, plus `O`: 16 lanes over the groups `g` of 16,
-//!   `lane[g mod 16] = fma(offset[g], a[g], lane)` with `a[g] = d[g/2] · (Σ_{group g} q as f32)`,
-//!   folded, then the last `n mod 16` groups fused onto the folded sum in order.
+//! # Result (the same bits on every ISA and in every batch)
+//! For a row and a token, with `G` the group size, `acc = +0.0` and, for each group `g` in order:
+//! - `D = Σ_{e ∈ g} u[e] · q[e] − bias · Σ_{e ∈ g} q[e]` (an exact integer: `Σ code · q`);
+//! - `acc = fma(D as f32, s[g] · d[g], acc)`, with `s[g] · d[g]` rounded to f32 (`d[g]` is the
+//!   scale of the activation block holding group `g`);
+//! - for rows with offsets, `acc = fma(offset[g], d[g] · (Σ_{e ∈ g} q[e] as f32), acc)`.
 //!
-//! Decode, batched decode and prefill all compute each (row, token) output this way, so a token's
-//! logits do not depend on the batch it is in.
+//! The output is `acc`: one sequential chain per (row, token), which every kernel (scalar,
+//! AVX2, AVX-512, NEON) computes for 16 rows at once in vector lanes. Decode (1 token), batched
+//! decode and prefill run the same micro-kernel over blocks of tokens that share each weight
+//! load, so a token's logits do not depend on the batch it is in.
 
-#![allow(clippy::needless_range_loop)] // SIMD lanes and rows read best as indexed loops.
+#![allow(clippy::needless_range_loop)] // SIMD lanes, panels and tokens read best as indexed loops.
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
-use crate::order::fold;
-use crate::pool::{atomic_f32_view, ThreadPool};
+use crate::memory::CacheAligned;
+use crate::pool::{atomic_f32_view, split_range, ThreadPool};
 use crate::q8::check_len;
 
-/// Codes per scale / offset.
+/// Codes per scale / offset as given to [`CodeMatrix::from_parts`].
 pub const CODE_GROUP: usize = 16;
 /// Activation values per quantization block (one f32 scale each).
 pub const ACTIVATION_BLOCK: usize = 32;
-/// Codes per kernel step (16 lanes of 4 codes); `cols` must be a multiple of it.
+/// Granularity of `cols`.
 pub const CODE_CHUNK: usize = 64;
-/// Rows handled per kernel call (they share the activation loads).
-const ROWS_PER_CALL: usize = 4;
+/// Rows per panel (one 32-bit lane of a 512-bit register each).
+pub const PANEL_ROWS: usize = 16;
+/// Bytes of one panel's codes for 4 columns.
+const QUAD_BYTES: usize = 4 * PANEL_ROWS;
 
-/// A row-major matrix of int8 codes with per-16 scales and optional per-16 offsets.
-#[derive(Clone, PartialEq)]
+/// A matrix of int8 codes with per-group scales and optional offsets, in panels (module docs).
+#[derive(Clone)]
 pub struct CodeMatrix {
     rows: usize,
     cols: usize,
-    codes: Vec<i8>,
+    /// Codes per scale: 16 or 32.
+    group: usize,
+    /// Added to every code to make it unsigned.
+    bias: u8,
+    /// Whether some biased code exceeds 127 (AVX2's byte products then split it).
+    wide: bool,
+    /// `panels × cols × 16` unsigned codes: panel, then column quad, then row, then 4 codes.
+    codes: CacheAligned<u8>,
+    /// `panels × groups × 16`: panel, then group, then row.
     scales: Vec<f32>,
+    /// As `scales`, for the types that have offsets.
     offsets: Option<Vec<f32>>,
+}
+
+impl PartialEq for CodeMatrix {
+    fn eq(&self, other: &Self) -> bool {
+        (self.rows, self.cols, self.group, self.bias, self.wide)
+            == (other.rows, other.cols, other.group, other.bias, other.wide)
+            && self.codes.as_slice() == other.codes.as_slice()
+            && self.scales == other.scales
+            && self.offsets == other.offsets
+    }
 }
 
 impl std::fmt::Debug for CodeMatrix {
@@ -54,14 +86,16 @@ impl std::fmt::Debug for CodeMatrix {
         f.debug_struct("CodeMatrix")
             .field("rows", &self.rows)
             .field("cols", &self.cols)
+            .field("group", &self.group)
+            .field("bias", &self.bias)
             .field("offsets", &self.offsets.is_some())
             .finish()
     }
 }
 
 impl CodeMatrix {
-    /// Wraps row-major codes (`rows × cols`, `cols` a multiple of 64), `rows × cols / 16`
-    /// scales and, if the type has them, as many offsets.
+    /// Repacks row-major codes (`rows × cols`, `cols` a multiple of 64), `rows × cols / 16`
+    /// scales and, if the type has them, as many offsets (one per 16 codes of a row).
     pub fn from_parts(
         rows: usize,
         cols: usize,
@@ -91,12 +125,51 @@ impl CodeMatrix {
                 o.len(),
             )?;
         }
+        let paired = |v: &[f32]| v.chunks_exact(2).all(|p| p[0].to_bits() == p[1].to_bits());
+        let group = if paired(&scales) && offsets.as_deref().is_none_or(paired) {
+            2 * CODE_GROUP
+        } else {
+            CODE_GROUP
+        };
+        let min = codes.iter().copied().min().unwrap_or(0);
+        let max = codes.iter().copied().max().unwrap_or(0);
+        let bias = (-i16::from(min)).max(0) as u8;
+        let wide = i16::from(max) + i16::from(bias) > 127;
+
+        let panels = rows.div_ceil(PANEL_ROWS);
+        let groups = cols / group;
+        let mut packed = CacheAligned::new();
+        let packed_codes = packed.resize(panels * cols * PANEL_ROWS);
+        packed_codes.fill(0);
+        for (r, row) in codes.chunks_exact(cols).enumerate() {
+            let panel = &mut packed_codes[(r / PANEL_ROWS) * cols * PANEL_ROWS..];
+            let lane = r % PANEL_ROWS;
+            for (j, quad) in row.chunks_exact(4).enumerate() {
+                for (k, &c) in quad.iter().enumerate() {
+                    panel[j * QUAD_BYTES + 4 * lane + k] = (i16::from(c) + i16::from(bias)) as u8;
+                }
+            }
+        }
+        let stride = group / CODE_GROUP;
+        let repack = |v: &[f32]| {
+            let mut out = vec![0f32; panels * groups * PANEL_ROWS];
+            for (r, row) in v.chunks_exact(cols / CODE_GROUP).enumerate() {
+                let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
+                for g in 0..groups {
+                    out[(p * groups + g) * PANEL_ROWS + lane] = row[g * stride];
+                }
+            }
+            out
+        };
         Ok(CodeMatrix {
             rows,
             cols,
-            codes,
-            scales,
-            offsets,
+            group,
+            bias,
+            wide,
+            codes: packed,
+            scales: repack(&scales),
+            offsets: offsets.as_deref().map(repack),
         })
     }
 
@@ -110,33 +183,57 @@ impl CodeMatrix {
         self.cols
     }
 
+    /// Codes per scale (16 or 32, see the module docs).
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
     /// Bytes one product streams (codes, scales, offsets).
     pub fn stored_len(&self) -> usize {
-        self.codes.len() + 4 * self.scales.len() + self.offsets.as_ref().map_or(0, |o| 4 * o.len())
+        self.codes.as_slice().len()
+            + 4 * self.scales.len()
+            + self.offsets.as_ref().map_or(0, |o| 4 * o.len())
+    }
+
+    /// Row `r`'s codes (signed, as given), one scale and one offset (0 without offsets) per 16.
+    fn row_parts(&self, r: usize, codes: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+        let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
+        let panel = &self.codes.as_slice()[p * self.cols * PANEL_ROWS..];
+        for (j, quad) in codes.chunks_exact_mut(4).enumerate() {
+            for (k, c) in quad.iter_mut().enumerate() {
+                *c = (i16::from(panel[j * QUAD_BYTES + 4 * lane + k]) - i16::from(self.bias)) as i8;
+            }
+        }
+        let groups = self.cols / self.group;
+        let stride = self.group / CODE_GROUP;
+        for (i, s) in scales.iter_mut().enumerate() {
+            *s = self.scales[(p * groups + i / stride) * PANEL_ROWS + lane];
+        }
+        for (i, o) in offsets.iter_mut().enumerate() {
+            *o = self
+                .offsets
+                .as_ref()
+                .map_or(0.0, |v| v[(p * groups + i / stride) * PANEL_ROWS + lane]);
+        }
     }
 
     /// Row `r`'s weights, `scale · code + offset` (bit-identical to ggml's dequantization).
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
-        let groups = self.cols / CODE_GROUP;
-        let codes = &self.codes[r * self.cols..(r + 1) * self.cols];
-        let scales = &self.scales[r * groups..(r + 1) * groups];
+        let mut codes = vec![0i8; self.cols];
+        let mut scales = vec![0f32; self.cols / CODE_GROUP];
+        let mut offsets = vec![0f32; self.cols / CODE_GROUP];
+        self.row_parts(r, &mut codes, &mut scales, &mut offsets);
         for (g, (o, c)) in out
             .chunks_exact_mut(CODE_GROUP)
             .zip(codes.chunks_exact(CODE_GROUP))
             .enumerate()
         {
-            match &self.offsets {
-                Some(m) => {
-                    let m = m[r * groups + g];
-                    for (o, &c) in o.iter_mut().zip(c) {
-                        *o = scales[g] * f32::from(c) + m;
-                    }
-                }
-                None => {
-                    for (o, &c) in o.iter_mut().zip(c) {
-                        *o = scales[g] * f32::from(c);
-                    }
-                }
+            for (o, &c) in o.iter_mut().zip(c) {
+                *o = if self.offsets.is_some() {
+                    scales[g] * f32::from(c) + offsets[g]
+                } else {
+                    scales[g] * f32::from(c)
+                };
             }
         }
     }
@@ -150,18 +247,20 @@ impl CodeMatrix {
         let mut start = 0;
         let mut parts = Vec::with_capacity(sizes.len());
         for &rows in sizes {
-            let (r0, r1) = (start, start + rows);
-            parts.push(CodeMatrix {
-                rows,
-                cols,
-                codes: self.codes[r0 * cols..r1 * cols].to_vec(),
-                scales: self.scales[r0 * groups..r1 * groups].to_vec(),
-                offsets: self
-                    .offsets
-                    .as_ref()
-                    .map(|o| o[r0 * groups..r1 * groups].to_vec()),
-            });
-            start = r1;
+            let mut codes = vec![0i8; rows * cols];
+            let mut scales = vec![0f32; rows * groups];
+            let mut offsets = vec![0f32; rows * groups];
+            for r in 0..rows {
+                self.row_parts(
+                    start + r,
+                    &mut codes[r * cols..(r + 1) * cols],
+                    &mut scales[r * groups..(r + 1) * groups],
+                    &mut offsets[r * groups..(r + 1) * groups],
+                );
+            }
+            let offsets = self.offsets.is_some().then_some(offsets);
+            parts.push(CodeMatrix::from_parts(rows, cols, codes, scales, offsets).ok()?);
+            start += rows;
         }
         Some(parts)
     }
@@ -192,97 +291,241 @@ impl CodeMatrix {
         check_len("activations (batch × cols)", batch * self.cols, x.len())?;
         check_len("output (batch × rows)", batch * self.rows, out.len())?;
         record(match isa {
-            Isa::Scalar | Isa::Neon => KernelId::CodeScalarMatmul,
+            Isa::Scalar => KernelId::CodeScalarMatmul,
+            Isa::Neon => KernelId::CodeNeonMatmul,
             Isa::Avx2 => KernelId::CodeAvx2Matmul,
             Isa::Avx512 => KernelId::CodeAvx512Matmul,
         });
+        if batch == 0 {
+            return Ok(());
+        }
         ACTIVATIONS.with(|cell| {
             let acts = &mut *cell.borrow_mut();
-            acts.quantize(x, self.cols);
+            acts.quantize(x, self.group, self.bias, pool);
             let acts = &*acts;
+            let tokens: Vec<TokenRef> = (0..batch).map(|b| acts.token(b, self)).collect();
             let out = atomic_f32_view(out);
-            let (rows, cols) = (self.rows, self.cols);
-            let groups = cols / CODE_GROUP;
-            pool.run_row_groups(rows, ROWS_PER_CALL, &|first, count| {
-                let w = RowsRef {
-                    codes: &self.codes[first * cols..(first + count) * cols],
-                    scales: &self.scales[first * groups..(first + count) * groups],
-                    offsets: self
-                        .offsets
-                        .as_ref()
-                        .map(|o| &o[first * groups..(first + count) * groups]),
-                    count,
-                };
-                for b in 0..batch {
-                    let dots = rows_dot(isa, &w, &acts.token(b, cols));
-                    for (r, &dot) in dots[..count].iter().enumerate() {
-                        out[b * rows + first + r].store(dot.to_bits(), Ordering::Relaxed);
-                    }
-                }
+            let panels = self.rows.div_ceil(PANEL_ROWS);
+            let chunks = pool.chunk_count(panels);
+            pool.run(chunks, &|chunk| {
+                let range = split_range(panels, chunks, chunk);
+                self.panels_times_tokens(isa, range, &tokens, out);
             });
         });
         Ok(())
     }
+
+    /// The outputs of panels `range` for every token: panels outermost, so each block of panels
+    /// stays in cache while every token block passes over it.
+    fn panels_times_tokens(
+        &self,
+        isa: Isa,
+        range: std::ops::Range<usize>,
+        tokens: &[TokenRef],
+        out: &[AtomicU32],
+    ) {
+        let (panel_block, token_block) = block_shape(isa, tokens.len());
+        let mut p = range.start;
+        while p < range.end {
+            let np = panel_block.min(range.end - p);
+            let w = self.panels(p, np);
+            let mut t = 0;
+            while t < tokens.len() {
+                let nt = token_block.min(tokens.len() - t);
+                let xs = &tokens[t..t + nt];
+                let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => x86::dots_avx512(&w, xs, &mut dots),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => x86::dots_avx2(&w, xs, &mut dots),
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => neon::dots_neon(&w, xs, &mut dots),
+                    _ => dots_scalar(&w, xs, &mut dots),
+                }
+                for (i, panel) in dots[..np].iter().enumerate() {
+                    let row0 = (p + i) * PANEL_ROWS;
+                    let live = PANEL_ROWS.min(self.rows - row0);
+                    for (j, lanes) in panel[..nt].iter().enumerate() {
+                        let at = (t + j) * self.rows + row0;
+                        for (o, v) in out[at..at + live].iter().zip(lanes) {
+                            o.store(v.to_bits(), Ordering::Relaxed);
+                        }
+                    }
+                }
+                t += nt;
+            }
+            p += np;
+        }
+    }
+
+    /// `count` consecutive panels from panel `first`.
+    fn panels(&self, first: usize, count: usize) -> PanelsRef<'_> {
+        let panel_bytes = self.cols * PANEL_ROWS;
+        let groups = self.cols / self.group;
+        let params = first * groups * PANEL_ROWS..(first + count) * groups * PANEL_ROWS;
+        PanelsRef {
+            codes: &self.codes.as_slice()[first * panel_bytes..(first + count) * panel_bytes],
+            scales: &self.scales[params.clone()],
+            offsets: self.offsets.as_ref().map(|o| &o[params]),
+            cols: self.cols,
+            group: self.group,
+            wide: self.wide,
+            count,
+        }
+    }
 }
 
-/// Up to [`ROWS_PER_CALL`] consecutive rows of a [`CodeMatrix`].
-struct RowsRef<'a> {
-    codes: &'a [i8],
+/// Most panels one kernel call handles.
+const MAX_PANELS: usize = 4;
+/// Most tokens one kernel call handles.
+const MAX_TOKENS: usize = 4;
+
+/// Panels and tokens per kernel call for `tokens` tokens on `isa` (results do not depend on it).
+fn block_shape(isa: Isa, tokens: usize) -> (usize, usize) {
+    match (isa, tokens) {
+        (Isa::Avx512, 1) => (4, 1),
+        (Isa::Avx512, _) => (2, 4),
+        (Isa::Avx2 | Isa::Neon, 1) => (2, 1),
+        (Isa::Avx2 | Isa::Neon, _) => (1, 2),
+        (Isa::Scalar, _) => (1, 4),
+    }
+}
+
+/// Consecutive panels of a [`CodeMatrix`].
+struct PanelsRef<'a> {
+    codes: &'a [u8],
     scales: &'a [f32],
     offsets: Option<&'a [f32]>,
+    cols: usize,
+    group: usize,
+    wide: bool,
     count: usize,
 }
 
-/// One quantized activation row.
+/// One quantized activation row, per group of the matrix it multiplies.
 struct TokenRef<'a> {
     /// Codes, `cols` long.
     qs: &'a [i8],
-    /// The block scale `d` of each lane of 4 codes (`cols / 4` long).
-    lane_scales: &'a [f32],
-    /// `d · Σ q` per group of 16 codes (`cols / 16` long).
-    group_sums: &'a [f32],
+    /// `−bias · Σ q` per group.
+    bias_sums: &'a [i32],
+    /// The block scale `d` of each group.
+    scales: &'a [f32],
+    /// `d · (Σ q as f32)` per group.
+    sums: &'a [f32],
 }
 
 /// Quantized activations of a batch (per-thread scratch, reused from call to call).
 #[derive(Default)]
 struct Activations {
-    qs: Vec<i8>,
-    lane_scales: Vec<f32>,
-    group_sums: Vec<f32>,
+    qs: CacheAligned<i8>,
+    bias_sums: Vec<i32>,
+    scales: Vec<f32>,
+    sums: Vec<f32>,
 }
 
 impl Activations {
-    fn quantize(&mut self, x: &[f32], cols: usize) {
-        self.qs.clear();
-        self.qs.resize(x.len(), 0);
-        self.lane_scales.clear();
-        self.lane_scales.resize(x.len() / 4, 0.0);
-        self.group_sums.clear();
-        self.group_sums.resize(x.len() / CODE_GROUP, 0.0);
-        debug_assert!(x.len().is_multiple_of(cols));
-        for (((block, q), lanes), sums) in x
-            .chunks_exact(ACTIVATION_BLOCK)
-            .zip(self.qs.chunks_exact_mut(ACTIVATION_BLOCK))
-            .zip(self.lane_scales.chunks_exact_mut(ACTIVATION_BLOCK / 4))
-            .zip(
-                self.group_sums
-                    .chunks_exact_mut(ACTIVATION_BLOCK / CODE_GROUP),
-            )
-        {
-            let d = quantize_block(block, q);
-            lanes.fill(d);
-            for (s, group) in sums.iter_mut().zip(q.chunks_exact(CODE_GROUP)) {
-                let total: i32 = group.iter().map(|&v| i32::from(v)).sum();
-                *s = d * total as f32;
-            }
+    /// Quantizes a batch (`x`, whole activation blocks) for a matrix of scale group `group` and
+    /// code bias `bias`; large batches are cut into pieces of whole blocks over the pool.
+    fn quantize(&mut self, x: &[f32], group: usize, bias: u8, pool: &ThreadPool) {
+        let groups = x.len() / group;
+        self.bias_sums.resize(groups, 0);
+        self.scales.resize(groups, 0.0);
+        self.sums.resize(groups, 0.0);
+        let blocks = x.len() / ACTIVATION_BLOCK;
+        let pieces = if x.len() >= PARALLEL_QUANTIZE {
+            pool.chunk_count(blocks)
+        } else {
+            1
+        };
+        let groups_per_block = ACTIVATION_BLOCK / group;
+        let mut rest = ActivationsMut {
+            x,
+            qs: self.qs.resize(x.len()),
+            bias_sums: &mut self.bias_sums,
+            scales: &mut self.scales,
+            sums: &mut self.sums,
+        };
+        let mut parts = Vec::with_capacity(pieces);
+        for i in 0..pieces {
+            let len = split_range(blocks, pieces, i).len();
+            let (part, tail) = rest.split_at(len * ACTIVATION_BLOCK, len * groups_per_block);
+            parts.push(Mutex::new(part));
+            rest = tail;
         }
+        pool.run(pieces, &|i| {
+            let mut part = parts[i].lock().unwrap_or_else(|p| p.into_inner());
+            part.quantize(group, bias);
+        });
     }
 
-    fn token(&self, b: usize, cols: usize) -> TokenRef<'_> {
+    fn token(&self, b: usize, m: &CodeMatrix) -> TokenRef<'_> {
+        let groups = m.cols / m.group;
+        let span = b * groups..(b + 1) * groups;
         TokenRef {
-            qs: &self.qs[b * cols..(b + 1) * cols],
-            lane_scales: &self.lane_scales[b * cols / 4..(b + 1) * cols / 4],
-            group_sums: &self.group_sums[b * cols / CODE_GROUP..(b + 1) * cols / CODE_GROUP],
+            qs: &self.qs.as_slice()[b * m.cols..(b + 1) * m.cols],
+            bias_sums: &self.bias_sums[span.clone()],
+            scales: &self.scales[span.clone()],
+            sums: &self.sums[span],
+        }
+    }
+}
+
+/// Activation values from which [`Activations::quantize`] uses the pool.
+const PARALLEL_QUANTIZE: usize = 1 << 15;
+
+/// A piece of a batch being quantized: the inputs and where their codes and group terms go.
+struct ActivationsMut<'a> {
+    x: &'a [f32],
+    qs: &'a mut [i8],
+    bias_sums: &'a mut [i32],
+    scales: &'a mut [f32],
+    sums: &'a mut [f32],
+}
+
+impl<'a> ActivationsMut<'a> {
+    /// The first `values` inputs (and their `groups` groups), and the rest.
+    fn split_at(self, values: usize, groups: usize) -> (Self, Self) {
+        let (x, x_rest) = self.x.split_at(values);
+        let (qs, qs_rest) = self.qs.split_at_mut(values);
+        let (bias_sums, bias_rest) = self.bias_sums.split_at_mut(groups);
+        let (scales, scales_rest) = self.scales.split_at_mut(groups);
+        let (sums, sums_rest) = self.sums.split_at_mut(groups);
+        (
+            ActivationsMut {
+                x,
+                qs,
+                bias_sums,
+                scales,
+                sums,
+            },
+            ActivationsMut {
+                x: x_rest,
+                qs: qs_rest,
+                bias_sums: bias_rest,
+                scales: scales_rest,
+                sums: sums_rest,
+            },
+        )
+    }
+
+    /// Quantizes the piece block by block (module docs), for groups of `group` codes.
+    fn quantize(&mut self, group: usize, bias: u8) {
+        let per_block = ACTIVATION_BLOCK / group;
+        for (b, (block, q)) in self
+            .x
+            .chunks_exact(ACTIVATION_BLOCK)
+            .zip(self.qs.chunks_exact_mut(ACTIVATION_BLOCK))
+            .enumerate()
+        {
+            let d = quantize_block(block, q);
+            for (k, q) in q.chunks_exact(group).enumerate() {
+                let g = b * per_block + k;
+                let total: i32 = q.iter().map(|&v| i32::from(v)).sum();
+                self.bias_sums[g] = -i32::from(bias) * total;
+                self.scales[g] = d;
+                self.sums[g] = d * total as f32;
+            }
         }
     }
 }
@@ -302,241 +545,366 @@ thread_local! {
     static ACTIVATIONS: RefCell<Activations> = RefCell::new(Activations::default());
 }
 
-/// Dots of the rows of `w` with one token.
-fn rows_dot(isa: Isa, w: &RowsRef, x: &TokenRef) -> [f32; ROWS_PER_CALL] {
-    let cols = x.qs.len();
-    let groups = cols / CODE_GROUP;
-    let mut dots = [0f32; ROWS_PER_CALL];
-    for r in 0..w.count {
-        let codes = &w.codes[r * cols..(r + 1) * cols];
-        let scales = &w.scales[r * groups..(r + 1) * groups];
-        let main = match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::codes_dot_avx512(codes, scales, x.qs, x.lane_scales),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::codes_dot_avx2(codes, scales, x.qs, x.lane_scales),
-            _ => codes_dot_scalar(codes, scales, x.qs, x.lane_scales),
-        };
-        dots[r] = match w.offsets {
-            Some(o) => {
-                let o = &o[r * groups..(r + 1) * groups];
-                main + match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => x86::offsets_dot_avx512(o, x.group_sums),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => x86::offsets_dot_avx2(o, x.group_sums),
-                    _ => offsets_dot_scalar(o, x.group_sums),
-                }
-            }
-            None => main,
-        };
-    }
-    dots
-}
+/// Dots for `MAX_PANELS × MAX_TOKENS` outputs of 16 rows: `dots[p][t][l]` is row `l` of panel
+/// `p` with token `t`.
+type Dots = [[[f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
 
-/// The scalar reference of the code part (module docs).
-fn codes_dot_scalar(codes: &[i8], scales: &[f32], xq: &[i8], lane_scales: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    for (c, (wc, xc)) in codes
-        .chunks_exact(CODE_CHUNK)
-        .zip(xq.chunks_exact(CODE_CHUNK))
-        .enumerate()
-    {
-        for l in 0..16 {
-            let i = 4 * l;
-            let dot: i32 = (0..4)
-                .map(|k| i32::from(wc[i + k]) * i32::from(xc[i + k]))
-                .sum();
-            let s = scales[4 * c + l / 4] * lane_scales[16 * c + l];
-            lanes[l] = (dot as f32).mul_add(s, lanes[l]);
+/// The scalar reference (module docs).
+fn dots_scalar(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+    let (cols, group) = (w.cols, w.group);
+    let groups = cols / group;
+    for p in 0..w.count {
+        let codes = &w.codes[p * cols * PANEL_ROWS..(p + 1) * cols * PANEL_ROWS];
+        for (t, x) in xs.iter().enumerate() {
+            for l in 0..PANEL_ROWS {
+                let mut acc = 0f32;
+                for g in 0..groups {
+                    let mut dot = x.bias_sums[g];
+                    for e in g * group..(g + 1) * group {
+                        let u = codes[(e / 4) * QUAD_BYTES + 4 * l + e % 4];
+                        dot += i32::from(u) * i32::from(x.qs[e]);
+                    }
+                    let at = (p * groups + g) * PANEL_ROWS + l;
+                    acc = (dot as f32).mul_add(w.scales[at] * x.scales[g], acc);
+                    if let Some(o) = w.offsets {
+                        acc = o[at].mul_add(x.sums[g], acc);
+                    }
+                }
+                dots[p][t][l] = acc;
+            }
         }
     }
-    fold(lanes)
 }
 
-/// The scalar reference of the offset part (module docs).
-fn offsets_dot_scalar(offsets: &[f32], group_sums: &[f32]) -> f32 {
-    let n = offsets.len();
-    let body = n - n % 16;
-    let mut lanes = [0f32; 16];
-    for g in 0..body {
-        lanes[g % 16] = offsets[g].mul_add(group_sums[g], lanes[g % 16]);
-    }
-    offsets_tail(fold(lanes), &offsets[body..], &group_sums[body..])
-}
-
-/// The last `n mod 16` offset terms, fused onto the folded sum in order.
-fn offsets_tail(mut sum: f32, offsets: &[f32], group_sums: &[f32]) -> f32 {
-    for (&o, &a) in offsets.iter().zip(group_sums) {
-        sum = o.mul_add(a, sum);
-    }
-    sum
+/// Checks a kernel call's operands (every pointer offset the SIMD kernels form stays inside).
+fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
+    let groups = w.cols / w.group;
+    assert!(
+        w.count <= MAX_PANELS
+            && xs.len() <= MAX_TOKENS
+            && w.cols.is_multiple_of(CODE_CHUNK)
+            && (w.group == 16 || w.group == 32)
+            && w.codes.len() == w.count * w.cols * PANEL_ROWS
+            && w.scales.len() == w.count * groups * PANEL_ROWS
+            && w.offsets.is_none_or(|o| o.len() == w.scales.len())
+            && xs.iter().all(|x| x.qs.len() == w.cols
+                && x.bias_sums.len() == groups
+                && x.scales.len() == groups
+                && x.sums.len() == groups)
+    );
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX2 / AVX-512 code dots: `|w|` (unsigned) × `q·sign(w)` (signed) byte products summed in
-    //! fours (exact), scaled per lane into f32 lanes (lanes 0–15 of a 512-bit register, or
-    //! 0–7 / 8–15 in two 256-bit ones).
+    //! AVX-512 VNNI and AVX2 panel kernels: one 64-byte load of a panel's codes for 4 columns,
+    //! one broadcast of each token's 4 activation codes, integer products summed over a group,
+    //! then the float chain of the module docs in 16 lanes (one 512-bit or two 256-bit
+    //! registers).
 
-    use crate::order::x86::{fold_256x2, fold_512};
     use std::arch::x86_64::*;
 
-    use super::{offsets_tail, CODE_CHUNK};
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
 
-    fn check(codes: &[i8], scales: &[f32], xq: &[i8], lane_scales: &[f32]) {
-        assert!(
-            codes.len() == xq.len()
-                && codes.len().is_multiple_of(CODE_CHUNK)
-                && scales.len() * 16 == codes.len()
-                && lane_scales.len() * 4 == codes.len()
-        );
+    pub(super) fn dots_avx512(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        assert!(crate::isa::Isa::Avx512.is_supported());
+        check_operands(w, xs);
+        // SAFETY: features checked; the kernels only read within the lengths checked above.
+        unsafe {
+            match (w.count, xs.len()) {
+                (4, 1) => avx512::<4, 1>(w, xs, dots),
+                (3, 1) => avx512::<3, 1>(w, xs, dots),
+                (2, 1) => avx512::<2, 1>(w, xs, dots),
+                (1, 1) => avx512::<1, 1>(w, xs, dots),
+                (2, 2) => avx512::<2, 2>(w, xs, dots),
+                (2, 3) => avx512::<2, 3>(w, xs, dots),
+                (2, 4) => avx512::<2, 4>(w, xs, dots),
+                (1, 2) => avx512::<1, 2>(w, xs, dots),
+                (1, 3) => avx512::<1, 3>(w, xs, dots),
+                (1, 4) => avx512::<1, 4>(w, xs, dots),
+                shape => unreachable!("no AVX-512 code kernel for {shape:?}"),
+            }
+        }
     }
 
-    pub(super) fn codes_dot_avx512(
-        codes: &[i8],
-        scales: &[f32],
-        xq: &[i8],
-        lane_scales: &[f32],
-    ) -> f32 {
-        assert!(crate::isa::Isa::Avx512.is_supported());
-        check(codes, scales, xq, lane_scales);
-        // SAFETY: features checked; every chunk read is within the lengths checked above.
-        unsafe { codes_dot_avx512_impl(codes, scales, xq, lane_scales) }
+    /// Reads the 4 activation codes at `at` as one little-endian word.
+    ///
+    /// # Safety
+    /// `at + 4 <= qs.len()`.
+    #[inline(always)]
+    unsafe fn quad(qs: &[i8], at: usize) -> i32 {
+        // SAFETY: in bounds by the caller's contract; unaligned read of plain bytes.
+        unsafe { qs.as_ptr().add(at).cast::<i32>().read_unaligned() }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    unsafe fn codes_dot_avx512_impl(
-        codes: &[i8],
-        scales: &[f32],
-        xq: &[i8],
-        lane_scales: &[f32],
-    ) -> f32 {
-        let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-        let mut acc = _mm512_setzero_ps();
-        for c in 0..codes.len() / CODE_CHUNK {
-            // SAFETY: chunk c: codes/xq bytes 64c..64c+64, scales 4c..4c+4, lane scales
-            // 16c..16c+16, all in bounds (checked by the caller).
-            unsafe {
-                let w = _mm512_loadu_si512(codes.as_ptr().add(c * CODE_CHUNK).cast());
-                let x = _mm512_loadu_si512(xq.as_ptr().add(c * CODE_CHUNK).cast());
-                let x_signed =
-                    _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), x_signed);
-                let ws = _mm512_permutexvar_ps(
-                    spread,
-                    _mm512_castps128_ps512(_mm_loadu_ps(scales.as_ptr().add(4 * c))),
-                );
-                let s = _mm512_mul_ps(ws, _mm512_loadu_ps(lane_scales.as_ptr().add(16 * c)));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc);
-            }
-        }
-        fold_512(acc)
-    }
-
-    pub(super) fn codes_dot_avx2(
-        codes: &[i8],
-        scales: &[f32],
-        xq: &[i8],
-        lane_scales: &[f32],
-    ) -> f32 {
-        assert!(crate::isa::Isa::Avx2.is_supported());
-        check(codes, scales, xq, lane_scales);
-        // SAFETY: features checked; every chunk read is within the lengths checked above.
-        unsafe { codes_dot_avx2_impl(codes, scales, xq, lane_scales) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn codes_dot_avx2_impl(
-        codes: &[i8],
-        scales: &[f32],
-        xq: &[i8],
-        lane_scales: &[f32],
-    ) -> f32 {
-        let spread = [
-            _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1),
-            _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3),
-        ];
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for c in 0..codes.len() / CODE_CHUNK {
-            // SAFETY: as in the AVX-512 kernel, chunk c's bytes, scales and lane scales are in
-            // bounds; each half reads 32 of its 64 bytes and 8 of its 16 lane scales.
-            unsafe {
-                let group_scales = _mm256_castps128_ps256(_mm_loadu_ps(scales.as_ptr().add(4 * c)));
-                for h in 0..2 {
-                    let at = c * CODE_CHUNK + 32 * h;
-                    let w = _mm256_loadu_si256(codes.as_ptr().add(at).cast());
-                    let x = _mm256_loadu_si256(xq.as_ptr().add(at).cast());
-                    // |w| ≤ 128 and |q| ≤ 127: a pair sum is at most 32512, no saturation.
-                    let pairs =
-                        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-                    let dot = _mm256_madd_epi16(pairs, ones);
-                    let ws = _mm256_permutevar8x32_ps(group_scales, spread[h]);
-                    let s = _mm256_mul_ps(
-                        ws,
-                        _mm256_loadu_ps(lane_scales.as_ptr().add(16 * c + 8 * h)),
-                    );
-                    acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, acc[h]);
+    unsafe fn avx512<const NP: usize, const NT: usize>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = cols * PANEL_ROWS;
+        let codes = w.codes.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); NT]; NP];
+        for g in 0..groups {
+            let mut int = [[_mm512_setzero_si512(); NT]; NP];
+            for t in 0..NT {
+                let b = _mm512_set1_epi32(xs[t].bias_sums[g]);
+                for p in 0..NP {
+                    int[p][t] = b;
                 }
             }
-        }
-        fold_256x2(acc[0], acc[1])
-    }
-
-    pub(super) fn offsets_dot_avx512(offsets: &[f32], group_sums: &[f32]) -> f32 {
-        assert!(crate::isa::Isa::Avx512.is_supported() && offsets.len() == group_sums.len());
-        // SAFETY: features checked; reads stay below offsets.len() == group_sums.len().
-        unsafe { offsets_dot_avx512_impl(offsets, group_sums) }
-    }
-
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn offsets_dot_avx512_impl(offsets: &[f32], group_sums: &[f32]) -> f32 {
-        let body = offsets.len() - offsets.len() % 16;
-        let mut acc = _mm512_setzero_ps();
-        let mut g = 0;
-        while g < body {
-            // SAFETY: g + 16 <= body <= len.
-            unsafe {
-                acc = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(offsets.as_ptr().add(g)),
-                    _mm512_loadu_ps(group_sums.as_ptr().add(g)),
-                    acc,
-                );
-            }
-            g += 16;
-        }
-        offsets_tail(fold_512(acc), &offsets[body..], &group_sums[body..])
-    }
-
-    pub(super) fn offsets_dot_avx2(offsets: &[f32], group_sums: &[f32]) -> f32 {
-        assert!(crate::isa::Isa::Avx2.is_supported() && offsets.len() == group_sums.len());
-        // SAFETY: features checked; reads stay below offsets.len() == group_sums.len().
-        unsafe { offsets_dot_avx2_impl(offsets, group_sums) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn offsets_dot_avx2_impl(offsets: &[f32], group_sums: &[f32]) -> f32 {
-        let body = offsets.len() - offsets.len() % 16;
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let mut g = 0;
-        while g < body {
-            for h in 0..2 {
-                // SAFETY: g + 16 <= body <= len.
+            for j in g * group / 4..(g + 1) * group / 4 {
+                // SAFETY: quad j < cols / 4 of panel p < count: inside `codes` (checked);
+                // activation bytes 4j..4j+4 < cols.
                 unsafe {
-                    acc[h] = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(offsets.as_ptr().add(g + 8 * h)),
-                        _mm256_loadu_ps(group_sums.as_ptr().add(g + 8 * h)),
-                        acc[h],
-                    );
+                    let wv: [__m512i; NP] = std::array::from_fn(|p| {
+                        _mm512_loadu_si512(codes.add(p * panel_bytes + j * QUAD_BYTES).cast())
+                    });
+                    for t in 0..NT {
+                        let x = _mm512_set1_epi32(quad(xs[t].qs, 4 * j));
+                        for p in 0..NP {
+                            int[p][t] = _mm512_dpbusd_epi32(int[p][t], wv[p], x);
+                        }
+                    }
                 }
             }
-            g += 16;
+            for p in 0..NP {
+                let at = (p * groups + g) * PANEL_ROWS;
+                // SAFETY: 16 scales (offsets) of panel p, group g: inside the checked slices.
+                let s = unsafe { _mm512_loadu_ps(w.scales.as_ptr().add(at)) };
+                for t in 0..NT {
+                    let sd = _mm512_mul_ps(s, _mm512_set1_ps(xs[t].scales[g]));
+                    acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int[p][t]), sd, acc[p][t]);
+                }
+                if let Some(o) = w.offsets {
+                    // SAFETY: as above.
+                    let o = unsafe { _mm512_loadu_ps(o.as_ptr().add(at)) };
+                    for t in 0..NT {
+                        acc[p][t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xs[t].sums[g]), acc[p][t]);
+                    }
+                }
+            }
         }
-        offsets_tail(
-            fold_256x2(acc[0], acc[1]),
-            &offsets[body..],
-            &group_sums[body..],
-        )
+        for p in 0..NP {
+            for t in 0..NT {
+                // SAFETY: 16 floats into a [f32; 16].
+                unsafe { _mm512_storeu_ps(dots[p][t].as_mut_ptr(), acc[p][t]) };
+            }
+        }
+    }
+
+    pub(super) fn dots_avx2(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        assert!(crate::isa::Isa::Avx2.is_supported());
+        check_operands(w, xs);
+        // SAFETY: features checked; the kernels only read within the lengths checked above.
+        unsafe {
+            match (w.count, xs.len(), w.wide) {
+                (2, 1, false) => avx2::<2, 1, false>(w, xs, dots),
+                (1, 1, false) => avx2::<1, 1, false>(w, xs, dots),
+                (1, 2, false) => avx2::<1, 2, false>(w, xs, dots),
+                (2, 1, true) => avx2::<2, 1, true>(w, xs, dots),
+                (1, 1, true) => avx2::<1, 1, true>(w, xs, dots),
+                (1, 2, true) => avx2::<1, 2, true>(w, xs, dots),
+                shape => unreachable!("no AVX2 code kernel for {shape:?}"),
+            }
+        }
+    }
+
+    /// `Σ u·q` of 4-byte lanes, exact: `u ≤ 127` (narrow) keeps `vpmaddubsw`'s pair sums below
+    /// 2·127·127; wide codes are split as `(u mod 128) + 128·(u div 128)`.
+    #[target_feature(enable = "avx2,fma")]
+    fn quad_dots<const WIDE: bool>(u: __m256i, q: __m256i) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        if WIDE {
+            let low = _mm256_and_si256(u, _mm256_set1_epi8(0x7f));
+            let high = _mm256_and_si256(_mm256_srli_epi16::<7>(u), _mm256_set1_epi8(1));
+            _mm256_add_epi32(
+                _mm256_madd_epi16(_mm256_maddubs_epi16(low, q), ones),
+                _mm256_madd_epi16(_mm256_maddubs_epi16(high, q), _mm256_set1_epi16(128)),
+            )
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), ones)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const NP: usize, const NT: usize, const WIDE: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = cols * PANEL_ROWS;
+        let codes = w.codes.as_ptr();
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NT]; NP];
+        for g in 0..groups {
+            let mut int = [[[_mm256_setzero_si256(); 2]; NT]; NP];
+            for t in 0..NT {
+                let b = _mm256_set1_epi32(xs[t].bias_sums[g]);
+                for p in 0..NP {
+                    int[p][t] = [b; 2];
+                }
+            }
+            for j in g * group / 4..(g + 1) * group / 4 {
+                // SAFETY: as in the AVX-512 kernel; each half is 32 of the quad's 64 bytes.
+                unsafe {
+                    let wv: [[__m256i; 2]; NP] = std::array::from_fn(|p| {
+                        let at = codes.add(p * panel_bytes + j * QUAD_BYTES);
+                        [
+                            _mm256_loadu_si256(at.cast()),
+                            _mm256_loadu_si256(at.add(32).cast()),
+                        ]
+                    });
+                    for t in 0..NT {
+                        let x = _mm256_set1_epi32(quad(xs[t].qs, 4 * j));
+                        for p in 0..NP {
+                            for h in 0..2 {
+                                int[p][t][h] =
+                                    _mm256_add_epi32(int[p][t][h], quad_dots::<WIDE>(wv[p][h], x));
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                let at = (p * groups + g) * PANEL_ROWS;
+                for h in 0..2 {
+                    // SAFETY: 8 scales (offsets) of half h of panel p, group g: in bounds.
+                    let s = unsafe { _mm256_loadu_ps(w.scales.as_ptr().add(at + 8 * h)) };
+                    for t in 0..NT {
+                        let sd = _mm256_mul_ps(s, _mm256_set1_ps(xs[t].scales[g]));
+                        acc[p][t][h] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(int[p][t][h]), sd, acc[p][t][h]);
+                    }
+                    if let Some(o) = w.offsets {
+                        // SAFETY: as above.
+                        let o = unsafe { _mm256_loadu_ps(o.as_ptr().add(at + 8 * h)) };
+                        for t in 0..NT {
+                            acc[p][t][h] =
+                                _mm256_fmadd_ps(o, _mm256_set1_ps(xs[t].sums[g]), acc[p][t][h]);
+                        }
+                    }
+                }
+            }
+        }
+        for p in 0..NP {
+            for t in 0..NT {
+                for h in 0..2 {
+                    // SAFETY: 8 floats into lanes 8h..8h+8 of a [f32; 16].
+                    unsafe { _mm256_storeu_ps(dots[p][t].as_mut_ptr().add(8 * h), acc[p][t][h]) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! NEON panel kernel: a panel's 64 bytes for 4 columns as four 16-byte registers (4 rows
+    //! each), the token's 4 activation codes duplicated into every 32-bit lane, exact quad dots
+    //! by widening multiplies, then the float chain of the module docs in 16 lanes (four 4-lane
+    //! registers).
+
+    use std::arch::aarch64::*;
+
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use crate::ternary::neon::quad_dots;
+
+    pub(super) fn dots_neon(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        check_operands(w, xs);
+        match (w.count, xs.len(), w.wide) {
+            (2, 1, false) => kernel::<2, 1, false>(w, xs, dots),
+            (1, 1, false) => kernel::<1, 1, false>(w, xs, dots),
+            (1, 2, false) => kernel::<1, 2, false>(w, xs, dots),
+            (2, 1, true) => kernel::<2, 1, true>(w, xs, dots),
+            (1, 1, true) => kernel::<1, 1, true>(w, xs, dots),
+            (1, 2, true) => kernel::<1, 2, true>(w, xs, dots),
+            shape => unreachable!("no NEON code kernel for {shape:?}"),
+        }
+    }
+
+    /// `Σ u·q` of 4-byte lanes, exact: codes ≤ 127 are the same bytes signed; wide codes are
+    /// split as `(u mod 128) + 128·(u div 128)`.
+    #[inline(always)]
+    fn unsigned_quad_dots<const WIDE: bool>(u: uint8x16_t, q: int8x16_t) -> int32x4_t {
+        // SAFETY: NEON baseline register operations.
+        unsafe {
+            if WIDE {
+                let low = vreinterpretq_s8_u8(vandq_u8(u, vdupq_n_u8(0x7f)));
+                let high = vreinterpretq_s8_u8(vshrq_n_u8::<7>(u));
+                vaddq_s32(quad_dots(low, q), vshlq_n_s32::<7>(quad_dots(high, q)))
+            } else {
+                quad_dots(vreinterpretq_s8_u8(u), q)
+            }
+        }
+    }
+
+    fn kernel<const NP: usize, const NT: usize, const WIDE: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = cols * PANEL_ROWS;
+        // SAFETY (this block and the ones below): NEON is part of the aarch64 baseline; every
+        // load is inside the slices `check_operands` measured (quad j < cols / 4 of panel
+        // p < count; 16 scales / offsets of panel p, group g; activation bytes 4j..4j+4).
+        unsafe {
+            let mut acc = [[[vdupq_n_f32(0.0); 4]; NT]; NP];
+            for g in 0..groups {
+                let mut int = [[[vdupq_n_s32(0); 4]; NT]; NP];
+                for t in 0..NT {
+                    let b = vdupq_n_s32(xs[t].bias_sums[g]);
+                    for p in 0..NP {
+                        int[p][t] = [b; 4];
+                    }
+                }
+                for j in g * group / 4..(g + 1) * group / 4 {
+                    let wv: [[uint8x16_t; 4]; NP] = std::array::from_fn(|p| {
+                        let at = w.codes.as_ptr().add(p * panel_bytes + j * QUAD_BYTES);
+                        std::array::from_fn(|k| vld1q_u8(at.add(16 * k)))
+                    });
+                    for t in 0..NT {
+                        let word = xs[t].qs.as_ptr().add(4 * j).cast::<i32>().read_unaligned();
+                        let x = vreinterpretq_s8_s32(vdupq_n_s32(word));
+                        for p in 0..NP {
+                            for k in 0..4 {
+                                int[p][t][k] = vaddq_s32(
+                                    int[p][t][k],
+                                    unsigned_quad_dots::<WIDE>(wv[p][k], x),
+                                );
+                            }
+                        }
+                    }
+                }
+                for p in 0..NP {
+                    let at = (p * groups + g) * PANEL_ROWS;
+                    for k in 0..4 {
+                        let s = vld1q_f32(w.scales.as_ptr().add(at + 4 * k));
+                        for t in 0..NT {
+                            let sd = vmulq_n_f32(s, xs[t].scales[g]);
+                            acc[p][t][k] = vfmaq_f32(acc[p][t][k], vcvtq_f32_s32(int[p][t][k]), sd);
+                        }
+                        if let Some(o) = w.offsets {
+                            let o = vld1q_f32(o.as_ptr().add(at + 4 * k));
+                            for t in 0..NT {
+                                acc[p][t][k] = vfmaq_n_f32(acc[p][t][k], o, xs[t].sums[g]);
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                for t in 0..NT {
+                    for k in 0..4 {
+                        vst1q_f32(dots[p][t].as_mut_ptr().add(4 * k), acc[p][t][k]);
+                    }
+                }
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! which kernels actually ran (so run receipts can say so).
 //!
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
-//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16 and Q8_0 products, attention);
+//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16, Q8_0 and int8-code products, attention);
 //! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
 
 use std::fmt;
@@ -20,7 +20,7 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI + F16C (x86-64).
     Avx512,
-    /// NEON (aarch64): the ternary, F16 and Q8_0 products and attention.
+    /// NEON (aarch64): the ternary, F16, Q8_0 and int8-code products and attention.
     Neon,
 }
 
@@ -254,13 +254,14 @@ pub enum KernelId {
     Q8Avx2Matvec,
     Q8Avx512Matvec,
     CodeScalarMatmul,
+    CodeNeonMatmul,
     CodeAvx2Matmul,
     CodeAvx512Matmul,
 }
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 30] = [
+    pub const ALL: [KernelId; 31] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -289,6 +290,7 @@ impl KernelId {
         KernelId::Q8Avx2Matvec,
         KernelId::Q8Avx512Matvec,
         KernelId::CodeScalarMatmul,
+        KernelId::CodeNeonMatmul,
         KernelId::CodeAvx2Matmul,
         KernelId::CodeAvx512Matmul,
     ];
@@ -324,6 +326,7 @@ impl KernelId {
             KernelId::Q8Avx2Matvec => "q8_0_avx2_matvec",
             KernelId::Q8Avx512Matvec => "q8_0_avx512_vnni_matvec",
             KernelId::CodeScalarMatmul => "codes_i8_scalar_matmul",
+            KernelId::CodeNeonMatmul => "codes_i8_neon_matmul",
             KernelId::CodeAvx2Matmul => "codes_i8_avx2_matmul",
             KernelId::CodeAvx512Matmul => "codes_i8_avx512_vnni_matmul",
         }

@@ -6,9 +6,10 @@
 //! - F16: F16 (exact), on the SIMD `matmul_f16` kernel of `bitnet-kernels`;
 //! - Q8_0: kept as stored ([`bitnet_kernels::Q8Matrix`], exact), activations quantized to Q8_0;
 //! - Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K with `cols` a multiple of 64: kept
-//!   quantized as int8 codes with per-16 scales and offsets ([`bitnet_kernels::CodeMatrix`],
-//!   exact), activations quantized to int8 per 32 (llama.cpp quantizes its activations for
-//!   these products too);
+//!   quantized as int8 codes with per-16 or per-32 scales and offsets, repacked into 16-row
+//!   panels for the integer dot-product units ([`bitnet_kernels::CodeMatrix`], exact),
+//!   activations quantized to int8 per 32 (llama.cpp quantizes its activations for these
+//!   products too);
 //! - any other block type (IQ2_S, and the types above with other column counts): dequantized at
 //!   load and rounded to F16 (relative error ≤ 2⁻¹¹ per weight, far below the quantization error
 //!   itself).
@@ -42,7 +43,8 @@ pub enum DenseData {
     F16(Vec<f16>),
     /// Q8_0, as stored or requantized at load (`--head q8_0`): half the bytes of F16 per product.
     Q8(bitnet_kernels::Q8Matrix),
-    /// Int8 codes with per-16 scales and offsets (the legacy and k-quant types, exact).
+    /// Int8 codes with per-16 or per-32 scales and offsets, in row panels (the legacy and
+    /// k-quant types, exact).
     Codes(bitnet_kernels::CodeMatrix),
 }
 
