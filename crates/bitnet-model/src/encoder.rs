@@ -6,6 +6,11 @@
 //! together, attention stays within each input (bidirectional over its own tokens). There is
 //! no cache across calls: each call gets a scratch F32 key/value store per input, so nothing is
 //! rounded to F16 and an input's vector does not depend on the others in its batch.
+//!
+//! Linears stored block-quantized (Q8_0, Q4_0, ...) are widened to F16 at load and run on float
+//! activations: the decoder's int8-activation kernels round each 32-wide block of activations
+//! to int8, which costs a sentence vector too much here (all-MiniLM-L6-v2 Q8_0: cosine 0.998 to
+//! sentence-transformers instead of ≥ 0.999), and an encoder's weights are small.
 
 use std::path::Path;
 
@@ -14,8 +19,10 @@ use bitnet_kernels::ThreadPool;
 
 use crate::blocks::Pass;
 use crate::config::ModelConfig;
+use crate::dense::{DenseData, DenseMatrix};
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
+use crate::linear::Linear;
 use crate::model::{load_blocks, BatchSegment};
 use crate::models::{self, BlockRef};
 use crate::ops;
@@ -82,7 +89,10 @@ impl Encoder {
             Some(_) => Some(weights::norm(file, EMBD_NORM_BIAS, d)?),
             None => None,
         };
-        let blocks = load_blocks(file, &config, None)?;
+        let mut blocks = load_blocks(file, &config, None)?;
+        for layer in &mut blocks.plain {
+            widen_quantized(layer);
+        }
         let mut used: std::collections::HashSet<String> = [
             TOKEN_EMBD,
             POSITIONS,
@@ -215,5 +225,31 @@ impl Encoder {
             self.config.rms_eps,
         );
         Ok(x)
+    }
+}
+
+/// Widens every linear of `layer` held quantized (Q8_0 blocks or int8 codes) to F16: ggml's
+/// dequantized values rounded to F16, as every block type was held before the decoder's
+/// int8-activation kernels (see the module docs).
+fn widen_quantized(layer: &mut PlainLayer) {
+    for linear in [
+        &mut layer.wq,
+        &mut layer.wk,
+        &mut layer.wv,
+        &mut layer.wo,
+        &mut layer.ffn_up,
+        &mut layer.ffn_down,
+    ] {
+        if let Linear::Dense { matrix, .. } = linear {
+            if matches!(matrix.data, DenseData::Q8(_) | DenseData::Codes(_)) {
+                let mut row = vec![0.0f32; matrix.cols];
+                let mut data = Vec::with_capacity(matrix.rows * matrix.cols);
+                for r in 0..matrix.rows {
+                    matrix.row_into(r, &mut row);
+                    data.extend(row.iter().map(|&v| half::f16::from_f32(v)));
+                }
+                *matrix = DenseMatrix::new_f16(matrix.rows, matrix.cols, data);
+            }
+        }
     }
 }
