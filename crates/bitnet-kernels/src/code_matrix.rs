@@ -1,0 +1,910 @@
+//! Block-quantized weights kept quantized in memory: [`CodeMatrix`] holds int8 codes with one
+//! f32 scale (and, for the types that have one, one f32 offset) per group of codes, so weight
+//! `e` of a row is `scale[e/16] · code[e] + offset[e/16]` exactly (ggml's dequantized value;
+//! `bitnet_quant::decode_int_codes` produces this form for Q4_0 … Q8_0 and Q2_K … Q6_K). One byte
+//! per weight instead of the two of F16, and products on the integer units.
+//!
+//! # Layout (repacked at load)
+//! Rows are cut into **panels** of [`PANEL_ROWS`] = 16 (the last one padded with zero rows).
+//! Within a panel, for each 4 consecutive columns, the 16 rows' 4 codes lie together (64 bytes),
+//! so one 64-byte load gives a `vpdpbusd` one lane per row, and the 4 activation codes it pairs
+//! with are one broadcast 32-bit word. Codes are stored **unsigned**: `u = code + bias`, with
+//! `bias = max(0, −min code)` of the matrix (8 for Q4_0, 16 for Q5_0, 32 for Q6_K, 0 for the
+//! types that add an offset); the bias comes back out exactly, as the integer `bias · Σ q` of
+//! the activation group. The scale group is 32 codes when every pair of 16-groups shares its
+//! scale and offset (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K), else 16 (Q2_K, Q3_K, Q6_K).
+//!
+//! Activations are quantized per token in blocks of 32 (`d = max|x| / 127` in f32,
+//! `q = x · (1/d)` rounded half to even, 0 when d = 0), like ggml's Q8_0 but with an f32 scale.
+//!
+//! # Result (the same bits on every ISA and in every batch)
+//! For a row and a token, with `G` the group size, `acc = +0.0` and, for each group `g` in order:
+//! - `D = Σ_{e ∈ g} u[e] · q[e] − bias · Σ_{e ∈ g} q[e]` (an exact integer: `Σ code · q`);
+//! - `acc = fma(D as f32, s[g] · d[g], acc)`, with `s[g] · d[g]` rounded to f32 (`d[g]` is the
+//!   scale of the activation block holding group `g`);
+//! - for rows with offsets, `acc = fma(offset[g], d[g] · (Σ_{e ∈ g} q[e] as f32), acc)`.
+//!
+//! The output is `acc`: one sequential chain per (row, token), which every kernel (scalar,
+//! AVX2, AVX-512, NEON) computes for 16 rows at once in vector lanes. Decode (1 token), batched
+//! decode and prefill run the same micro-kernel over blocks of tokens that share each weight
+//! load, so a token's logits do not depend on the batch it is in.
+
+#![allow(clippy::needless_range_loop)] // SIMD lanes, panels and tokens read best as indexed loops.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use crate::error::KernelError;
+use crate::isa::{active_isa, record, Isa, KernelId};
+use crate::memory::CacheAligned;
+use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+use crate::q8::check_len;
+
+/// Codes per scale / offset as given to [`CodeMatrix::from_parts`].
+pub const CODE_GROUP: usize = 16;
+/// Activation values per quantization block (one f32 scale each).
+pub const ACTIVATION_BLOCK: usize = 32;
+/// Granularity of `cols`.
+pub const CODE_CHUNK: usize = 64;
+/// Rows per panel (one 32-bit lane of a 512-bit register each).
+pub const PANEL_ROWS: usize = 16;
+/// Bytes of one panel's codes for 4 columns.
+const QUAD_BYTES: usize = 4 * PANEL_ROWS;
+
+/// A matrix of int8 codes with per-group scales and optional offsets, in panels (module docs).
+#[derive(Clone)]
+pub struct CodeMatrix {
+    rows: usize,
+    cols: usize,
+    /// Codes per scale: 16 or 32.
+    group: usize,
+    /// Added to every code to make it unsigned.
+    bias: u8,
+    /// Whether some biased code exceeds 127 (AVX2's byte products then split it).
+    wide: bool,
+    /// `panels × cols × 16` unsigned codes: panel, then column quad, then row, then 4 codes.
+    codes: CacheAligned<u8>,
+    /// `panels × groups × 16`: panel, then group, then row.
+    scales: Vec<f32>,
+    /// As `scales`, for the types that have offsets.
+    offsets: Option<Vec<f32>>,
+}
+
+impl PartialEq for CodeMatrix {
+    fn eq(&self, other: &Self) -> bool {
+        (self.rows, self.cols, self.group, self.bias, self.wide)
+            == (other.rows, other.cols, other.group, other.bias, other.wide)
+            && self.codes.as_slice() == other.codes.as_slice()
+            && self.scales == other.scales
+            && self.offsets == other.offsets
+    }
+}
+
+impl std::fmt::Debug for CodeMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeMatrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("group", &self.group)
+            .field("bias", &self.bias)
+            .field("offsets", &self.offsets.is_some())
+            .finish()
+    }
+}
+
+impl CodeMatrix {
+    /// Repacks row-major codes (`rows × cols`, `cols` a multiple of 64), `rows × cols / 16`
+    /// scales and, if the type has them, as many offsets (one per 16 codes of a row).
+    pub fn from_parts(
+        rows: usize,
+        cols: usize,
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+        offsets: Option<Vec<f32>>,
+    ) -> Result<CodeMatrix, KernelError> {
+        if rows == 0 || cols == 0 {
+            return Err(KernelError::EmptyShape { rows, cols });
+        }
+        if !cols.is_multiple_of(CODE_CHUNK) {
+            return Err(KernelError::ColsNotMultiple {
+                cols,
+                granularity: CODE_CHUNK,
+            });
+        }
+        check_len("codes (rows × cols)", rows * cols, codes.len())?;
+        check_len(
+            "scales (rows × cols / 16)",
+            rows * cols / CODE_GROUP,
+            scales.len(),
+        )?;
+        if let Some(o) = &offsets {
+            check_len(
+                "offsets (rows × cols / 16)",
+                rows * cols / CODE_GROUP,
+                o.len(),
+            )?;
+        }
+        let paired = |v: &[f32]| v.chunks_exact(2).all(|p| p[0].to_bits() == p[1].to_bits());
+        let group = if paired(&scales) && offsets.as_deref().is_none_or(paired) {
+            2 * CODE_GROUP
+        } else {
+            CODE_GROUP
+        };
+        let min = codes.iter().copied().min().unwrap_or(0);
+        let max = codes.iter().copied().max().unwrap_or(0);
+        let bias = (-i16::from(min)).max(0) as u8;
+        let wide = i16::from(max) + i16::from(bias) > 127;
+
+        let panels = rows.div_ceil(PANEL_ROWS);
+        let groups = cols / group;
+        let mut packed = CacheAligned::new();
+        let packed_codes = packed.resize(panels * cols * PANEL_ROWS);
+        packed_codes.fill(0);
+        for (r, row) in codes.chunks_exact(cols).enumerate() {
+            let panel = &mut packed_codes[(r / PANEL_ROWS) * cols * PANEL_ROWS..];
+            let lane = r % PANEL_ROWS;
+            for (j, quad) in row.chunks_exact(4).enumerate() {
+                for (k, &c) in quad.iter().enumerate() {
+                    panel[j * QUAD_BYTES + 4 * lane + k] = (i16::from(c) + i16::from(bias)) as u8;
+                }
+            }
+        }
+        let stride = group / CODE_GROUP;
+        let repack = |v: &[f32]| {
+            let mut out = vec![0f32; panels * groups * PANEL_ROWS];
+            for (r, row) in v.chunks_exact(cols / CODE_GROUP).enumerate() {
+                let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
+                for g in 0..groups {
+                    out[(p * groups + g) * PANEL_ROWS + lane] = row[g * stride];
+                }
+            }
+            out
+        };
+        Ok(CodeMatrix {
+            rows,
+            cols,
+            group,
+            bias,
+            wide,
+            codes: packed,
+            scales: repack(&scales),
+            offsets: offsets.as_deref().map(repack),
+        })
+    }
+
+    /// Output count.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input count.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Codes per scale (16 or 32, see the module docs).
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// Bytes one product streams (codes, scales, offsets).
+    pub fn stored_len(&self) -> usize {
+        self.codes.as_slice().len()
+            + 4 * self.scales.len()
+            + self.offsets.as_ref().map_or(0, |o| 4 * o.len())
+    }
+
+    /// Row `r`'s codes (signed, as given), one scale and one offset (0 without offsets) per 16.
+    fn row_parts(&self, r: usize, codes: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+        let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
+        let panel = &self.codes.as_slice()[p * self.cols * PANEL_ROWS..];
+        for (j, quad) in codes.chunks_exact_mut(4).enumerate() {
+            for (k, c) in quad.iter_mut().enumerate() {
+                *c = (i16::from(panel[j * QUAD_BYTES + 4 * lane + k]) - i16::from(self.bias)) as i8;
+            }
+        }
+        let groups = self.cols / self.group;
+        let stride = self.group / CODE_GROUP;
+        for (i, s) in scales.iter_mut().enumerate() {
+            *s = self.scales[(p * groups + i / stride) * PANEL_ROWS + lane];
+        }
+        for (i, o) in offsets.iter_mut().enumerate() {
+            *o = self
+                .offsets
+                .as_ref()
+                .map_or(0.0, |v| v[(p * groups + i / stride) * PANEL_ROWS + lane]);
+        }
+    }
+
+    /// Row `r`'s weights, `scale · code + offset` (bit-identical to ggml's dequantization).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let mut codes = vec![0i8; self.cols];
+        let mut scales = vec![0f32; self.cols / CODE_GROUP];
+        let mut offsets = vec![0f32; self.cols / CODE_GROUP];
+        self.row_parts(r, &mut codes, &mut scales, &mut offsets);
+        for (g, (o, c)) in out
+            .chunks_exact_mut(CODE_GROUP)
+            .zip(codes.chunks_exact(CODE_GROUP))
+            .enumerate()
+        {
+            for (o, &c) in o.iter_mut().zip(c) {
+                *o = if self.offsets.is_some() {
+                    scales[g] * f32::from(c) + offsets[g]
+                } else {
+                    scales[g] * f32::from(c)
+                };
+            }
+        }
+    }
+
+    /// The matrix cut into consecutive blocks of output rows (`sizes` must add up to `rows`).
+    pub fn split_rows(&self, sizes: &[usize]) -> Option<Vec<CodeMatrix>> {
+        if sizes.iter().sum::<usize>() != self.rows || sizes.contains(&0) {
+            return None;
+        }
+        let (cols, groups) = (self.cols, self.cols / CODE_GROUP);
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(sizes.len());
+        for &rows in sizes {
+            let mut codes = vec![0i8; rows * cols];
+            let mut scales = vec![0f32; rows * groups];
+            let mut offsets = vec![0f32; rows * groups];
+            for r in 0..rows {
+                self.row_parts(
+                    start + r,
+                    &mut codes[r * cols..(r + 1) * cols],
+                    &mut scales[r * groups..(r + 1) * groups],
+                    &mut offsets[r * groups..(r + 1) * groups],
+                );
+            }
+            let offsets = self.offsets.is_some().then_some(offsets);
+            parts.push(CodeMatrix::from_parts(rows, cols, codes, scales, offsets).ok()?);
+            start += rows;
+        }
+        Some(parts)
+    }
+
+    /// `out[b·rows + r]` = row `r` · token `b` of `x` (batch × cols, f32), see the module docs.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        self.matmul_with_isa(active_isa(), x, batch, out, pool)
+    }
+
+    /// [`CodeMatrix::matmul`] on a chosen instruction set.
+    pub fn matmul_with_isa(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        if !isa.is_supported() {
+            return Err(KernelError::IsaUnsupported { isa });
+        }
+        check_len("activations (batch × cols)", batch * self.cols, x.len())?;
+        check_len("output (batch × rows)", batch * self.rows, out.len())?;
+        record(match isa {
+            Isa::Scalar => KernelId::CodeScalarMatmul,
+            Isa::Neon => KernelId::CodeNeonMatmul,
+            Isa::Avx2 => KernelId::CodeAvx2Matmul,
+            Isa::Avx512 => KernelId::CodeAvx512Matmul,
+        });
+        if batch == 0 {
+            return Ok(());
+        }
+        ACTIVATIONS.with(|cell| {
+            let acts = &mut *cell.borrow_mut();
+            acts.quantize(x, self.group, self.bias, pool);
+            let acts = &*acts;
+            let tokens: Vec<TokenRef> = (0..batch).map(|b| acts.token(b, self)).collect();
+            let out = atomic_f32_view(out);
+            let panels = self.rows.div_ceil(PANEL_ROWS);
+            let chunks = pool.chunk_count(panels);
+            pool.run(chunks, &|chunk| {
+                let range = split_range(panels, chunks, chunk);
+                self.panels_times_tokens(isa, range, &tokens, out);
+            });
+        });
+        Ok(())
+    }
+
+    /// The outputs of panels `range` for every token: panels outermost, so each block of panels
+    /// stays in cache while every token block passes over it.
+    fn panels_times_tokens(
+        &self,
+        isa: Isa,
+        range: std::ops::Range<usize>,
+        tokens: &[TokenRef],
+        out: &[AtomicU32],
+    ) {
+        let (panel_block, token_block) = block_shape(isa, tokens.len());
+        let mut p = range.start;
+        while p < range.end {
+            let np = panel_block.min(range.end - p);
+            let w = self.panels(p, np);
+            let mut t = 0;
+            while t < tokens.len() {
+                let nt = token_block.min(tokens.len() - t);
+                let xs = &tokens[t..t + nt];
+                let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => x86::dots_avx512(&w, xs, &mut dots),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => x86::dots_avx2(&w, xs, &mut dots),
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => neon::dots_neon(&w, xs, &mut dots),
+                    _ => dots_scalar(&w, xs, &mut dots),
+                }
+                for (i, panel) in dots[..np].iter().enumerate() {
+                    let row0 = (p + i) * PANEL_ROWS;
+                    let live = PANEL_ROWS.min(self.rows - row0);
+                    for (j, lanes) in panel[..nt].iter().enumerate() {
+                        let at = (t + j) * self.rows + row0;
+                        for (o, v) in out[at..at + live].iter().zip(lanes) {
+                            o.store(v.to_bits(), Ordering::Relaxed);
+                        }
+                    }
+                }
+                t += nt;
+            }
+            p += np;
+        }
+    }
+
+    /// `count` consecutive panels from panel `first`.
+    fn panels(&self, first: usize, count: usize) -> PanelsRef<'_> {
+        let panel_bytes = self.cols * PANEL_ROWS;
+        let groups = self.cols / self.group;
+        let params = first * groups * PANEL_ROWS..(first + count) * groups * PANEL_ROWS;
+        PanelsRef {
+            codes: &self.codes.as_slice()[first * panel_bytes..(first + count) * panel_bytes],
+            scales: &self.scales[params.clone()],
+            offsets: self.offsets.as_ref().map(|o| &o[params]),
+            cols: self.cols,
+            group: self.group,
+            wide: self.wide,
+            count,
+        }
+    }
+}
+
+/// Most panels one kernel call handles.
+const MAX_PANELS: usize = 4;
+/// Most tokens one kernel call handles.
+const MAX_TOKENS: usize = 4;
+
+/// Panels and tokens per kernel call for `tokens` tokens on `isa` (results do not depend on it).
+fn block_shape(isa: Isa, tokens: usize) -> (usize, usize) {
+    match (isa, tokens) {
+        (Isa::Avx512, 1) => (4, 1),
+        (Isa::Avx512, _) => (2, 4),
+        (Isa::Avx2 | Isa::Neon, 1) => (2, 1),
+        (Isa::Avx2 | Isa::Neon, _) => (1, 2),
+        (Isa::Scalar, _) => (1, 4),
+    }
+}
+
+/// Consecutive panels of a [`CodeMatrix`].
+struct PanelsRef<'a> {
+    codes: &'a [u8],
+    scales: &'a [f32],
+    offsets: Option<&'a [f32]>,
+    cols: usize,
+    group: usize,
+    wide: bool,
+    count: usize,
+}
+
+/// One quantized activation row, per group of the matrix it multiplies.
+struct TokenRef<'a> {
+    /// Codes, `cols` long.
+    qs: &'a [i8],
+    /// `−bias · Σ q` per group.
+    bias_sums: &'a [i32],
+    /// The block scale `d` of each group.
+    scales: &'a [f32],
+    /// `d · (Σ q as f32)` per group.
+    sums: &'a [f32],
+}
+
+/// Quantized activations of a batch (per-thread scratch, reused from call to call).
+#[derive(Default)]
+struct Activations {
+    qs: CacheAligned<i8>,
+    bias_sums: Vec<i32>,
+    scales: Vec<f32>,
+    sums: Vec<f32>,
+}
+
+impl Activations {
+    /// Quantizes a batch (`x`, whole activation blocks) for a matrix of scale group `group` and
+    /// code bias `bias`; large batches are cut into pieces of whole blocks over the pool.
+    fn quantize(&mut self, x: &[f32], group: usize, bias: u8, pool: &ThreadPool) {
+        let groups = x.len() / group;
+        self.bias_sums.resize(groups, 0);
+        self.scales.resize(groups, 0.0);
+        self.sums.resize(groups, 0.0);
+        let blocks = x.len() / ACTIVATION_BLOCK;
+        let pieces = if x.len() >= PARALLEL_QUANTIZE {
+            pool.chunk_count(blocks)
+        } else {
+            1
+        };
+        let groups_per_block = ACTIVATION_BLOCK / group;
+        let mut rest = ActivationsMut {
+            x,
+            qs: self.qs.resize(x.len()),
+            bias_sums: &mut self.bias_sums,
+            scales: &mut self.scales,
+            sums: &mut self.sums,
+        };
+        let mut parts = Vec::with_capacity(pieces);
+        for i in 0..pieces {
+            let len = split_range(blocks, pieces, i).len();
+            let (part, tail) = rest.split_at(len * ACTIVATION_BLOCK, len * groups_per_block);
+            parts.push(Mutex::new(part));
+            rest = tail;
+        }
+        pool.run(pieces, &|i| {
+            let mut part = parts[i].lock().unwrap_or_else(|p| p.into_inner());
+            part.quantize(group, bias);
+        });
+    }
+
+    fn token(&self, b: usize, m: &CodeMatrix) -> TokenRef<'_> {
+        let groups = m.cols / m.group;
+        let span = b * groups..(b + 1) * groups;
+        TokenRef {
+            qs: &self.qs.as_slice()[b * m.cols..(b + 1) * m.cols],
+            bias_sums: &self.bias_sums[span.clone()],
+            scales: &self.scales[span.clone()],
+            sums: &self.sums[span],
+        }
+    }
+}
+
+/// Activation values from which [`Activations::quantize`] uses the pool.
+const PARALLEL_QUANTIZE: usize = 1 << 15;
+
+/// A piece of a batch being quantized: the inputs and where their codes and group terms go.
+struct ActivationsMut<'a> {
+    x: &'a [f32],
+    qs: &'a mut [i8],
+    bias_sums: &'a mut [i32],
+    scales: &'a mut [f32],
+    sums: &'a mut [f32],
+}
+
+impl<'a> ActivationsMut<'a> {
+    /// The first `values` inputs (and their `groups` groups), and the rest.
+    fn split_at(self, values: usize, groups: usize) -> (Self, Self) {
+        let (x, x_rest) = self.x.split_at(values);
+        let (qs, qs_rest) = self.qs.split_at_mut(values);
+        let (bias_sums, bias_rest) = self.bias_sums.split_at_mut(groups);
+        let (scales, scales_rest) = self.scales.split_at_mut(groups);
+        let (sums, sums_rest) = self.sums.split_at_mut(groups);
+        (
+            ActivationsMut {
+                x,
+                qs,
+                bias_sums,
+                scales,
+                sums,
+            },
+            ActivationsMut {
+                x: x_rest,
+                qs: qs_rest,
+                bias_sums: bias_rest,
+                scales: scales_rest,
+                sums: sums_rest,
+            },
+        )
+    }
+
+    /// Quantizes the piece block by block (module docs), for groups of `group` codes.
+    fn quantize(&mut self, group: usize, bias: u8) {
+        let per_block = ACTIVATION_BLOCK / group;
+        for (b, (block, q)) in self
+            .x
+            .chunks_exact(ACTIVATION_BLOCK)
+            .zip(self.qs.chunks_exact_mut(ACTIVATION_BLOCK))
+            .enumerate()
+        {
+            let d = quantize_block(block, q);
+            for (k, q) in q.chunks_exact(group).enumerate() {
+                let g = b * per_block + k;
+                let total: i32 = q.iter().map(|&v| i32::from(v)).sum();
+                self.bias_sums[g] = -i32::from(bias) * total;
+                self.scales[g] = d;
+                self.sums[g] = d * total as f32;
+            }
+        }
+    }
+}
+
+/// Quantizes one block of 32 activations into `q`; returns its scale `d`.
+fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
+    }
+    d
+}
+
+thread_local! {
+    static ACTIVATIONS: RefCell<Activations> = RefCell::new(Activations::default());
+}
+
+/// Dots for `MAX_PANELS × MAX_TOKENS` outputs of 16 rows: `dots[p][t][l]` is row `l` of panel
+/// `p` with token `t`.
+type Dots = [[[f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
+
+/// The scalar reference (module docs).
+fn dots_scalar(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+    let (cols, group) = (w.cols, w.group);
+    let groups = cols / group;
+    for p in 0..w.count {
+        let codes = &w.codes[p * cols * PANEL_ROWS..(p + 1) * cols * PANEL_ROWS];
+        for (t, x) in xs.iter().enumerate() {
+            for l in 0..PANEL_ROWS {
+                let mut acc = 0f32;
+                for g in 0..groups {
+                    let mut dot = x.bias_sums[g];
+                    for e in g * group..(g + 1) * group {
+                        let u = codes[(e / 4) * QUAD_BYTES + 4 * l + e % 4];
+                        dot += i32::from(u) * i32::from(x.qs[e]);
+                    }
+                    let at = (p * groups + g) * PANEL_ROWS + l;
+                    acc = (dot as f32).mul_add(w.scales[at] * x.scales[g], acc);
+                    if let Some(o) = w.offsets {
+                        acc = o[at].mul_add(x.sums[g], acc);
+                    }
+                }
+                dots[p][t][l] = acc;
+            }
+        }
+    }
+}
+
+/// Checks a kernel call's operands (every pointer offset the SIMD kernels form stays inside).
+fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
+    let groups = w.cols / w.group;
+    assert!(
+        w.count <= MAX_PANELS
+            && xs.len() <= MAX_TOKENS
+            && w.cols.is_multiple_of(CODE_CHUNK)
+            && (w.group == 16 || w.group == 32)
+            && w.codes.len() == w.count * w.cols * PANEL_ROWS
+            && w.scales.len() == w.count * groups * PANEL_ROWS
+            && w.offsets.is_none_or(|o| o.len() == w.scales.len())
+            && xs.iter().all(|x| x.qs.len() == w.cols
+                && x.bias_sums.len() == groups
+                && x.scales.len() == groups
+                && x.sums.len() == groups)
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX-512 VNNI and AVX2 panel kernels: one 64-byte load of a panel's codes for 4 columns,
+    //! one broadcast of each token's 4 activation codes, integer products summed over a group,
+    //! then the float chain of the module docs in 16 lanes (one 512-bit or two 256-bit
+    //! registers).
+
+    use std::arch::x86_64::*;
+
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+
+    pub(super) fn dots_avx512(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        assert!(crate::isa::Isa::Avx512.is_supported());
+        check_operands(w, xs);
+        // SAFETY: features checked; the kernels only read within the lengths checked above.
+        unsafe {
+            match (w.count, xs.len()) {
+                (4, 1) => avx512::<4, 1>(w, xs, dots),
+                (3, 1) => avx512::<3, 1>(w, xs, dots),
+                (2, 1) => avx512::<2, 1>(w, xs, dots),
+                (1, 1) => avx512::<1, 1>(w, xs, dots),
+                (2, 2) => avx512::<2, 2>(w, xs, dots),
+                (2, 3) => avx512::<2, 3>(w, xs, dots),
+                (2, 4) => avx512::<2, 4>(w, xs, dots),
+                (1, 2) => avx512::<1, 2>(w, xs, dots),
+                (1, 3) => avx512::<1, 3>(w, xs, dots),
+                (1, 4) => avx512::<1, 4>(w, xs, dots),
+                shape => unreachable!("no AVX-512 code kernel for {shape:?}"),
+            }
+        }
+    }
+
+    /// Reads the 4 activation codes at `at` as one little-endian word.
+    ///
+    /// # Safety
+    /// `at + 4 <= qs.len()`.
+    #[inline(always)]
+    unsafe fn quad(qs: &[i8], at: usize) -> i32 {
+        // SAFETY: in bounds by the caller's contract; unaligned read of plain bytes.
+        unsafe { qs.as_ptr().add(at).cast::<i32>().read_unaligned() }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    unsafe fn avx512<const NP: usize, const NT: usize>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = cols * PANEL_ROWS;
+        let codes = w.codes.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); NT]; NP];
+        for g in 0..groups {
+            let mut int = [[_mm512_setzero_si512(); NT]; NP];
+            for t in 0..NT {
+                let b = _mm512_set1_epi32(xs[t].bias_sums[g]);
+                for p in 0..NP {
+                    int[p][t] = b;
+                }
+            }
+            for j in g * group / 4..(g + 1) * group / 4 {
+                // SAFETY: quad j < cols / 4 of panel p < count: inside `codes` (checked);
+                // activation bytes 4j..4j+4 < cols.
+                unsafe {
+                    let wv: [__m512i; NP] = std::array::from_fn(|p| {
+                        _mm512_loadu_si512(codes.add(p * panel_bytes + j * QUAD_BYTES).cast())
+                    });
+                    for t in 0..NT {
+                        let x = _mm512_set1_epi32(quad(xs[t].qs, 4 * j));
+                        for p in 0..NP {
+                            int[p][t] = _mm512_dpbusd_epi32(int[p][t], wv[p], x);
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                let at = (p * groups + g) * PANEL_ROWS;
+                // SAFETY: 16 scales (offsets) of panel p, group g: inside the checked slices.
+                let s = unsafe { _mm512_loadu_ps(w.scales.as_ptr().add(at)) };
+                for t in 0..NT {
+                    let sd = _mm512_mul_ps(s, _mm512_set1_ps(xs[t].scales[g]));
+                    acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int[p][t]), sd, acc[p][t]);
+                }
+                if let Some(o) = w.offsets {
+                    // SAFETY: as above.
+                    let o = unsafe { _mm512_loadu_ps(o.as_ptr().add(at)) };
+                    for t in 0..NT {
+                        acc[p][t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xs[t].sums[g]), acc[p][t]);
+                    }
+                }
+            }
+        }
+        for p in 0..NP {
+            for t in 0..NT {
+                // SAFETY: 16 floats into a [f32; 16].
+                unsafe { _mm512_storeu_ps(dots[p][t].as_mut_ptr(), acc[p][t]) };
+            }
+        }
+    }
+
+    pub(super) fn dots_avx2(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        assert!(crate::isa::Isa::Avx2.is_supported());
+        check_operands(w, xs);
+        // SAFETY: features checked; the kernels only read within the lengths checked above.
+        unsafe {
+            match (w.count, xs.len(), w.wide) {
+                (2, 1, false) => avx2::<2, 1, false>(w, xs, dots),
+                (1, 1, false) => avx2::<1, 1, false>(w, xs, dots),
+                (1, 2, false) => avx2::<1, 2, false>(w, xs, dots),
+                (2, 1, true) => avx2::<2, 1, true>(w, xs, dots),
+                (1, 1, true) => avx2::<1, 1, true>(w, xs, dots),
+                (1, 2, true) => avx2::<1, 2, true>(w, xs, dots),
+                shape => unreachable!("no AVX2 code kernel for {shape:?}"),
+            }
+        }
+    }
+
+    /// `Σ u·q` of 4-byte lanes, exact: `u ≤ 127` (narrow) keeps `vpmaddubsw`'s pair sums below
+    /// 2·127·127; wide codes are split as `(u mod 128) + 128·(u div 128)`.
+    #[target_feature(enable = "avx2,fma")]
+    fn quad_dots<const WIDE: bool>(u: __m256i, q: __m256i) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        if WIDE {
+            let low = _mm256_and_si256(u, _mm256_set1_epi8(0x7f));
+            let high = _mm256_and_si256(_mm256_srli_epi16::<7>(u), _mm256_set1_epi8(1));
+            _mm256_add_epi32(
+                _mm256_madd_epi16(_mm256_maddubs_epi16(low, q), ones),
+                _mm256_madd_epi16(_mm256_maddubs_epi16(high, q), _mm256_set1_epi16(128)),
+            )
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), ones)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const NP: usize, const NT: usize, const WIDE: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = cols * PANEL_ROWS;
+        let codes = w.codes.as_ptr();
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NT]; NP];
+        for g in 0..groups {
+            let mut int = [[[_mm256_setzero_si256(); 2]; NT]; NP];
+            for t in 0..NT {
+                let b = _mm256_set1_epi32(xs[t].bias_sums[g]);
+                for p in 0..NP {
+                    int[p][t] = [b; 2];
+                }
+            }
+            for j in g * group / 4..(g + 1) * group / 4 {
+                // SAFETY: as in the AVX-512 kernel; each half is 32 of the quad's 64 bytes.
+                unsafe {
+                    let wv: [[__m256i; 2]; NP] = std::array::from_fn(|p| {
+                        let at = codes.add(p * panel_bytes + j * QUAD_BYTES);
+                        [
+                            _mm256_loadu_si256(at.cast()),
+                            _mm256_loadu_si256(at.add(32).cast()),
+                        ]
+                    });
+                    for t in 0..NT {
+                        let x = _mm256_set1_epi32(quad(xs[t].qs, 4 * j));
+                        for p in 0..NP {
+                            for h in 0..2 {
+                                int[p][t][h] =
+                                    _mm256_add_epi32(int[p][t][h], quad_dots::<WIDE>(wv[p][h], x));
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                let at = (p * groups + g) * PANEL_ROWS;
+                for h in 0..2 {
+                    // SAFETY: 8 scales (offsets) of half h of panel p, group g: in bounds.
+                    let s = unsafe { _mm256_loadu_ps(w.scales.as_ptr().add(at + 8 * h)) };
+                    for t in 0..NT {
+                        let sd = _mm256_mul_ps(s, _mm256_set1_ps(xs[t].scales[g]));
+                        acc[p][t][h] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(int[p][t][h]), sd, acc[p][t][h]);
+                    }
+                    if let Some(o) = w.offsets {
+                        // SAFETY: as above.
+                        let o = unsafe { _mm256_loadu_ps(o.as_ptr().add(at + 8 * h)) };
+                        for t in 0..NT {
+                            acc[p][t][h] =
+                                _mm256_fmadd_ps(o, _mm256_set1_ps(xs[t].sums[g]), acc[p][t][h]);
+                        }
+                    }
+                }
+            }
+        }
+        for p in 0..NP {
+            for t in 0..NT {
+                for h in 0..2 {
+                    // SAFETY: 8 floats into lanes 8h..8h+8 of a [f32; 16].
+                    unsafe { _mm256_storeu_ps(dots[p][t].as_mut_ptr().add(8 * h), acc[p][t][h]) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! NEON panel kernel: a panel's 64 bytes for 4 columns as four 16-byte registers (4 rows
+    //! each), the token's 4 activation codes duplicated into every 32-bit lane, exact quad dots
+    //! by widening multiplies, then the float chain of the module docs in 16 lanes (four 4-lane
+    //! registers).
+
+    use std::arch::aarch64::*;
+
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use crate::ternary::neon::quad_dots;
+
+    pub(super) fn dots_neon(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        check_operands(w, xs);
+        match (w.count, xs.len(), w.wide) {
+            (2, 1, false) => kernel::<2, 1, false>(w, xs, dots),
+            (1, 1, false) => kernel::<1, 1, false>(w, xs, dots),
+            (1, 2, false) => kernel::<1, 2, false>(w, xs, dots),
+            (2, 1, true) => kernel::<2, 1, true>(w, xs, dots),
+            (1, 1, true) => kernel::<1, 1, true>(w, xs, dots),
+            (1, 2, true) => kernel::<1, 2, true>(w, xs, dots),
+            shape => unreachable!("no NEON code kernel for {shape:?}"),
+        }
+    }
+
+    /// `Σ u·q` of 4-byte lanes, exact: codes ≤ 127 are the same bytes signed; wide codes are
+    /// split as `(u mod 128) + 128·(u div 128)`.
+    #[inline(always)]
+    fn unsigned_quad_dots<const WIDE: bool>(u: uint8x16_t, q: int8x16_t) -> int32x4_t {
+        // SAFETY: NEON baseline register operations.
+        unsafe {
+            if WIDE {
+                let low = vreinterpretq_s8_u8(vandq_u8(u, vdupq_n_u8(0x7f)));
+                let high = vreinterpretq_s8_u8(vshrq_n_u8::<7>(u));
+                vaddq_s32(quad_dots(low, q), vshlq_n_s32::<7>(quad_dots(high, q)))
+            } else {
+                quad_dots(vreinterpretq_s8_u8(u), q)
+            }
+        }
+    }
+
+    fn kernel<const NP: usize, const NT: usize, const WIDE: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = cols * PANEL_ROWS;
+        // SAFETY (this block and the ones below): NEON is part of the aarch64 baseline; every
+        // load is inside the slices `check_operands` measured (quad j < cols / 4 of panel
+        // p < count; 16 scales / offsets of panel p, group g; activation bytes 4j..4j+4).
+        unsafe {
+            let mut acc = [[[vdupq_n_f32(0.0); 4]; NT]; NP];
+            for g in 0..groups {
+                let mut int = [[[vdupq_n_s32(0); 4]; NT]; NP];
+                for t in 0..NT {
+                    let b = vdupq_n_s32(xs[t].bias_sums[g]);
+                    for p in 0..NP {
+                        int[p][t] = [b; 4];
+                    }
+                }
+                for j in g * group / 4..(g + 1) * group / 4 {
+                    let wv: [[uint8x16_t; 4]; NP] = std::array::from_fn(|p| {
+                        let at = w.codes.as_ptr().add(p * panel_bytes + j * QUAD_BYTES);
+                        std::array::from_fn(|k| vld1q_u8(at.add(16 * k)))
+                    });
+                    for t in 0..NT {
+                        let word = xs[t].qs.as_ptr().add(4 * j).cast::<i32>().read_unaligned();
+                        let x = vreinterpretq_s8_s32(vdupq_n_s32(word));
+                        for p in 0..NP {
+                            for k in 0..4 {
+                                int[p][t][k] = vaddq_s32(
+                                    int[p][t][k],
+                                    unsigned_quad_dots::<WIDE>(wv[p][k], x),
+                                );
+                            }
+                        }
+                    }
+                }
+                for p in 0..NP {
+                    let at = (p * groups + g) * PANEL_ROWS;
+                    for k in 0..4 {
+                        let s = vld1q_f32(w.scales.as_ptr().add(at + 4 * k));
+                        for t in 0..NT {
+                            let sd = vmulq_n_f32(s, xs[t].scales[g]);
+                            acc[p][t][k] = vfmaq_f32(acc[p][t][k], vcvtq_f32_s32(int[p][t][k]), sd);
+                        }
+                        if let Some(o) = w.offsets {
+                            let o = vld1q_f32(o.as_ptr().add(at + 4 * k));
+                            for t in 0..NT {
+                                acc[p][t][k] = vfmaq_n_f32(acc[p][t][k], o, xs[t].sums[g]);
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                for t in 0..NT {
+                    for k in 0..4 {
+                        vst1q_f32(dots[p][t].as_mut_ptr().add(4 * k), acc[p][t][k]);
+                    }
+                }
+            }
+        }
+    }
+}
