@@ -4,12 +4,14 @@
 //! Storage, by the tensor's type:
 //! - F32/BF16: f32 (exact), on the portable loop here;
 //! - F16: F16 (exact), on the SIMD `matmul_f16` kernel of `bitnet-kernels`;
-//! - Q8_0: kept as stored ([`bitnet_kernels::Q8Matrix`], exact), activations quantized to Q8_0;
-//! - Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K with `cols` a multiple of 64: kept
-//!   quantized as int8 codes with per-16 or per-32 scales and offsets, repacked into 16-row
+//! - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K with `cols` a multiple of 64:
+//!   kept quantized as int8 codes with per-16 or per-32 scales and offsets, repacked into 16-row
 //!   panels for the integer dot-product units ([`bitnet_kernels::CodeMatrix`], exact),
 //!   activations quantized to int8 per 32 (llama.cpp quantizes its activations for these
-//!   products too);
+//!   products too). The panels serve a batch of tokens from each weight load, so a Gemma-3
+//!   Q8_0 head of 262,144 rows costs 8 decoding sequences far less than 8 times one;
+//! - Q8_0 with `cols` a multiple of 32 only, and the `--head q8_0` requantization: row-major
+//!   ([`bitnet_kernels::Q8Matrix`], exact), activations quantized to Q8_0;
 //! - any other block type (IQ2_S, and the types above with other column counts): dequantized at
 //!   load and rounded to F16 (relative error ≤ 2⁻¹¹ per weight, far below the quantization error
 //!   itself).
@@ -126,27 +128,6 @@ impl DenseMatrix {
                 }
                 Ok(DenseMatrix::new_f16(rows, cols, data))
             }
-            GgmlType::Q8_0 if cols.is_multiple_of(bitnet_kernels::q8::Q8_BLOCK) => {
-                let row_bytes = check_row_bytes(name, ty, bytes, rows, cols)?;
-                let mut qs = Vec::with_capacity(rows * cols);
-                let mut scales = Vec::with_capacity(rows * cols / 32);
-                let rows_per_piece = (RELEASE_PIECE / row_bytes).max(1);
-                for (i, piece) in bytes.chunks(rows_per_piece * row_bytes).enumerate() {
-                    for block in piece.chunks_exact(34) {
-                        scales.push(f16::from_le_bytes([block[0], block[1]]));
-                        qs.extend(block[2..].iter().map(|&b| b as i8));
-                    }
-                    let start = i * rows_per_piece * row_bytes;
-                    done(start..start + piece.len());
-                }
-                let q8 = bitnet_kernels::Q8Matrix::from_blocks(rows, cols, qs, scales)
-                    .map_err(|e| kernel_err(name, e))?;
-                Ok(DenseMatrix {
-                    rows,
-                    cols,
-                    data: DenseData::Q8(q8),
-                })
-            }
             _ if bitnet_quant::int_code_offsets(ty).is_some()
                 && cols.is_multiple_of(bitnet_kernels::code_matrix::CODE_CHUNK) =>
             {
@@ -178,6 +159,27 @@ impl DenseMatrix {
                     rows,
                     cols,
                     data: DenseData::Codes(m),
+                })
+            }
+            GgmlType::Q8_0 if cols.is_multiple_of(bitnet_kernels::q8::Q8_BLOCK) => {
+                let row_bytes = check_row_bytes(name, ty, bytes, rows, cols)?;
+                let mut qs = Vec::with_capacity(rows * cols);
+                let mut scales = Vec::with_capacity(rows * cols / 32);
+                let rows_per_piece = (RELEASE_PIECE / row_bytes).max(1);
+                for (i, piece) in bytes.chunks(rows_per_piece * row_bytes).enumerate() {
+                    for block in piece.chunks_exact(34) {
+                        scales.push(f16::from_le_bytes([block[0], block[1]]));
+                        qs.extend(block[2..].iter().map(|&b| b as i8));
+                    }
+                    let start = i * rows_per_piece * row_bytes;
+                    done(start..start + piece.len());
+                }
+                let q8 = bitnet_kernels::Q8Matrix::from_blocks(rows, cols, qs, scales)
+                    .map_err(|e| kernel_err(name, e))?;
+                Ok(DenseMatrix {
+                    rows,
+                    cols,
+                    data: DenseData::Q8(q8),
                 })
             }
             _ => {
