@@ -1,18 +1,33 @@
-//! Block-quantized weights kept quantized in memory: [`CodeMatrix`] holds int8 codes with one
-//! f32 scale (and, for the types that have one, one f32 offset) per group of codes, so weight
-//! `e` of a row is `scale[e/16] · code[e] + offset[e/16]` exactly (ggml's dequantized value;
-//! `bitnet_quant::decode_int_codes` produces this form for Q4_0 … Q8_0 and Q2_K … Q6_K). One byte
-//! per weight instead of the two of F16, and products on the integer units.
+//! Block-quantized weights kept quantized in memory: [`CodeMatrix`] holds integer codes with one
+//! scale (and, for the types that have one, one offset) per group of codes, so weight `e` of a
+//! row is `scale[e/16] · code[e] + offset[e/16]` exactly (ggml's dequantized value;
+//! `bitnet_quant::decode_int_codes` produces this form for Q4_0 … Q8_0 and Q2_K … Q6_K). Half a
+//! byte per weight for 4-bit codes, one byte otherwise, instead of the two of F16, and products
+//! on the integer units.
 //!
 //! # Layout (repacked at load)
 //! Rows are cut into **panels** of [`PANEL_ROWS`] = 16 (the last one padded with zero rows).
-//! Within a panel, for each 4 consecutive columns, the 16 rows' 4 codes lie together (64 bytes),
-//! so one 64-byte load gives a `vpdpbusd` one lane per row, and the 4 activation codes it pairs
-//! with are one broadcast 32-bit word. Codes are stored **unsigned**: `u = code + bias`, with
-//! `bias = max(0, −min code)` of the matrix (8 for Q4_0, 16 for Q5_0, 32 for Q6_K, 0 for the
-//! types that add an offset); the bias comes back out exactly, as the integer `bias · Σ q` of
-//! the activation group. The scale group is 32 codes when every pair of 16-groups shares its
-//! scale and offset (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K), else 16 (Q2_K, Q3_K, Q6_K).
+//! Within a panel, for each 4 consecutive columns (a **quad**), the 16 rows' 4 codes lie together
+//! (64 bytes), so one 64-byte load gives a `vpdpbusd` one lane per row, and the 4 activation
+//! codes it pairs with are one broadcast 32-bit word. Codes are stored **unsigned**:
+//! `u = code + bias`, with `bias = max(0, −min code)` of the matrix (8 for Q4_0, 16 for Q5_0, 32
+//! for Q6_K, 0 for the types that add an offset); the bias comes back out exactly, as the integer
+//! `bias · Σ q` of the activation group. The scale group is 32 codes when every pair of
+//! 16-groups shares its scale and offset (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K), else 16
+//! (Q2_K, Q3_K, Q6_K).
+//!
+//! **Nibble codes.** When every biased code of the matrix is ≤ 15 (Q4_0, Q4_1, Q2_K, Q3_K,
+//! Q4_K), two quads share one 64-byte block: byte `4·row + k` of block `i` holds code `k` of quad
+//! `2i` in its low nibble and code `k` of quad `2i + 1` in its high nibble (a group is a whole,
+//! even number of quads, so a block never straddles two groups). The kernels unpack a block with
+//! AND 0x0F and a shift right by 4, then run the same integer dots. Other matrices keep one
+//! byte per code.
+//!
+//! **Half-precision parameters.** Scales and offsets lie per panel, then group, then row. When
+//! every scale and offset of the matrix is finite and exactly an f16 (checked by a bit-exact
+//! round trip; true for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, whose `d` and `m` are f16 in the file),
+//! they are stored as f16 and widened on load, which is exact: the chain below sees the same
+//! f32 values. Otherwise they stay f32. So Q4_1 streams 0.625 bytes per weight, as the file.
 //!
 //! Activations are quantized per token in blocks of 32 (`d = max|x| / 127` in f32,
 //! `q = x · (1/d)` rounded half to even, 0 when d = 0), like ggml's Q8_0 but with an f32 scale.
@@ -25,15 +40,18 @@
 //! - for rows with offsets, `acc = fma(offset[g], d[g] · (Σ_{e ∈ g} q[e] as f32), acc)`.
 //!
 //! The output is `acc`: one sequential chain per (row, token), which every kernel (scalar,
-//! AVX2, AVX-512, NEON) computes for 16 rows at once in vector lanes. Decode (1 token), batched
-//! decode and prefill run the same micro-kernel over blocks of tokens that share each weight
-//! load, so a token's logits do not depend on the batch it is in.
+//! AVX2, AVX-512, NEON) computes for 16 rows at once in vector lanes, for every storage choice
+//! above (one kernel per ISA, generic over them). Decode (1 token), batched decode and prefill
+//! run the same micro-kernel over blocks of tokens that share each weight load, so a token's
+//! logits do not depend on the batch it is in.
 
 #![allow(clippy::needless_range_loop)] // SIMD lanes, panels and tokens read best as indexed loops.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+
+use half::f16;
 
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
@@ -49,10 +67,12 @@ pub const ACTIVATION_BLOCK: usize = 32;
 pub const CODE_CHUNK: usize = 64;
 /// Rows per panel (one 32-bit lane of a 512-bit register each).
 pub const PANEL_ROWS: usize = 16;
-/// Bytes of one panel's codes for 4 columns.
+/// Bytes of one block of a panel's codes: one quad (byte codes) or two (nibble codes).
 const QUAD_BYTES: usize = 4 * PANEL_ROWS;
+/// Largest biased code stored as a nibble.
+const NIBBLE_MAX: i16 = 15;
 
-/// A matrix of int8 codes with per-group scales and optional offsets, in panels (module docs).
+/// A matrix of integer codes with per-group scales and optional offsets, in panels (module docs).
 #[derive(Clone)]
 pub struct CodeMatrix {
     rows: usize,
@@ -63,19 +83,162 @@ pub struct CodeMatrix {
     bias: u8,
     /// Whether some biased code exceeds 127 (AVX2's byte products then split it).
     wide: bool,
-    /// `panels × cols × 16` unsigned codes: panel, then column quad, then row, then 4 codes.
+    /// Whether codes are nibbles, two quads per 64-byte block (else one byte each).
+    nibble: bool,
+    /// `panels × panel_bytes` unsigned codes: panel, then block of 1 (bytes) or 2 (nibbles)
+    /// column quads, then row, then 4 codes.
     codes: CacheAligned<u8>,
     /// `panels × groups × 16`: panel, then group, then row.
-    scales: Vec<f32>,
-    /// As `scales`, for the types that have offsets.
-    offsets: Option<Vec<f32>>,
+    scales: Params,
+    /// As `scales` (and of the same precision), for the types that have offsets.
+    offsets: Option<Params>,
+}
+
+/// Scales or offsets of a matrix: f16 when every one of them is exactly an f16, else f32.
+#[derive(Clone, Debug)]
+enum Params {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Params {
+    /// `values` as f16 (`half`: each is exactly one) or as given.
+    fn new(values: Vec<f32>, half: bool) -> Params {
+        if half {
+            Params::F16(values.into_iter().map(f16::from_f32).collect())
+        } else {
+            Params::F32(values)
+        }
+    }
+
+    /// Whether `v` is finite and an f16 exactly, so storing it as one loses nothing.
+    fn fits_half(v: f32) -> bool {
+        v.is_finite() && f16::from_f32(v).to_f32().to_bits() == v.to_bits()
+    }
+
+    fn get(&self, i: usize) -> f32 {
+        self.slice(i..i + 1).get(0)
+    }
+
+    fn stored_len(&self) -> usize {
+        match self {
+            Params::F32(v) => 4 * v.len(),
+            Params::F16(v) => 2 * v.len(),
+        }
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> ParamsRef<'_> {
+        match self {
+            Params::F32(v) => ParamsRef::F32(&v[range]),
+            Params::F16(v) => ParamsRef::F16(&v[range]),
+        }
+    }
+}
+
+impl PartialEq for Params {
+    /// Same precision and the same bits.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Params::F32(a), Params::F32(b)) => a
+                .iter()
+                .map(|v| v.to_bits())
+                .eq(b.iter().map(|v| v.to_bits())),
+            (Params::F16(a), Params::F16(b)) => a
+                .iter()
+                .map(|v| v.to_bits())
+                .eq(b.iter().map(|v| v.to_bits())),
+            _ => false,
+        }
+    }
+}
+
+/// A range of [`Params`], as a kernel reads it.
+#[derive(Clone, Copy)]
+enum ParamsRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl ParamsRef<'_> {
+    /// Value `i`, widened exactly.
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            ParamsRef::F32(v) => v[i],
+            ParamsRef::F16(v) => v[i].to_f32(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ParamsRef::F32(v) => v.len(),
+            ParamsRef::F16(v) => v.len(),
+        }
+    }
+
+    fn is_half(&self) -> bool {
+        matches!(self, ParamsRef::F16(_))
+    }
+
+    /// The first value's address (f32 or f16 values, as [`ParamsRef::is_half`] says).
+    fn as_ptr(&self) -> *const u8 {
+        match self {
+            ParamsRef::F32(v) => v.as_ptr().cast(),
+            ParamsRef::F16(v) => v.as_ptr().cast(),
+        }
+    }
+}
+
+/// Where code `e` (a column) of row `lane` of a panel lies in the panel's codes: the byte and
+/// the shift of its bits in it (module docs).
+fn code_place(nibble: bool, e: usize, lane: usize) -> (usize, u32) {
+    let quad = e / 4;
+    if nibble {
+        (
+            (quad / 2) * QUAD_BYTES + 4 * lane + e % 4,
+            4 * (quad % 2) as u32,
+        )
+    } else {
+        (quad * QUAD_BYTES + 4 * lane + e % 4, 0)
+    }
+}
+
+/// The biased code `e` of row `lane` in a panel's codes.
+fn code_at(panel: &[u8], nibble: bool, e: usize, lane: usize) -> u8 {
+    let (at, shift) = code_place(nibble, e, lane);
+    let byte = panel[at] >> shift;
+    if nibble {
+        byte & 0x0f
+    } else {
+        byte
+    }
+}
+
+/// Bytes of one panel's codes for `cols` columns.
+fn panel_bytes(cols: usize, nibble: bool) -> usize {
+    if nibble {
+        cols * PANEL_ROWS / 2
+    } else {
+        cols * PANEL_ROWS
+    }
 }
 
 impl PartialEq for CodeMatrix {
     fn eq(&self, other: &Self) -> bool {
-        (self.rows, self.cols, self.group, self.bias, self.wide)
-            == (other.rows, other.cols, other.group, other.bias, other.wide)
-            && self.codes.as_slice() == other.codes.as_slice()
+        (
+            self.rows,
+            self.cols,
+            self.group,
+            self.bias,
+            self.wide,
+            self.nibble,
+        ) == (
+            other.rows,
+            other.cols,
+            other.group,
+            other.bias,
+            other.wide,
+            other.nibble,
+        ) && self.codes.as_slice() == other.codes.as_slice()
             && self.scales == other.scales
             && self.offsets == other.offsets
     }
@@ -88,6 +251,15 @@ impl std::fmt::Debug for CodeMatrix {
             .field("cols", &self.cols)
             .field("group", &self.group)
             .field("bias", &self.bias)
+            .field("codes", &if self.nibble { "nibble" } else { "byte" })
+            .field(
+                "params",
+                &if matches!(self.scales, Params::F16(_)) {
+                    "f16"
+                } else {
+                    "f32"
+                },
+            )
             .field("offsets", &self.offsets.is_some())
             .finish()
     }
@@ -135,19 +307,24 @@ impl CodeMatrix {
         let max = codes.iter().copied().max().unwrap_or(0);
         let bias = (-i16::from(min)).max(0) as u8;
         let wide = i16::from(max) + i16::from(bias) > 127;
+        let nibble = i16::from(max) + i16::from(bias) <= NIBBLE_MAX;
+        let half = scales
+            .iter()
+            .chain(offsets.iter().flatten())
+            .all(|&v| Params::fits_half(v));
 
         let panels = rows.div_ceil(PANEL_ROWS);
         let groups = cols / group;
+        let panel_len = panel_bytes(cols, nibble);
         let mut packed = CacheAligned::new();
-        let packed_codes = packed.resize(panels * cols * PANEL_ROWS);
+        let packed_codes = packed.resize(panels * panel_len);
         packed_codes.fill(0);
         for (r, row) in codes.chunks_exact(cols).enumerate() {
-            let panel = &mut packed_codes[(r / PANEL_ROWS) * cols * PANEL_ROWS..];
+            let panel = &mut packed_codes[(r / PANEL_ROWS) * panel_len..];
             let lane = r % PANEL_ROWS;
-            for (j, quad) in row.chunks_exact(4).enumerate() {
-                for (k, &c) in quad.iter().enumerate() {
-                    panel[j * QUAD_BYTES + 4 * lane + k] = (i16::from(c) + i16::from(bias)) as u8;
-                }
+            for (e, &c) in row.iter().enumerate() {
+                let (at, shift) = code_place(nibble, e, lane);
+                panel[at] |= ((i16::from(c) + i16::from(bias)) as u8) << shift;
             }
         }
         let stride = group / CODE_GROUP;
@@ -159,7 +336,7 @@ impl CodeMatrix {
                     out[(p * groups + g) * PANEL_ROWS + lane] = row[g * stride];
                 }
             }
-            out
+            Params::new(out, half)
         };
         Ok(CodeMatrix {
             rows,
@@ -167,6 +344,7 @@ impl CodeMatrix {
             group,
             bias,
             wide,
+            nibble,
             codes: packed,
             scales: repack(&scales),
             offsets: offsets.as_deref().map(repack),
@@ -188,32 +366,33 @@ impl CodeMatrix {
         self.group
     }
 
-    /// Bytes one product streams (codes, scales, offsets).
+    /// Bytes one product streams (codes, scales, offsets; panel padding included).
     pub fn stored_len(&self) -> usize {
         self.codes.as_slice().len()
-            + 4 * self.scales.len()
-            + self.offsets.as_ref().map_or(0, |o| 4 * o.len())
+            + self.scales.stored_len()
+            + self.offsets.as_ref().map_or(0, Params::stored_len)
     }
 
     /// Row `r`'s codes (signed, as given), one scale and one offset (0 without offsets) per 16.
     fn row_parts(&self, r: usize, codes: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
         let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
-        let panel = &self.codes.as_slice()[p * self.cols * PANEL_ROWS..];
-        for (j, quad) in codes.chunks_exact_mut(4).enumerate() {
-            for (k, c) in quad.iter_mut().enumerate() {
-                *c = (i16::from(panel[j * QUAD_BYTES + 4 * lane + k]) - i16::from(self.bias)) as i8;
-            }
+        let panel_len = panel_bytes(self.cols, self.nibble);
+        let panel = &self.codes.as_slice()[p * panel_len..(p + 1) * panel_len];
+        for (e, c) in codes.iter_mut().enumerate() {
+            let u = code_at(panel, self.nibble, e, lane);
+            *c = (i16::from(u) - i16::from(self.bias)) as i8;
         }
         let groups = self.cols / self.group;
         let stride = self.group / CODE_GROUP;
         for (i, s) in scales.iter_mut().enumerate() {
-            *s = self.scales[(p * groups + i / stride) * PANEL_ROWS + lane];
+            *s = self
+                .scales
+                .get((p * groups + i / stride) * PANEL_ROWS + lane);
         }
         for (i, o) in offsets.iter_mut().enumerate() {
-            *o = self
-                .offsets
-                .as_ref()
-                .map_or(0.0, |v| v[(p * groups + i / stride) * PANEL_ROWS + lane]);
+            *o = self.offsets.as_ref().map_or(0.0, |v| {
+                v.get((p * groups + i / stride) * PANEL_ROWS + lane)
+            });
         }
     }
 
@@ -361,16 +540,17 @@ impl CodeMatrix {
 
     /// `count` consecutive panels from panel `first`.
     fn panels(&self, first: usize, count: usize) -> PanelsRef<'_> {
-        let panel_bytes = self.cols * PANEL_ROWS;
+        let panel_len = panel_bytes(self.cols, self.nibble);
         let groups = self.cols / self.group;
         let params = first * groups * PANEL_ROWS..(first + count) * groups * PANEL_ROWS;
         PanelsRef {
-            codes: &self.codes.as_slice()[first * panel_bytes..(first + count) * panel_bytes],
-            scales: &self.scales[params.clone()],
-            offsets: self.offsets.as_ref().map(|o| &o[params]),
+            codes: &self.codes.as_slice()[first * panel_len..(first + count) * panel_len],
+            scales: self.scales.slice(params.clone()),
+            offsets: self.offsets.as_ref().map(|o| o.slice(params)),
             cols: self.cols,
             group: self.group,
             wide: self.wide,
+            nibble: self.nibble,
             count,
         }
     }
@@ -395,12 +575,25 @@ fn block_shape(isa: Isa, tokens: usize) -> (usize, usize) {
 /// Consecutive panels of a [`CodeMatrix`].
 struct PanelsRef<'a> {
     codes: &'a [u8],
-    scales: &'a [f32],
-    offsets: Option<&'a [f32]>,
+    scales: ParamsRef<'a>,
+    offsets: Option<ParamsRef<'a>>,
     cols: usize,
     group: usize,
     wide: bool,
+    nibble: bool,
     count: usize,
+}
+
+impl PanelsRef<'_> {
+    /// Whether scales and offsets are f16.
+    fn half(&self) -> bool {
+        self.scales.is_half()
+    }
+
+    /// Bytes of one panel's codes.
+    fn panel_bytes(&self) -> usize {
+        panel_bytes(self.cols, self.nibble)
+    }
 }
 
 /// One quantized activation row, per group of the matrix it multiplies.
@@ -564,21 +757,22 @@ type Dots = [[[f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
 fn dots_scalar(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
     let (cols, group) = (w.cols, w.group);
     let groups = cols / group;
+    let panel_len = w.panel_bytes();
     for p in 0..w.count {
-        let codes = &w.codes[p * cols * PANEL_ROWS..(p + 1) * cols * PANEL_ROWS];
+        let codes = &w.codes[p * panel_len..(p + 1) * panel_len];
         for (t, x) in xs.iter().enumerate() {
             for l in 0..PANEL_ROWS {
                 let mut acc = 0f32;
                 for g in 0..groups {
                     let mut dot = x.bias_sums[g];
                     for e in g * group..(g + 1) * group {
-                        let u = codes[(e / 4) * QUAD_BYTES + 4 * l + e % 4];
+                        let u = code_at(codes, w.nibble, e, l);
                         dot += i32::from(u) * i32::from(x.qs[e]);
                     }
                     let at = (p * groups + g) * PANEL_ROWS + l;
-                    acc = (dot as f32).mul_add(w.scales[at] * x.scales[g], acc);
+                    acc = (dot as f32).mul_add(w.scales.get(at) * x.scales[g], acc);
                     if let Some(o) = w.offsets {
-                        acc = o[at].mul_add(x.sums[g], acc);
+                        acc = o.get(at).mul_add(x.sums[g], acc);
                     }
                 }
                 dots[p][t][l] = acc;
@@ -595,9 +789,11 @@ fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
             && xs.len() <= MAX_TOKENS
             && w.cols.is_multiple_of(CODE_CHUNK)
             && (w.group == 16 || w.group == 32)
-            && w.codes.len() == w.count * w.cols * PANEL_ROWS
+            && w.codes.len() == w.count * w.panel_bytes()
+            && !(w.nibble && w.wide)
             && w.scales.len() == w.count * groups * PANEL_ROWS
-            && w.offsets.is_none_or(|o| o.len() == w.scales.len())
+            && w.offsets
+                .is_none_or(|o| o.len() == w.scales.len() && o.is_half() == w.half())
             && xs.iter().all(|x| x.qs.len() == w.cols
                 && x.bias_sums.len() == groups
                 && x.scales.len() == groups
@@ -607,10 +803,12 @@ fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! AVX-512 VNNI and AVX2 panel kernels: one 64-byte load of a panel's codes for 4 columns,
-    //! one broadcast of each token's 4 activation codes, integer products summed over a group,
-    //! then the float chain of the module docs in 16 lanes (one 512-bit or two 256-bit
-    //! registers).
+    //! AVX-512 VNNI and AVX2 panel kernels: one 64-byte load of a panel's codes for 4 columns
+    //! (byte codes) or 8 (nibble codes, unpacked by AND 0x0F and a 16-bit shift right by 4 into
+    //! the two quads' bytes), one broadcast of each token's 4 activation codes per quad, integer
+    //! products summed over a group, then the float chain of the module docs in 16 lanes (one
+    //! 512-bit or two 256-bit registers), with scales and offsets widened from f16 on load when
+    //! stored so. Generic over those storage choices: `NIBBLE` and `HALF`.
 
     use std::arch::x86_64::*;
 
@@ -619,19 +817,41 @@ mod x86 {
     pub(super) fn dots_avx512(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
         assert!(crate::isa::Isa::Avx512.is_supported());
         check_operands(w, xs);
-        // SAFETY: features checked; the kernels only read within the lengths checked above.
+        // SAFETY: features checked; the kernels only read within the lengths checked above,
+        // with the storage the operands say.
+        unsafe {
+            match (w.nibble, w.half()) {
+                (false, false) => avx512_shapes::<false, false>(w, xs, dots),
+                (false, true) => avx512_shapes::<false, true>(w, xs, dots),
+                (true, false) => avx512_shapes::<true, false>(w, xs, dots),
+                (true, true) => avx512_shapes::<true, true>(w, xs, dots),
+            }
+        }
+    }
+
+    /// The AVX-512 kernel for the block shape of the operands.
+    ///
+    /// # Safety
+    /// AVX-512 VNNI is supported, the operands passed `check_operands`, and `NIBBLE` / `HALF`
+    /// are their storage.
+    unsafe fn avx512_shapes<const NIBBLE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        // SAFETY: the caller's contract.
         unsafe {
             match (w.count, xs.len()) {
-                (4, 1) => avx512::<4, 1>(w, xs, dots),
-                (3, 1) => avx512::<3, 1>(w, xs, dots),
-                (2, 1) => avx512::<2, 1>(w, xs, dots),
-                (1, 1) => avx512::<1, 1>(w, xs, dots),
-                (2, 2) => avx512::<2, 2>(w, xs, dots),
-                (2, 3) => avx512::<2, 3>(w, xs, dots),
-                (2, 4) => avx512::<2, 4>(w, xs, dots),
-                (1, 2) => avx512::<1, 2>(w, xs, dots),
-                (1, 3) => avx512::<1, 3>(w, xs, dots),
-                (1, 4) => avx512::<1, 4>(w, xs, dots),
+                (4, 1) => avx512::<4, 1, NIBBLE, HALF>(w, xs, dots),
+                (3, 1) => avx512::<3, 1, NIBBLE, HALF>(w, xs, dots),
+                (2, 1) => avx512::<2, 1, NIBBLE, HALF>(w, xs, dots),
+                (1, 1) => avx512::<1, 1, NIBBLE, HALF>(w, xs, dots),
+                (2, 2) => avx512::<2, 2, NIBBLE, HALF>(w, xs, dots),
+                (2, 3) => avx512::<2, 3, NIBBLE, HALF>(w, xs, dots),
+                (2, 4) => avx512::<2, 4, NIBBLE, HALF>(w, xs, dots),
+                (1, 2) => avx512::<1, 2, NIBBLE, HALF>(w, xs, dots),
+                (1, 3) => avx512::<1, 3, NIBBLE, HALF>(w, xs, dots),
+                (1, 4) => avx512::<1, 4, NIBBLE, HALF>(w, xs, dots),
                 shape => unreachable!("no AVX-512 code kernel for {shape:?}"),
             }
         }
@@ -647,15 +867,82 @@ mod x86 {
         unsafe { qs.as_ptr().add(at).cast::<i32>().read_unaligned() }
     }
 
+    /// Column quads per 64-byte block of codes.
+    const fn quads_per_block(nibble: bool) -> usize {
+        if nibble {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The bytes of quad `k` of a block of codes: the block itself (byte codes), else its low
+    /// (k = 0) or high (k = 1) nibbles.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn unpack512<const NIBBLE: bool>(block: __m512i, k: usize) -> __m512i {
+        if !NIBBLE {
+            block
+        } else if k == 0 {
+            _mm512_and_si512(block, _mm512_set1_epi8(0x0f))
+        } else {
+            _mm512_and_si512(_mm512_srli_epi16::<4>(block), _mm512_set1_epi8(0x0f))
+        }
+    }
+
+    /// As [`unpack512`], for half a block.
+    #[target_feature(enable = "avx2")]
+    fn unpack256<const NIBBLE: bool>(block: __m256i, k: usize) -> __m256i {
+        if !NIBBLE {
+            block
+        } else if k == 0 {
+            _mm256_and_si256(block, _mm256_set1_epi8(0x0f))
+        } else {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(block), _mm256_set1_epi8(0x0f))
+        }
+    }
+
+    /// 16 scales or offsets from `params + at` (f16 values if `HALF`, else f32), as f32.
+    ///
+    /// # Safety
+    /// The 16 values are inside the slice `params` points into.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn params16<const HALF: bool>(params: *const u8, at: usize) -> __m512 {
+        // SAFETY: in bounds by the caller's contract; unaligned loads.
+        unsafe {
+            if HALF {
+                _mm512_cvtph_ps(_mm256_loadu_si256(params.cast::<u16>().add(at).cast()))
+            } else {
+                _mm512_loadu_ps(params.cast::<f32>().add(at))
+            }
+        }
+    }
+
+    /// 8 scales or offsets from `params + at`, as f32.
+    ///
+    /// # Safety
+    /// The 8 values are inside the slice `params` points into.
+    #[target_feature(enable = "avx,f16c")]
+    unsafe fn params8<const HALF: bool>(params: *const u8, at: usize) -> __m256 {
+        // SAFETY: in bounds by the caller's contract; unaligned loads.
+        unsafe {
+            if HALF {
+                _mm256_cvtph_ps(_mm_loadu_si128(params.cast::<u16>().add(at).cast()))
+            } else {
+                _mm256_loadu_ps(params.cast::<f32>().add(at))
+            }
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
-    unsafe fn avx512<const NP: usize, const NT: usize>(
+    unsafe fn avx512<const NP: usize, const NT: usize, const NIBBLE: bool, const HALF: bool>(
         w: &PanelsRef,
         xs: &[TokenRef],
         dots: &mut Dots,
     ) {
         let (cols, group) = (w.cols, w.group);
         let groups = cols / group;
-        let panel_bytes = cols * PANEL_ROWS;
+        let panel_bytes = w.panel_bytes();
+        let per_block = quads_per_block(NIBBLE);
         let codes = w.codes.as_ptr();
         let mut acc = [[_mm512_setzero_ps(); NT]; NP];
         for g in 0..groups {
@@ -666,17 +953,22 @@ mod x86 {
                     int[p][t] = b;
                 }
             }
-            for j in g * group / 4..(g + 1) * group / 4 {
-                // SAFETY: quad j < cols / 4 of panel p < count: inside `codes` (checked);
-                // activation bytes 4j..4j+4 < cols.
+            for i in g * group / (4 * per_block)..(g + 1) * group / (4 * per_block) {
+                // SAFETY: block i < panel_bytes / 64 of panel p < count: inside `codes`
+                // (checked); activation bytes 4j..4j+4 of quad j < cols / 4.
                 unsafe {
                     let wv: [__m512i; NP] = std::array::from_fn(|p| {
-                        _mm512_loadu_si512(codes.add(p * panel_bytes + j * QUAD_BYTES).cast())
+                        _mm512_loadu_si512(codes.add(p * panel_bytes + i * QUAD_BYTES).cast())
                     });
-                    for t in 0..NT {
-                        let x = _mm512_set1_epi32(quad(xs[t].qs, 4 * j));
-                        for p in 0..NP {
-                            int[p][t] = _mm512_dpbusd_epi32(int[p][t], wv[p], x);
+                    for k in 0..per_block {
+                        let j = i * per_block + k;
+                        let u: [__m512i; NP] =
+                            std::array::from_fn(|p| unpack512::<NIBBLE>(wv[p], k));
+                        for t in 0..NT {
+                            let x = _mm512_set1_epi32(quad(xs[t].qs, 4 * j));
+                            for p in 0..NP {
+                                int[p][t] = _mm512_dpbusd_epi32(int[p][t], u[p], x);
+                            }
                         }
                     }
                 }
@@ -684,14 +976,14 @@ mod x86 {
             for p in 0..NP {
                 let at = (p * groups + g) * PANEL_ROWS;
                 // SAFETY: 16 scales (offsets) of panel p, group g: inside the checked slices.
-                let s = unsafe { _mm512_loadu_ps(w.scales.as_ptr().add(at)) };
+                let s = unsafe { params16::<HALF>(w.scales.as_ptr(), at) };
                 for t in 0..NT {
                     let sd = _mm512_mul_ps(s, _mm512_set1_ps(xs[t].scales[g]));
                     acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int[p][t]), sd, acc[p][t]);
                 }
                 if let Some(o) = w.offsets {
                     // SAFETY: as above.
-                    let o = unsafe { _mm512_loadu_ps(o.as_ptr().add(at)) };
+                    let o = unsafe { params16::<HALF>(o.as_ptr(), at) };
                     for t in 0..NT {
                         acc[p][t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xs[t].sums[g]), acc[p][t]);
                     }
@@ -709,15 +1001,36 @@ mod x86 {
     pub(super) fn dots_avx2(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
         assert!(crate::isa::Isa::Avx2.is_supported());
         check_operands(w, xs);
-        // SAFETY: features checked; the kernels only read within the lengths checked above.
+        // SAFETY: features checked; the kernels only read within the lengths checked above,
+        // with the storage the operands say (nibble codes are never wide: checked).
         unsafe {
-            match (w.count, xs.len(), w.wide) {
-                (2, 1, false) => avx2::<2, 1, false>(w, xs, dots),
-                (1, 1, false) => avx2::<1, 1, false>(w, xs, dots),
-                (1, 2, false) => avx2::<1, 2, false>(w, xs, dots),
-                (2, 1, true) => avx2::<2, 1, true>(w, xs, dots),
-                (1, 1, true) => avx2::<1, 1, true>(w, xs, dots),
-                (1, 2, true) => avx2::<1, 2, true>(w, xs, dots),
+            match (w.nibble, w.wide, w.half()) {
+                (false, false, false) => avx2_shapes::<false, false, false>(w, xs, dots),
+                (false, false, true) => avx2_shapes::<false, false, true>(w, xs, dots),
+                (false, true, false) => avx2_shapes::<false, true, false>(w, xs, dots),
+                (false, true, true) => avx2_shapes::<false, true, true>(w, xs, dots),
+                (true, _, false) => avx2_shapes::<true, false, false>(w, xs, dots),
+                (true, _, true) => avx2_shapes::<true, false, true>(w, xs, dots),
+            }
+        }
+    }
+
+    /// The AVX2 kernel for the block shape of the operands.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C are supported, the operands passed `check_operands`, and `NIBBLE`,
+    /// `WIDE` and `HALF` are their storage.
+    unsafe fn avx2_shapes<const NIBBLE: bool, const WIDE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match (w.count, xs.len()) {
+                (2, 1) => avx2::<2, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+                (1, 1) => avx2::<1, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+                (1, 2) => avx2::<1, 2, NIBBLE, WIDE, HALF>(w, xs, dots),
                 shape => unreachable!("no AVX2 code kernel for {shape:?}"),
             }
         }
@@ -740,15 +1053,22 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const NP: usize, const NT: usize, const WIDE: bool>(
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn avx2<
+        const NP: usize,
+        const NT: usize,
+        const NIBBLE: bool,
+        const WIDE: bool,
+        const HALF: bool,
+    >(
         w: &PanelsRef,
         xs: &[TokenRef],
         dots: &mut Dots,
     ) {
         let (cols, group) = (w.cols, w.group);
         let groups = cols / group;
-        let panel_bytes = cols * PANEL_ROWS;
+        let panel_bytes = w.panel_bytes();
+        let per_block = quads_per_block(NIBBLE);
         let codes = w.codes.as_ptr();
         let mut acc = [[[_mm256_setzero_ps(); 2]; NT]; NP];
         for g in 0..groups {
@@ -759,22 +1079,30 @@ mod x86 {
                     int[p][t] = [b; 2];
                 }
             }
-            for j in g * group / 4..(g + 1) * group / 4 {
-                // SAFETY: as in the AVX-512 kernel; each half is 32 of the quad's 64 bytes.
+            for i in g * group / (4 * per_block)..(g + 1) * group / (4 * per_block) {
+                // SAFETY: as in the AVX-512 kernel; each half is 32 of the block's 64 bytes.
                 unsafe {
                     let wv: [[__m256i; 2]; NP] = std::array::from_fn(|p| {
-                        let at = codes.add(p * panel_bytes + j * QUAD_BYTES);
+                        let at = codes.add(p * panel_bytes + i * QUAD_BYTES);
                         [
                             _mm256_loadu_si256(at.cast()),
                             _mm256_loadu_si256(at.add(32).cast()),
                         ]
                     });
-                    for t in 0..NT {
-                        let x = _mm256_set1_epi32(quad(xs[t].qs, 4 * j));
-                        for p in 0..NP {
-                            for h in 0..2 {
-                                int[p][t][h] =
-                                    _mm256_add_epi32(int[p][t][h], quad_dots::<WIDE>(wv[p][h], x));
+                    for k in 0..per_block {
+                        let j = i * per_block + k;
+                        let u: [[__m256i; 2]; NP] = std::array::from_fn(|p| {
+                            std::array::from_fn(|h| unpack256::<NIBBLE>(wv[p][h], k))
+                        });
+                        for t in 0..NT {
+                            let x = _mm256_set1_epi32(quad(xs[t].qs, 4 * j));
+                            for p in 0..NP {
+                                for h in 0..2 {
+                                    int[p][t][h] = _mm256_add_epi32(
+                                        int[p][t][h],
+                                        quad_dots::<WIDE>(u[p][h], x),
+                                    );
+                                }
                             }
                         }
                     }
@@ -784,7 +1112,7 @@ mod x86 {
                 let at = (p * groups + g) * PANEL_ROWS;
                 for h in 0..2 {
                     // SAFETY: 8 scales (offsets) of half h of panel p, group g: in bounds.
-                    let s = unsafe { _mm256_loadu_ps(w.scales.as_ptr().add(at + 8 * h)) };
+                    let s = unsafe { params8::<HALF>(w.scales.as_ptr(), at + 8 * h) };
                     for t in 0..NT {
                         let sd = _mm256_mul_ps(s, _mm256_set1_ps(xs[t].scales[g]));
                         acc[p][t][h] =
@@ -792,7 +1120,7 @@ mod x86 {
                     }
                     if let Some(o) = w.offsets {
                         // SAFETY: as above.
-                        let o = unsafe { _mm256_loadu_ps(o.as_ptr().add(at + 8 * h)) };
+                        let o = unsafe { params8::<HALF>(o.as_ptr(), at + 8 * h) };
                         for t in 0..NT {
                             acc[p][t][h] =
                                 _mm256_fmadd_ps(o, _mm256_set1_ps(xs[t].sums[g]), acc[p][t][h]);
@@ -814,25 +1142,43 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon {
-    //! NEON panel kernel: a panel's 64 bytes for 4 columns as four 16-byte registers (4 rows
-    //! each), the token's 4 activation codes duplicated into every 32-bit lane, exact quad dots
-    //! by widening multiplies, then the float chain of the module docs in 16 lanes (four 4-lane
-    //! registers).
+    //! NEON panel kernel: a panel's 64-byte block of codes as four 16-byte registers (4 rows
+    //! each), holding one quad (byte codes) or two (nibble codes, unpacked by AND 0x0F and a
+    //! shift right by 4), the token's 4 activation codes duplicated into every 32-bit lane, exact
+    //! quad dots by widening multiplies, then the float chain of the module docs in 16 lanes
+    //! (four 4-lane registers), with scales and offsets widened from f16 on load when stored so.
+    //! Generic over those storage choices: `NIBBLE` and `HALF`.
 
     use std::arch::aarch64::*;
 
     use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use crate::f16::neon::widen;
     use crate::ternary::neon::quad_dots;
 
     pub(super) fn dots_neon(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
         check_operands(w, xs);
-        match (w.count, xs.len(), w.wide) {
-            (2, 1, false) => kernel::<2, 1, false>(w, xs, dots),
-            (1, 1, false) => kernel::<1, 1, false>(w, xs, dots),
-            (1, 2, false) => kernel::<1, 2, false>(w, xs, dots),
-            (2, 1, true) => kernel::<2, 1, true>(w, xs, dots),
-            (1, 1, true) => kernel::<1, 1, true>(w, xs, dots),
-            (1, 2, true) => kernel::<1, 2, true>(w, xs, dots),
+        // Nibble codes are never wide (checked).
+        match (w.nibble, w.wide, w.half()) {
+            (false, false, false) => shapes::<false, false, false>(w, xs, dots),
+            (false, false, true) => shapes::<false, false, true>(w, xs, dots),
+            (false, true, false) => shapes::<false, true, false>(w, xs, dots),
+            (false, true, true) => shapes::<false, true, true>(w, xs, dots),
+            (true, _, false) => shapes::<true, false, false>(w, xs, dots),
+            (true, _, true) => shapes::<true, false, true>(w, xs, dots),
+        }
+    }
+
+    /// The kernel for the block shape of the operands (checked, of storage `NIBBLE`, `WIDE`,
+    /// `HALF`).
+    fn shapes<const NIBBLE: bool, const WIDE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        match (w.count, xs.len()) {
+            (2, 1) => kernel::<2, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+            (1, 1) => kernel::<1, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+            (1, 2) => kernel::<1, 2, NIBBLE, WIDE, HALF>(w, xs, dots),
             shape => unreachable!("no NEON code kernel for {shape:?}"),
         }
     }
@@ -853,17 +1199,57 @@ mod neon {
         }
     }
 
-    fn kernel<const NP: usize, const NT: usize, const WIDE: bool>(
+    /// The bytes of quad `k` of (a quarter of) a block of codes: the block itself (byte codes),
+    /// else its low (k = 0) or high (k = 1) nibbles.
+    #[inline(always)]
+    fn unpack<const NIBBLE: bool>(block: uint8x16_t, k: usize) -> uint8x16_t {
+        // SAFETY: NEON baseline register operations.
+        unsafe {
+            if !NIBBLE {
+                block
+            } else if k == 0 {
+                vandq_u8(block, vdupq_n_u8(0x0f))
+            } else {
+                vshrq_n_u8::<4>(block)
+            }
+        }
+    }
+
+    /// 4 scales or offsets from `params + at` (f16 values if `HALF`, else f32), as f32.
+    ///
+    /// # Safety
+    /// The 4 values are inside the slice `params` points into.
+    #[inline(always)]
+    unsafe fn params4<const HALF: bool>(params: *const u8, at: usize) -> float32x4_t {
+        // SAFETY: in bounds by the caller's contract; NEON baseline loads.
+        unsafe {
+            if HALF {
+                widen(vld1_u16(params.cast::<u16>().add(at)))
+            } else {
+                vld1q_f32(params.cast::<f32>().add(at))
+            }
+        }
+    }
+
+    fn kernel<
+        const NP: usize,
+        const NT: usize,
+        const NIBBLE: bool,
+        const WIDE: bool,
+        const HALF: bool,
+    >(
         w: &PanelsRef,
         xs: &[TokenRef],
         dots: &mut Dots,
     ) {
         let (cols, group) = (w.cols, w.group);
         let groups = cols / group;
-        let panel_bytes = cols * PANEL_ROWS;
+        let panel_bytes = w.panel_bytes();
+        let per_block = if NIBBLE { 2 } else { 1 };
         // SAFETY (this block and the ones below): NEON is part of the aarch64 baseline; every
-        // load is inside the slices `check_operands` measured (quad j < cols / 4 of panel
-        // p < count; 16 scales / offsets of panel p, group g; activation bytes 4j..4j+4).
+        // load is inside the slices `check_operands` measured (block i < panel_bytes / 64 of
+        // panel p < count; 16 scales / offsets of panel p, group g, of the precision `HALF`
+        // says; activation bytes 4j..4j+4 of quad j < cols / 4).
         unsafe {
             let mut acc = [[[vdupq_n_f32(0.0); 4]; NT]; NP];
             for g in 0..groups {
@@ -874,36 +1260,42 @@ mod neon {
                         int[p][t] = [b; 4];
                     }
                 }
-                for j in g * group / 4..(g + 1) * group / 4 {
+                for i in g * group / (4 * per_block)..(g + 1) * group / (4 * per_block) {
                     let wv: [[uint8x16_t; 4]; NP] = std::array::from_fn(|p| {
-                        let at = w.codes.as_ptr().add(p * panel_bytes + j * QUAD_BYTES);
-                        std::array::from_fn(|k| vld1q_u8(at.add(16 * k)))
+                        let at = w.codes.as_ptr().add(p * panel_bytes + i * QUAD_BYTES);
+                        std::array::from_fn(|r| vld1q_u8(at.add(16 * r)))
                     });
-                    for t in 0..NT {
-                        let word = xs[t].qs.as_ptr().add(4 * j).cast::<i32>().read_unaligned();
-                        let x = vreinterpretq_s8_s32(vdupq_n_s32(word));
-                        for p in 0..NP {
-                            for k in 0..4 {
-                                int[p][t][k] = vaddq_s32(
-                                    int[p][t][k],
-                                    unsigned_quad_dots::<WIDE>(wv[p][k], x),
-                                );
+                    for k in 0..per_block {
+                        let j = i * per_block + k;
+                        for t in 0..NT {
+                            let word = xs[t].qs.as_ptr().add(4 * j).cast::<i32>().read_unaligned();
+                            let x = vreinterpretq_s8_s32(vdupq_n_s32(word));
+                            for p in 0..NP {
+                                for r in 0..4 {
+                                    int[p][t][r] = vaddq_s32(
+                                        int[p][t][r],
+                                        unsigned_quad_dots::<WIDE>(
+                                            unpack::<NIBBLE>(wv[p][r], k),
+                                            x,
+                                        ),
+                                    );
+                                }
                             }
                         }
                     }
                 }
                 for p in 0..NP {
                     let at = (p * groups + g) * PANEL_ROWS;
-                    for k in 0..4 {
-                        let s = vld1q_f32(w.scales.as_ptr().add(at + 4 * k));
+                    for r in 0..4 {
+                        let s = params4::<HALF>(w.scales.as_ptr(), at + 4 * r);
                         for t in 0..NT {
                             let sd = vmulq_n_f32(s, xs[t].scales[g]);
-                            acc[p][t][k] = vfmaq_f32(acc[p][t][k], vcvtq_f32_s32(int[p][t][k]), sd);
+                            acc[p][t][r] = vfmaq_f32(acc[p][t][r], vcvtq_f32_s32(int[p][t][r]), sd);
                         }
                         if let Some(o) = w.offsets {
-                            let o = vld1q_f32(o.as_ptr().add(at + 4 * k));
+                            let o = params4::<HALF>(o.as_ptr(), at + 4 * r);
                             for t in 0..NT {
-                                acc[p][t][k] = vfmaq_n_f32(acc[p][t][k], o, xs[t].sums[g]);
+                                acc[p][t][r] = vfmaq_n_f32(acc[p][t][r], o, xs[t].sums[g]);
                             }
                         }
                     }
@@ -911,8 +1303,8 @@ mod neon {
             }
             for p in 0..NP {
                 for t in 0..NT {
-                    for k in 0..4 {
-                        vst1q_f32(dots[p][t].as_mut_ptr().add(4 * k), acc[p][t][k]);
+                    for r in 0..4 {
+                        vst1q_f32(dots[p][t].as_mut_ptr().add(4 * r), acc[p][t][r]);
                     }
                 }
             }

@@ -6,8 +6,9 @@
 //! - [`quantize`]: per-token int8 activation quantization (bitnet.cpp / HF W1.58A8 convention).
 //! - [`ternary`]: the packed in-memory ternary weight layout and its matvec / matmul kernels.
 //! - [`mod@f16`]: `f16 × f32` matvec for the F16 (tied embedding) LM head.
-//! - [`code_matrix`]: block-quantized weights kept as int8 codes (per-16 scales and offsets),
-//!   multiplied with Q8-style int8 activations.
+//! - [`code_matrix`]: block-quantized weights kept as integer codes (nibbles for 4-bit codes,
+//!   else bytes; per-16 or per-32 scales and offsets, f16 where exact), multiplied with
+//!   Q8-style int8 activations.
 //! - [`q8`]: Q8_0 matrices and their matvec, for a quantized LM head.
 //! - [`q6k`]: Q6_K matrices (kept packed) and their product with Q8_K activations, for a
 //!   6-bit LM head.

@@ -5,9 +5,10 @@
 //! - F32/BF16: f32 (exact), on the portable loop here;
 //! - F16: F16 (exact), on the SIMD `matmul_f16` kernel of `bitnet-kernels`;
 //! - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K with `cols` a multiple of 64:
-//!   kept quantized as int8 codes with per-16 or per-32 scales and offsets, repacked into 16-row
-//!   panels for the integer dot-product units ([`bitnet_kernels::CodeMatrix`], exact),
-//!   activations quantized to int8 per 32 (llama.cpp quantizes its activations for these
+//!   kept quantized as integer codes (half a byte each for 4-bit codes) with per-16 or per-32
+//!   scales and offsets (f16 where exact), repacked into 16-row panels for the integer
+//!   dot-product units ([`bitnet_kernels::CodeMatrix`], exact; Q4_1 takes 0.625 bytes per weight,
+//!   as stored), activations quantized to int8 per 32 (llama.cpp quantizes its activations for these
 //!   products too). The panels serve a batch of tokens from each weight load, so a Gemma-3
 //!   Q8_0 head of 262,144 rows costs 8 decoding sequences far less than 8 times one;
 //! - Q8_0 with `cols` a multiple of 32 only, and the `--head q8_0` requantization: row-major
@@ -48,8 +49,8 @@ pub enum DenseData {
     /// Q6_K (`--head q6_k`): requantized at load, or a stored Q6_K head as it is; 0.82 bytes
     /// per weight, kept packed.
     Q6K(bitnet_kernels::Q6KMatrix),
-    /// Int8 codes with per-16 or per-32 scales and offsets, in row panels (the legacy and
-    /// k-quant types, exact).
+    /// Integer codes (nibbles or bytes) with per-16 or per-32 scales and offsets, in row panels
+    /// (the legacy and k-quant types, exact).
     Codes(bitnet_kernels::CodeMatrix),
 }
 
