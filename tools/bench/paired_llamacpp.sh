@@ -10,6 +10,12 @@
 # together (aggregate t/s) by both engines, with each engine's gain over its own single-sequence
 # decode. PYTHON must import llama_cpp (pip install -r tools/bench/requirements-llamacpp.txt; it
 # builds llama.cpp from source, ~15 minutes on 2 cores). OURS defaults to target/release/bitnet.
+#
+# On a CPU that reports AMX (e.g. a Xeon guest), a `CMAKE_ARGS="-DGGML_NATIVE=ON"` build crashed
+# (SIGSEGV in ggml_backend_amx_mul_mat) on every batch of more than one token; build it without AMX:
+#   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+#     -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON
+#     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" pip install -r requirements-llamacpp.txt
 set -euo pipefail
 model=${1:?usage: PYTHON=python-with-llama_cpp $0 MODEL.gguf [N] [THREADS] [PP] [TG]}
 n=${2:-7}
@@ -46,6 +52,13 @@ trap 'rm -f "$rows"' EXIT
 for i in $(seq "$n"); do
     read -r our_pp our_tg our_b <<<"$(rates_ours)"
     read -r peer_pp peer_tg peer_b <<<"$(rates_peer)"
+    # A crashed or failed run prints no rate: stop rather than print ratios against zero.
+    for v in "$our_pp" "$our_tg" "$peer_pp" "$peer_tg" $([ "$batch" -gt 1 ] && echo "${our_b:-} ${peer_b:-}"); do
+        awk -v v="$v" 'BEGIN {exit !(v + 0 > 0)}' || {
+            echo "round $i: a run printed no rate (ours: '$our_pp $our_tg ${our_b:-}', llama.cpp: '$peer_pp $peer_tg ${peer_b:-}'); run each engine alone to see why" >&2
+            exit 1
+        }
+    done
     # Columns of $rows: 1 round, 2 pp ratio, 3 tg ratio[, 4 batched ratio, 5 our gain, 6 peer gain].
     echo "$i $our_pp $our_tg $peer_pp $peer_tg ${our_b:-0} ${peer_b:-0}" | awk -v b="$batch" '{
         printf "%2d  ours pp %7.2f tg %6.2f   llama.cpp pp %7.2f tg %6.2f   pp ratio %.3f  tg ratio %.3f\n",
