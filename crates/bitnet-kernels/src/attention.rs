@@ -640,6 +640,31 @@ mod x86 {
         scale: f32,
         out: &mut [f32],
     ) {
+        if keys.head_dim == 256 {
+            // SAFETY (both closures): this function has the features the loads need.
+            match keys.data {
+                KvData::F16(d) => scores_by_positions(
+                    |p| unsafe { load16_f16(p) },
+                    q,
+                    d,
+                    keys,
+                    positions,
+                    scale,
+                    out,
+                ),
+                KvData::F32(d) => scores_by_positions(
+                    |p| unsafe { load16_f32(p) },
+                    q,
+                    d,
+                    keys,
+                    positions,
+                    scale,
+                    out,
+                ),
+                KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
+            }
+            return;
+        }
         if matches!(keys.head_dim, 64 | 128) {
             // SAFETY (both closures): this function has the features the loads need.
             match keys.data {
@@ -752,7 +777,7 @@ mod x86 {
         out: &mut [f32],
     ) {
         let hd = values.head_dim;
-        if matches!(hd, 64 | 128) {
+        if matches!(hd, 64 | 128 | 256) {
             // SAFETY (both closures): this function has the features the loads need.
             match values.data {
                 KvData::F16(d) => {
@@ -874,10 +899,95 @@ mod x86 {
         }
     }
 
-    /// The value sums of head dims 64 and 128 with the outputs held in registers across the
+    /// The scores of head dim 256 (Gemma 3), [`SCORE_POSITIONS`] positions at a time for each
+    /// head: a score's 16 fused multiply-adds form one dependent chain, so one position at a
+    /// time waits on that chain; several positions keep independent chains in flight (their
+    /// key rows stay in L1 for the group's heads). Per score the same arithmetic as the one-head
+    /// dot: 16 lanes, `q·k + acc` from `+0.0` over the head dim in order, the halving fold (no
+    /// tail), times the scale.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    #[inline]
+    unsafe fn scores_by_positions<T>(
+        load: impl Fn(*const T) -> __m512 + Copy,
+        q: &[f32],
+        data: &[T],
+        rows: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let span = positions.len();
+        let mut jj = 0;
+        while jj < span {
+            let j = positions.start + jj;
+            // SAFETY (both arms): rows j..j + J of `positions` lie inside `data` (checked by the
+            // public entry point); `q` is whole heads of 256 and `out` holds heads × span.
+            unsafe {
+                if span - jj >= SCORE_POSITIONS {
+                    position_scores::<T, SCORE_POSITIONS>(
+                        load, q, data, rows, j, jj, span, scale, out,
+                    );
+                    jj += SCORE_POSITIONS;
+                } else {
+                    position_scores::<T, 1>(load, q, data, rows, j, jj, span, scale, out);
+                    jj += 1;
+                }
+            }
+        }
+    }
+
+    /// Positions a 256-wide score loop takes together.
+    const SCORE_POSITIONS: usize = 4;
+
+    /// The scores of every head of `q` (head dim 256) for the `J` positions from `j` (output
+    /// columns from `jj`), see [`scores_by_positions`].
+    ///
+    /// # Safety
+    /// AVX-512F/FMA/F16C present; rows `j..j + J` lie inside `data`.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn position_scores<T, const J: usize>(
+        load: impl Fn(*const T) -> __m512,
+        q: &[f32],
+        data: &[T],
+        rows: CachedRows<'_>,
+        j: usize,
+        jj: usize,
+        span: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        const PARTS: usize = 16;
+        let hd = rows.head_dim;
+        let heads = q.len() / hd;
+        assert!(hd == 16 * PARTS && heads * hd == q.len() && jj + J <= span);
+        assert!(heads * span <= out.len());
+        // SAFETY: rows j..j + J lie inside `data` (caller).
+        let row: [*const T; J] =
+            std::array::from_fn(|i| unsafe { data.as_ptr().add(rows.start(j + i)) });
+        for (h, qh) in q.chunks_exact(hd).enumerate() {
+            let mut acc = [_mm512_setzero_ps(); J];
+            for part in 0..PARTS {
+                // SAFETY: qh and each row hold hd = 16·PARTS values.
+                unsafe {
+                    let qv = load16_f32(qh.as_ptr().add(16 * part));
+                    for (acc, row) in acc.iter_mut().zip(&row) {
+                        *acc = _mm512_fmadd_ps(qv, load(row.add(16 * part)), *acc);
+                    }
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                out[h * span + jj + i] = fold_512(*acc) * scale;
+            }
+        }
+    }
+
+    /// The value sums of head dims 64, 128 and 256 with the outputs held in registers across the
     /// positions (the axpy form stores and reloads every output vector at every position, a
     /// store-to-load chain per position): each cached row is widened once for up to 4 (64) or 2
-    /// (128) heads. Per output element the same chain `o = fma(p_j, v_j, o)` from `+0.0`.
+    /// (128) heads, or for one (256). Per output element the same chain `o = fma(p_j, v_j, o)`
+    /// from `+0.0`.
     #[target_feature(enable = "avx512f,fma,f16c")]
     #[inline]
     unsafe fn values_in_registers<T>(
@@ -898,6 +1008,7 @@ mod x86 {
                 match (hd, heads - h) {
                     (64, 4..) => head_values::<T, 4, 4>(load, p, data, rows, &positions, out, h),
                     (64, _) => head_values::<T, 1, 4>(load, p, data, rows, &positions, out, h),
+                    (256, _) => head_values::<T, 1, 16>(load, p, data, rows, &positions, out, h),
                     (_, 2..) => head_values::<T, 2, 8>(load, p, data, rows, &positions, out, h),
                     _ => head_values::<T, 1, 8>(load, p, data, rows, &positions, out, h),
                 }
@@ -1133,9 +1244,9 @@ mod tests {
         #[test]
         fn every_isa_equals_the_scalar_reference(
             heads in 1usize..7,
-            // Every small shape, and the models' head dims (64, 128: the register-resident
-            // value sums) more often than chance would pick them.
-            head_dim in prop_oneof![1usize..80, Just(64usize), Just(128usize)],
+            // Every small shape, and the models' head dims (64, 128, 256: the register-resident
+            // loops) more often than chance would pick them.
+            head_dim in prop_oneof![1usize..80, Just(64usize), Just(128usize), Just(256usize)],
             span in 1usize..40,
             seed in any::<u64>(),
         ) {

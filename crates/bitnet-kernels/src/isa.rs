@@ -2,7 +2,7 @@
 //! which kernels actually ran (so run receipts can say so).
 //!
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
-//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16, Q8_0 and Q6_K products, attention);
+//! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16, Q8_0, Q6_K and int8-code products, attention);
 //! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
 
 use std::fmt;
@@ -20,7 +20,7 @@ pub enum Isa {
     Avx2,
     /// AVX-512 F/BW/VL/VNNI + F16C (x86-64).
     Avx512,
-    /// NEON (aarch64): the ternary, F16 and Q8_0 products and attention.
+    /// NEON (aarch64): the ternary, F16, Q8_0 and int8-code products and attention.
     Neon,
 }
 
@@ -257,11 +257,15 @@ pub enum KernelId {
     Q6kNeonMatvec,
     Q6kAvx2Matvec,
     Q6kAvx512Matvec,
+    CodeScalarMatmul,
+    CodeNeonMatmul,
+    CodeAvx2Matmul,
+    CodeAvx512Matmul,
 }
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 31] = [
+    pub const ALL: [KernelId; 35] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -293,6 +297,10 @@ impl KernelId {
         KernelId::Q6kNeonMatvec,
         KernelId::Q6kAvx2Matvec,
         KernelId::Q6kAvx512Matvec,
+        KernelId::CodeScalarMatmul,
+        KernelId::CodeNeonMatmul,
+        KernelId::CodeAvx2Matmul,
+        KernelId::CodeAvx512Matmul,
     ];
 
     /// The receipt name, e.g. `"i2s_avx512_vnni_matvec"`.
@@ -329,6 +337,10 @@ impl KernelId {
             KernelId::Q6kNeonMatvec => "q6_k_neon_matvec",
             KernelId::Q6kAvx2Matvec => "q6_k_avx2_matvec",
             KernelId::Q6kAvx512Matvec => "q6_k_avx512_vnni_matvec",
+            KernelId::CodeScalarMatmul => "codes_i8_scalar_matmul",
+            KernelId::CodeNeonMatmul => "codes_i8_neon_matmul",
+            KernelId::CodeAvx2Matmul => "codes_i8_avx2_matmul",
+            KernelId::CodeAvx512Matmul => "codes_i8_avx512_vnni_matmul",
         }
     }
 

@@ -6,6 +6,9 @@
 //! - [`quantize`]: per-token int8 activation quantization (bitnet.cpp / HF W1.58A8 convention).
 //! - [`ternary`]: the packed in-memory ternary weight layout and its matvec / matmul kernels.
 //! - [`mod@f16`]: `f16 × f32` matvec for the F16 (tied embedding) LM head.
+//! - [`code_matrix`]: block-quantized weights kept as integer codes (nibbles for 4-bit codes,
+//!   else bytes; per-16 or per-32 scales and offsets, f16 where exact), multiplied with
+//!   Q8-style int8 activations.
 //! - [`q8`]: Q8_0 matrices and their matvec, for a quantized LM head.
 //! - [`q6k`]: Q6_K matrices (kept packed) and their product with Q8_K activations, for a
 //!   6-bit LM head.
@@ -30,6 +33,7 @@
 //! ```
 
 pub mod attention;
+pub mod code_matrix;
 mod error;
 pub mod f16;
 pub mod isa;
@@ -42,6 +46,7 @@ pub mod q8;
 pub mod quantize;
 pub mod ternary;
 
+pub use code_matrix::CodeMatrix;
 pub use error::KernelError;
 pub use f16::{matmul_f16, matvec_f16};
 pub use isa::{active_isa, kernels_used, select_isa, Isa, KernelId};

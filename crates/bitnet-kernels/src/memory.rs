@@ -18,14 +18,16 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::marker::PhantomData;
 
 /// Numbers for which every bit pattern of their size is a value (so a zeroed cache line is a
-/// line of zeros of them). Implemented for the kernels' activation types only.
+/// line of zeros of them). Implemented for the kernels' activation and weight-code types only.
 pub trait PlainNumber: Copy + sealed::Sealed {}
 impl PlainNumber for i8 {}
+impl PlainNumber for u8 {}
 impl PlainNumber for i32 {}
 impl PlainNumber for f32 {}
 mod sealed {
     pub trait Sealed {}
     impl Sealed for i8 {}
+    impl Sealed for u8 {}
     impl Sealed for i32 {}
     impl Sealed for f32 {}
 }

@@ -55,7 +55,12 @@ pub fn quantize_q8_0(x: &[f32], qs: &mut [i8], scales: &mut [f16]) -> Result<(),
     Ok(())
 }
 
-fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), KernelError> {
+/// `Ok` when a slice argument has the expected length, else [`KernelError::LengthMismatch`].
+pub(crate) fn check_len(
+    what: &'static str,
+    expected: usize,
+    actual: usize,
+) -> Result<(), KernelError> {
     if expected == actual {
         Ok(())
     } else {

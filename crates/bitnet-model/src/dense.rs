@@ -1,11 +1,21 @@
-//! The path for non-ternary weights: a row-major `[rows × cols]` matrix of weights dequantized
-//! at load, and `y = x · Wᵀ` (f32 activations, f32 sums) over a batch of input rows.
+//! The path for non-ternary weights: a row-major `[rows × cols]` matrix and `y = x · Wᵀ` over a
+//! batch of input rows.
 //!
-//! Storage is f32 for tensors stored as F32/BF16 (exact), and F16 for F16 tensors (exact) and
-//! for block-quantized ones (Q4_K, Q8_0, ...): their dequantized values are rounded to F16
-//! (relative error ≤ 2⁻¹¹ per weight — far below the quantization error itself, and below
-//! llama.cpp's own Q8 rounding of the activations in these products). F16 storage runs on the
-//! SIMD `matmul_f16` kernel of `bitnet-kernels`; the f32 storage on the portable loop here.
+//! Storage, by the tensor's type:
+//! - F32/BF16: f32 (exact), on the portable loop here;
+//! - F16: F16 (exact), on the SIMD `matmul_f16` kernel of `bitnet-kernels`;
+//! - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K with `cols` a multiple of 64:
+//!   kept quantized as integer codes (half a byte each for 4-bit codes) with per-16 or per-32
+//!   scales and offsets (f16 where exact), repacked into 16-row panels for the integer
+//!   dot-product units ([`bitnet_kernels::CodeMatrix`], exact; Q4_1 takes 0.625 bytes per weight,
+//!   as stored), activations quantized to int8 per 32 (llama.cpp quantizes its activations for these
+//!   products too). The panels serve a batch of tokens from each weight load, so a Gemma-3
+//!   Q8_0 head of 262,144 rows costs 8 decoding sequences far less than 8 times one;
+//! - Q8_0 with `cols` a multiple of 32 only, and the `--head q8_0` requantization: row-major
+//!   ([`bitnet_kernels::Q8Matrix`], exact), activations quantized to Q8_0;
+//! - any other block type (IQ2_S, and the types above with other column counts): dequantized at
+//!   load and rounded to F16 (relative error ≤ 2⁻¹¹ per weight, far below the quantization error
+//!   itself).
 
 use std::sync::Mutex;
 
@@ -34,11 +44,14 @@ pub struct DenseMatrix {
 pub enum DenseData {
     F32(Vec<f32>),
     F16(Vec<f16>),
-    /// Requantized to Q8_0 at load (`--head q8_0`): half the bytes of F16 per product.
+    /// Q8_0, as stored or requantized at load (`--head q8_0`): half the bytes of F16 per product.
     Q8(bitnet_kernels::Q8Matrix),
     /// Q6_K (`--head q6_k`): requantized at load, or a stored Q6_K head as it is; 0.82 bytes
     /// per weight, kept packed.
     Q6K(bitnet_kernels::Q6KMatrix),
+    /// Integer codes (nibbles or bytes) with per-16 or per-32 scales and offsets, in row panels
+    /// (the legacy and k-quant types, exact).
+    Codes(bitnet_kernels::CodeMatrix),
 }
 
 const LANES: usize = 8;
@@ -116,6 +129,60 @@ impl DenseMatrix {
                 }
                 Ok(DenseMatrix::new_f16(rows, cols, data))
             }
+            _ if bitnet_quant::int_code_offsets(ty).is_some()
+                && cols.is_multiple_of(bitnet_kernels::code_matrix::CODE_CHUNK) =>
+            {
+                let row_bytes = check_row_bytes(name, ty, bytes, rows, cols)?;
+                let groups = cols / bitnet_quant::INT_CODE_GROUP;
+                let mut codes = vec![0i8; rows * cols];
+                let mut scales = vec![0f32; rows * groups];
+                let mut offsets = vec![0f32; rows * groups];
+                let rows_per_piece = (RELEASE_PIECE / row_bytes).max(1);
+                for (i, piece) in bytes.chunks(rows_per_piece * row_bytes).enumerate() {
+                    let r0 = i * rows_per_piece;
+                    let n = piece.len() / row_bytes;
+                    bitnet_quant::decode_int_codes(
+                        ty,
+                        piece,
+                        n * cols,
+                        &mut codes[r0 * cols..(r0 + n) * cols],
+                        &mut scales[r0 * groups..(r0 + n) * groups],
+                        &mut offsets[r0 * groups..(r0 + n) * groups],
+                    )
+                    .map_err(err)?;
+                    let start = r0 * row_bytes;
+                    done(start..start + piece.len());
+                }
+                let offsets = (bitnet_quant::int_code_offsets(ty) == Some(true)).then_some(offsets);
+                let m = bitnet_kernels::CodeMatrix::from_parts(rows, cols, codes, scales, offsets)
+                    .map_err(|e| kernel_err(name, e))?;
+                Ok(DenseMatrix {
+                    rows,
+                    cols,
+                    data: DenseData::Codes(m),
+                })
+            }
+            GgmlType::Q8_0 if cols.is_multiple_of(bitnet_kernels::q8::Q8_BLOCK) => {
+                let row_bytes = check_row_bytes(name, ty, bytes, rows, cols)?;
+                let mut qs = Vec::with_capacity(rows * cols);
+                let mut scales = Vec::with_capacity(rows * cols / 32);
+                let rows_per_piece = (RELEASE_PIECE / row_bytes).max(1);
+                for (i, piece) in bytes.chunks(rows_per_piece * row_bytes).enumerate() {
+                    for block in piece.chunks_exact(34) {
+                        scales.push(f16::from_le_bytes([block[0], block[1]]));
+                        qs.extend(block[2..].iter().map(|&b| b as i8));
+                    }
+                    let start = i * rows_per_piece * row_bytes;
+                    done(start..start + piece.len());
+                }
+                let q8 = bitnet_kernels::Q8Matrix::from_blocks(rows, cols, qs, scales)
+                    .map_err(|e| kernel_err(name, e))?;
+                Ok(DenseMatrix {
+                    rows,
+                    cols,
+                    data: DenseData::Q8(q8),
+                })
+            }
             _ => {
                 // Row by row, so no full-size f32 copy is ever held.
                 let row_bytes = bitnet_quant::tensor_bytes(ty, cols).map_err(err)?;
@@ -149,6 +216,19 @@ impl DenseMatrix {
             return None;
         }
         let cols = self.cols;
+        if let DenseData::Codes(m) = &self.data {
+            return Some(
+                m.split_rows(sizes)?
+                    .into_iter()
+                    .zip(sizes)
+                    .map(|(m, &rows)| DenseMatrix {
+                        rows,
+                        cols,
+                        data: DenseData::Codes(m),
+                    })
+                    .collect(),
+            );
+        }
         let mut start = 0;
         let mut parts = Vec::with_capacity(sizes.len());
         for &rows in sizes {
@@ -156,7 +236,20 @@ impl DenseMatrix {
             let data = match &self.data {
                 DenseData::F32(d) => DenseData::F32(d[span].to_vec()),
                 DenseData::F16(d) => DenseData::F16(d[span].to_vec()),
-                DenseData::Q8(_) | DenseData::Q6K(_) => return None,
+                DenseData::Q8(q) => {
+                    let blocks = span.start / 32..span.end / 32;
+                    DenseData::Q8(
+                        bitnet_kernels::Q8Matrix::from_blocks(
+                            rows,
+                            cols,
+                            q.codes()[span].to_vec(),
+                            q.block_scales()[blocks].to_vec(),
+                        )
+                        .ok()?,
+                    )
+                }
+                DenseData::Q6K(_) => return None,
+                DenseData::Codes(_) => unreachable!("split above"),
             };
             parts.push(DenseMatrix { rows, cols, data });
             start += rows;
@@ -170,6 +263,20 @@ impl DenseMatrix {
             DenseData::F32(w) => bitnet_kernels::Q8Matrix::quantize_f32(w, self.rows, self.cols)?,
             DenseData::F16(w) => bitnet_kernels::Q8Matrix::quantize_f16(w, self.rows, self.cols)?,
             DenseData::Q8(_) | DenseData::Q6K(_) => return Ok(self.clone()),
+            DenseData::Codes(_) => {
+                let mut row = vec![0f32; self.cols];
+                let mut qs = vec![0i8; self.rows * self.cols];
+                let mut scales = vec![f16::ZERO; self.rows * self.cols / 32];
+                for (r, (q, s)) in qs
+                    .chunks_exact_mut(self.cols)
+                    .zip(scales.chunks_exact_mut(self.cols / 32))
+                    .enumerate()
+                {
+                    self.row_into(r, &mut row);
+                    bitnet_kernels::quantize_q8_0(&row, q, s)?;
+                }
+                bitnet_kernels::Q8Matrix::from_blocks(self.rows, self.cols, qs, scales)?
+            }
         };
         Ok(DenseMatrix {
             rows: self.rows,
@@ -183,7 +290,7 @@ impl DenseMatrix {
     /// (the 2B-4T head takes seconds).
     pub fn to_q6_k(&self, threads: usize) -> Result<DenseMatrix, ModelError> {
         use bitnet_kernels::q6k::{Q6K_BLOCK, Q6K_BLOCK_BYTES};
-        if matches!(self.data, DenseData::Q8(_) | DenseData::Q6K(_)) {
+        if matches!(self.data, DenseData::Q6K(_)) {
             return Ok(self.clone());
         }
         let (rows, cols) = (self.rows, self.cols);
@@ -200,18 +307,8 @@ impl DenseMatrix {
                     let mut row = vec![0f32; padded];
                     for (i, out) in out.chunks_exact_mut(row_bytes).enumerate() {
                         let r = part * per_thread + i;
-                        match &self.data {
-                            DenseData::F32(w) => {
-                                row[..cols].copy_from_slice(&w[r * cols..(r + 1) * cols])
-                            }
-                            DenseData::F16(w) => row[..cols]
-                                .iter_mut()
-                                .zip(&w[r * cols..(r + 1) * cols])
-                                .for_each(|(o, v)| *o = v.to_f32()),
-                            DenseData::Q8(_) | DenseData::Q6K(_) => {
-                                unreachable!("quantized matrices are returned above")
-                            }
-                        }
+                        // ggml's values of the row (dequantized where the head is quantized).
+                        self.row_into(r, &mut row[..cols]);
                         match bitnet_quant::quantize(GgmlType::Q6K, &row) {
                             Ok(bytes) => out.copy_from_slice(&bytes),
                             Err(e) => {
@@ -248,7 +345,9 @@ impl DenseMatrix {
             (&self.data, ty),
             (DenseData::F16(_), GgmlType::F16)
                 | (DenseData::F32(_), GgmlType::F32 | GgmlType::BF16)
-        )
+                | (DenseData::Q8(_), GgmlType::Q8_0)
+        ) || (matches!(self.data, DenseData::Codes(_))
+            && bitnet_quant::int_code_offsets(ty).is_some())
     }
 
     /// Whether the token lookups of a tied table stored as `ty` read this (head) matrix: when it
@@ -258,7 +357,7 @@ impl DenseMatrix {
         self.is_exact_copy_of(ty) || matches!(self.data, DenseData::Q6K(_))
     }
 
-    /// Row `r` as f32 (F32, F16 or Q6_K storage).
+    /// Row `r` as f32 (ggml's dequantized values for quantized storage).
     pub fn row_into(&self, r: usize, out: &mut [f32]) {
         let span = r * self.cols..(r + 1) * self.cols;
         match &self.data {
@@ -277,7 +376,20 @@ impl DenseMatrix {
                     .expect("a Q6KMatrix row holds whole Q6_K blocks");
                 out.copy_from_slice(&row[..self.cols]);
             }
-            DenseData::Q8(_) => unreachable!("a Q8_0 head never stands in for the embedding"),
+            DenseData::Q8(q) => {
+                let blocks = span.start / 32..span.end / 32;
+                for ((o, c), d) in out
+                    .chunks_exact_mut(32)
+                    .zip(q.codes()[span].chunks_exact(32))
+                    .zip(&q.block_scales()[blocks])
+                {
+                    let d = d.to_f32();
+                    for (o, &c) in o.iter_mut().zip(c) {
+                        *o = f32::from(c) * d; // ggml: x[j] · d
+                    }
+                }
+            }
+            DenseData::Codes(m) => m.row_into(r, out),
         }
     }
 
@@ -285,7 +397,7 @@ impl DenseMatrix {
     fn row_f32(&self, r: usize) -> &[f32] {
         match &self.data {
             DenseData::F32(d) => &d[r * self.cols..(r + 1) * self.cols],
-            DenseData::F16(_) | DenseData::Q8(_) | DenseData::Q6K(_) => {
+            DenseData::F16(_) | DenseData::Q8(_) | DenseData::Q6K(_) | DenseData::Codes(_) => {
                 unreachable!("row_f32 is only called on f32 storage")
             }
         }
@@ -307,6 +419,7 @@ impl DenseMatrix {
             }
             DenseData::Q8(w) => return w.matmul(x, batch, out, pool),
             DenseData::Q6K(w) => return w.matmul(x, batch, out, pool),
+            DenseData::Codes(w) => return w.matmul(x, batch, out, pool),
             DenseData::F32(_) => {}
         }
         if x.len() != batch * self.cols || out.len() != batch * self.rows {
@@ -396,6 +509,34 @@ impl DenseMatrix {
             }
             r_block = r_end;
         }
+    }
+}
+
+/// The byte length of one row of `cols` elements of `ty`, after checking `bytes` holds `rows`.
+fn check_row_bytes(
+    name: &str,
+    ty: GgmlType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+) -> Result<usize, ModelError> {
+    let row_bytes = bitnet_quant::tensor_bytes(ty, cols).map_err(|e| ModelError::TensorData {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    if bytes.len() != row_bytes * rows {
+        return Err(ModelError::TensorData {
+            name: name.to_string(),
+            reason: format!("{} bytes, {} expected", bytes.len(), row_bytes * rows),
+        });
+    }
+    Ok(row_bytes)
+}
+
+fn kernel_err(name: &str, e: KernelError) -> ModelError {
+    ModelError::TensorData {
+        name: name.to_string(),
+        reason: e.to_string(),
     }
 }
 

@@ -11,6 +11,11 @@
 //! each input (bidirectional over its own tokens for BERT, causal for the decoder backbones).
 //! There is no cache across calls: each call gets a scratch F32 key/value store per input, so
 //! nothing is rounded to F16 and an input's vector does not depend on the others in its batch.
+//!
+//! BERT linears stored block-quantized (Q8_0, Q4_0, ...) are widened to F16 at load and run on
+//! float activations: the decoder's int8-activation kernels round each 32-wide block of
+//! activations to int8, which costs a sentence vector too much here (all-MiniLM-L6-v2 Q8_0:
+//! cosine 0.998 to sentence-transformers instead of ≥ 0.999), and an encoder's weights are small.
 
 use std::path::Path;
 
@@ -19,8 +24,10 @@ use bitnet_kernels::ThreadPool;
 
 use crate::blocks::Pass;
 use crate::config::ModelConfig;
+use crate::dense::{DenseData, DenseMatrix};
 use crate::error::ModelError;
 use crate::kv_cache::{KvCache, KvPrecision};
+use crate::linear::Linear;
 use crate::model::{load_blocks, BatchSegment};
 use crate::models;
 use crate::ops;
@@ -137,7 +144,10 @@ impl Encoder {
             ));
         }
         used.extend(CLASSIFIER_TENSORS.iter().map(|s| s.to_string()));
-        let blocks = load_blocks(file, &config, None)?;
+        let mut blocks = load_blocks(file, &config, None)?;
+        for layer in &mut blocks.plain {
+            widen_quantized(layer);
+        }
         used.extend(blocks.asked);
         weights::check_no_unused_tensors(file, &config, &used)?;
         Ok(Encoder {
@@ -352,5 +362,31 @@ impl Encoder {
             }
         }
         Ok(x)
+    }
+}
+
+/// Widens every linear of `layer` held quantized (Q8_0 blocks or int8 codes) to F16: ggml's
+/// dequantized values rounded to F16, as every block type was held before the decoder's
+/// int8-activation kernels (see the module docs).
+fn widen_quantized(layer: &mut PlainLayer) {
+    for linear in [
+        &mut layer.wq,
+        &mut layer.wk,
+        &mut layer.wv,
+        &mut layer.wo,
+        &mut layer.ffn_up,
+        &mut layer.ffn_down,
+    ] {
+        if let Linear::Dense { matrix, .. } = linear {
+            if matches!(matrix.data, DenseData::Q8(_) | DenseData::Codes(_)) {
+                let mut row = vec![0.0f32; matrix.cols];
+                let mut data = Vec::with_capacity(matrix.rows * matrix.cols);
+                for r in 0..matrix.rows {
+                    matrix.row_into(r, &mut row);
+                    data.extend(row.iter().map(|&v| half::f16::from_f32(v)));
+                }
+                *matrix = DenseMatrix::new_f16(matrix.rows, matrix.cols, data);
+            }
+        }
     }
 }

@@ -470,6 +470,9 @@ impl Model {
                 ops::soft_cap(&mut logits, cap);
             }
         }
+        if counts.len() == 1 {
+            return Ok(vec![logits]); // one segment: its rows are all of them
+        }
         let mut out = Vec::with_capacity(counts.len());
         let mut rest = logits.as_slice();
         for count in counts {

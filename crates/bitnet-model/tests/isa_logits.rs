@@ -2,8 +2,9 @@
 //! sequences batched with a sequence: the same files evaluated with `BITNET_ISA` forced to each
 //! tier this CPU has give bit-identical logits (prefill and one token at a time; the ternary
 //! tiny-b158 in I2_S and TQ2_0, with its F16 head as stored and requantized to Q8_0 and Q6_K,
-//! with Q8_0 and BF16 KV caches, and SmolLM2-135M, whose dense weights run on the F16 kernels,
-//! with F16 and Q8_0 KV caches and with its head requantized to Q6_K), and in every tier
+//! with Q8_0 and BF16 KV caches, and SmolLM2-135M, whose Q4_1 weights run on the int8 code
+//! kernels and Q8_0 head on the Q8_0 kernels, with F16 and Q8_0 KV caches and with its head
+//! requantized to Q6_K), and in every tier
 //! `Model::forward_batch` gives each segment exactly the logits `Model::forward` gives it alone.
 //! The ISA is chosen once per process, so each tier runs in a child process of this test binary.
 

@@ -9,6 +9,8 @@
 //! - [`TernaryTensor`] is the one exact ternary representation; [`decode_ternary`] /
 //!   [`encode_ternary`] convert it losslessly from / to I2_S, BitNet32-F16, TQ1_0, TQ2_0 and
 //!   bitnet.cpp's TL1/TL2.
+//! - [`decode_int_codes`] gives the legacy and k-quant types as integer codes with one scale and
+//!   offset per 16 elements, for kernels that keep weights quantized.
 //! - [`tensor_bytes`] is the byte-size formula of every format addressed by element count;
 //!   [`tensor_bytes_for_shape`] also covers TL1/TL2, whose size and layout depend on the shape.
 //!
@@ -22,6 +24,7 @@
 mod error;
 mod float;
 mod i2s;
+mod int_codes;
 mod iq2s;
 mod iq2s_grid;
 mod kquant_encode;
@@ -35,6 +38,7 @@ mod tq;
 pub use bitnet_gguf::GgmlType;
 pub use error::QuantError;
 pub use float::{bf16_bits_to_f32, f32_to_bf16_bits, f32_to_f16_bits};
+pub use int_codes::{decode_int_codes, int_code_offsets, INT_CODE_GROUP};
 pub use size::{block_len, tensor_bytes, tensor_bytes_for_shape, I2S_BLOCK_LEN, I2S_TRAILER_BYTES};
 pub use ternary::{
     decode_ternary, decode_ternary_reusing, encode_ternary, ternarize_absmean, TernaryScales,

@@ -7,8 +7,8 @@
 
 use bitnet_kernels::attention::{attention_scores, attention_values, CachedRows};
 
-use super::norm::projection_input;
-use super::Pass;
+use super::norm::{projection_input, Buffer};
+use super::{Pass, RopeTables};
 use crate::error::ModelError;
 use crate::linear::Linear;
 use crate::ops;
@@ -68,20 +68,44 @@ impl Pass<'_, '_> {
 
     /// Per-head RMSNorm of the queries and keys (`attn_q_norm`, `attn_k_norm`).
     pub fn rms_norm_qk_heads(&mut self, q_norm: &[f32], k_norm: &[f32]) {
-        ops::rms_norm_rows_in_place(&mut self.q, q_norm, self.cfg.rms_eps);
-        ops::rms_norm_rows_in_place(&mut self.k, k_norm, self.cfg.rms_eps);
+        self.rms_norm_rows(Buffer::Q, q_norm);
+        self.rms_norm_rows(Buffer::K, k_norm);
     }
 
     /// RoPE on each segment's queries and keys at its positions, then the keys and values of
     /// layer `il` stored in its cache.
     pub fn rope_and_store_kv(&mut self, il: usize) {
-        let (q_dim, kv_dim) = (self.cfg.q_dim(), self.cfg.kv_dim());
+        let cfg = self.cfg;
+        let (q_dim, kv_dim, half) = (cfg.q_dim(), cfg.kv_dim(), cfg.n_rot / 2);
+        let base = cfg.rope_base_of(il);
         for s in 0..self.segments.len() {
             let rows = self.rows_of(s);
+            let found = self
+                .rope_tables
+                .iter()
+                .position(|t| t.segment == s && t.base == base.to_bits());
+            let t = match found {
+                Some(t) => t,
+                None => {
+                    let plan = &self.plans[s];
+                    let tables = rope_tables(cfg, s, base, plan.pos0, rows.len(), plan.capacity);
+                    self.rope_tables.push(tables);
+                    self.rope_tables.len() - 1
+                }
+            };
+            let tables = &self.rope_tables[t];
             let q = &mut self.q[rows.start * q_dim..rows.end * q_dim];
             let k = &mut self.k[rows.start * kv_dim..rows.end * kv_dim];
-            let plan = &self.plans[s];
-            apply_rope(self.cfg, il, plan.pos0, plan.capacity, q, k);
+            for (i, (qr, kr)) in q
+                .chunks_exact_mut(q_dim)
+                .zip(k.chunks_exact_mut(kv_dim))
+                .enumerate()
+            {
+                let span = i * half..(i + 1) * half;
+                let (cos, sin) = (&tables.cos[span.clone()], &tables.sin[span]);
+                ops::rope_apply(qr, cfg.head_dim, cfg.arch.rope, cos, sin);
+                ops::rope_apply(kr, cfg.head_dim, cfg.arch.rope, cos, sin);
+            }
         }
         self.store_kv(il);
     }
@@ -204,40 +228,37 @@ impl Pass<'_, '_> {
     }
 }
 
-/// RoPE on the Q and K rows of a batch of one segment starting at position `pos0`, whose
-/// cache holds `capacity` positions (LongRoPE's factors depend on it, as llama.cpp's on its
+/// The RoPE tables of segment `segment`'s `rows` positions from `pos0` for RoPE base `base`, its
+/// cache holding `capacity` positions (LongRoPE's factors depend on it, as llama.cpp's on its
 /// context size).
-fn apply_rope(
+fn rope_tables(
     cfg: &crate::config::ModelConfig,
-    il: usize,
+    segment: usize,
+    base: f32,
     pos0: usize,
+    rows: usize,
     capacity: usize,
-    q: &mut [f32],
-    k: &mut [f32],
-) {
+) -> RopeTables {
     let half = cfg.n_rot / 2;
-    let mut cos = vec![0.0f32; half];
-    let mut sin = vec![0.0f32; half];
-    let base = cfg.rope_base_of(il);
+    let mut cos = vec![0.0f32; rows * half];
+    let mut sin = vec![0.0f32; rows * half];
     let scaling = cfg.rope_scaling.as_ref().map(|s| s.for_context(capacity));
-    for (i, (qr, kr)) in q
-        .chunks_exact_mut(cfg.q_dim())
-        .zip(k.chunks_exact_mut(cfg.kv_dim()))
+    for (i, (cos, sin)) in cos
+        .chunks_exact_mut(half.max(1))
+        .zip(sin.chunks_exact_mut(half.max(1)))
         .enumerate()
     {
         match scaling {
-            None => ops::rope_table(pos0 + i, cfg.n_rot, base, &mut cos, &mut sin),
-            Some((factors, mscale)) => ops::rope_table_scaled(
-                pos0 + i,
-                cfg.n_rot,
-                base,
-                factors,
-                mscale,
-                &mut cos,
-                &mut sin,
-            ),
+            None => ops::rope_table(pos0 + i, cfg.n_rot, base, cos, sin),
+            Some((factors, mscale)) => {
+                ops::rope_table_scaled(pos0 + i, cfg.n_rot, base, factors, mscale, cos, sin)
+            }
         }
-        ops::rope_apply(qr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
-        ops::rope_apply(kr, cfg.head_dim, cfg.arch.rope, &cos, &sin);
+    }
+    RopeTables {
+        segment,
+        base: base.to_bits(),
+        cos,
+        sin,
     }
 }

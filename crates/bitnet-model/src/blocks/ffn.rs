@@ -2,8 +2,8 @@
 //! that a graph can norm the hidden activations in between (BitNet's `ffn_sub_norm`), and the
 //! plain FFN `down(act(up · h + b)) + b`.
 
-use super::norm::projection_input;
-use super::Pass;
+use super::norm::{projection_input, Buffer};
+use super::{for_row_runs, Pass};
 use crate::arch::Activation;
 use crate::config::MoeConfig;
 use crate::error::ModelError;
@@ -50,13 +50,16 @@ impl Pass<'_, '_> {
         w_gate.forward(&input, self.n, &mut self.gate, self.pool)?;
         let input = projection_input(&self.normed, n_up, self.cfg.rms_eps);
         w_up.forward(&input, self.n, &mut self.up, self.pool)?;
-        ops::gated_activation(act, &mut self.gate, &self.up);
+        let (w, up) = (w_gate.rows(), &self.up);
+        for_row_runs(self.pool, &mut self.gate, w, &|r0, gate| {
+            ops::gated_activation(act, gate, &up[r0 * w..r0 * w + gate.len()])
+        });
         Ok(())
     }
 
     /// `gate = RMSNorm(gate) · w` (BitNet's `ffn_sub_norm`).
     pub fn rms_norm_ffn_hidden(&mut self, w: &[f32]) {
-        ops::rms_norm_rows_in_place(&mut self.gate, w, self.cfg.rms_eps);
+        self.rms_norm_rows(Buffer::Gate, w);
     }
 
     /// The plain FFN `proj = w_down · act(w_up · normed + b_up) + b_down` (the hidden
@@ -73,7 +76,10 @@ impl Pass<'_, '_> {
         if let Some(b) = b_up {
             ops::add_bias_rows(&mut self.gate, b);
         }
-        ops::activation_in_place(act, &mut self.gate);
+        let width = w_up.rows();
+        for_row_runs(self.pool, &mut self.gate, width, &|_, rows| {
+            ops::activation_in_place(act, rows)
+        });
         w_down.forward(&self.gate, self.n, &mut self.proj, self.pool)?;
         if let Some(b) = b_down {
             ops::add_bias_rows(&mut self.proj, b);

@@ -9,6 +9,8 @@ pub(crate) mod attention;
 pub(crate) mod ffn;
 pub(crate) mod norm;
 
+use std::sync::Mutex;
+
 use bitnet_kernels::ThreadPool;
 
 use crate::config::ModelConfig;
@@ -55,6 +57,51 @@ pub(crate) struct Pass<'m, 'b> {
     /// The FFN's hidden activations (`n × n_ff`).
     pub gate: Vec<f32>,
     pub up: Vec<f32>,
+    /// RoPE cos/sin tables made so far in this pass (see [`RopeTables`]).
+    pub rope_tables: Vec<RopeTables>,
+}
+
+/// The RoPE cos/sin tables of one segment's positions for one RoPE base: made at the first
+/// layer with that base and read by every later one, which would compute the same values
+/// (the positions, rotary width and scaling are the same in every layer).
+pub(crate) struct RopeTables {
+    pub segment: usize,
+    /// The base's bits.
+    pub base: u32,
+    /// `n_rot / 2` values per row of the segment.
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+/// Fewest elements an element-wise step spreads over the pool's threads: below this, handing
+/// the work out costs more than it saves (a decode step's rows stay on the calling thread).
+const PARALLEL_ELEMENTS: usize = 8192;
+
+/// Runs `step(first_row, rows)` over the `width`-wide rows of `x`, in contiguous runs of rows
+/// spread over the pool's threads when `x` is large. Each row's arithmetic is the step's own,
+/// whatever the split, so the result has the same bits as one call over all of `x`.
+pub(crate) fn for_row_runs(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    width: usize,
+    step: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    let rows = x.len() / width.max(1);
+    let runs = if x.len() < PARALLEL_ELEMENTS {
+        1
+    } else {
+        pool.chunk_count(rows)
+    };
+    if runs <= 1 {
+        step(0, x);
+        return;
+    }
+    let per_run = rows.div_ceil(runs);
+    let parts: Vec<Mutex<&mut [f32]>> = x.chunks_mut(per_run * width).map(Mutex::new).collect();
+    pool.run(parts.len(), &|i| {
+        let mut part = parts[i].lock().unwrap_or_else(|p| p.into_inner());
+        step(i * per_run, &mut part);
+    });
 }
 
 impl<'m, 'b> Pass<'m, 'b> {
@@ -119,6 +166,7 @@ impl<'m, 'b> Pass<'m, 'b> {
             proj: buf(cfg.n_embd),
             gate: buf(cfg.n_ff),
             up: buf(cfg.n_ff),
+            rope_tables: Vec::new(),
             rows,
         })
     }

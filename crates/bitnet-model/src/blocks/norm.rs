@@ -2,37 +2,60 @@
 //! (BitNet's sub-norms, Gemma's post-norms, BitNet embedding models' per-projection input norms), RMSNorm with ggml's arithmetic
 //! ([`crate::ops::rms_norm_rows_in_place`]) or LayerNorm ([`crate::ops::layer_norm_rows_in_place`]).
 
-use super::Pass;
+use super::{for_row_runs, Pass};
 use crate::ops;
 
 impl Pass<'_, '_> {
     /// `normed = RMSNorm(x) · w`: the input of a block.
     pub fn rms_norm_input(&mut self, x: &[f32], w: &[f32]) {
         self.normed.copy_from_slice(x);
-        ops::rms_norm_rows_in_place(&mut self.normed, w, self.cfg.rms_eps);
+        self.rms_norm_rows(Buffer::Normed, w);
     }
 
     /// `normed = LayerNorm(x) · w (+ b)`: the input of a block (LayerNorm architectures).
     pub fn layer_norm_input(&mut self, x: &[f32], w: &[f32], b: Option<&[f32]>) {
         self.normed.copy_from_slice(x);
-        ops::layer_norm_rows_in_place(&mut self.normed, w, b, self.cfg.rms_eps);
+        let eps = self.cfg.rms_eps;
+        for_row_runs(self.pool, &mut self.normed, w.len(), &|_, rows| {
+            ops::layer_norm_rows_in_place(rows, w, b, eps)
+        });
     }
 
     /// `x = LayerNorm(x) · w (+ b)`: the residual stream itself normed after a residual add
     /// (post-norm blocks, BERT's `attn_output_norm` and `layer_output_norm`).
     pub fn layer_norm_stream(&self, x: &mut [f32], w: &[f32], b: Option<&[f32]>) {
-        ops::layer_norm_rows_in_place(x, w, b, self.cfg.rms_eps);
+        let eps = self.cfg.rms_eps;
+        for_row_runs(self.pool, x, w.len(), &|_, rows| {
+            ops::layer_norm_rows_in_place(rows, w, b, eps)
+        });
     }
 
     /// `attn = RMSNorm(attn) · w` before the output projection (BitNet's `attn_sub_norm`).
     pub fn rms_norm_attention_output(&mut self, w: &[f32]) {
-        ops::rms_norm_rows_in_place(&mut self.attn, w, self.cfg.rms_eps);
+        self.rms_norm_rows(Buffer::Attn, w);
     }
 
     /// `proj = RMSNorm(proj) · w`: a block's output normed before the residual add (Gemma's
     /// `post_attention_norm`, `post_ffw_norm`).
     pub fn rms_norm_block_output(&mut self, w: &[f32]) {
-        ops::rms_norm_rows_in_place(&mut self.proj, w, self.cfg.rms_eps);
+        self.rms_norm_rows(Buffer::Proj, w);
+    }
+
+    /// `buf = RMSNorm(buf) · w` on every `w.len()`-wide row of one of the pass's buffers
+    /// ([`crate::ops::rms_norm_rows_in_place`], its rows spread over the pool).
+    pub(crate) fn rms_norm_rows(&mut self, buf: Buffer, w: &[f32]) {
+        let x = match buf {
+            Buffer::Normed => &mut self.normed,
+            Buffer::Q => &mut self.q,
+            Buffer::K => &mut self.k,
+            Buffer::Attn => &mut self.attn,
+            Buffer::Proj => &mut self.proj,
+            Buffer::Gate => &mut self.gate,
+        };
+        let eps = self.cfg.rms_eps;
+        for_row_runs(self.pool, x, w.len(), &|_, rows| {
+            ops::rms_norm_rows_in_place(rows, w, eps)
+        });
     }
 }
 
@@ -51,4 +74,15 @@ pub(super) fn projection_input<'a>(
             std::borrow::Cow::Owned(input)
         }
     }
+}
+
+/// The buffers of a [`Pass`] a norm step may apply to.
+#[derive(Clone, Copy)]
+pub(crate) enum Buffer {
+    Normed,
+    Q,
+    K,
+    Attn,
+    Proj,
+    Gate,
 }

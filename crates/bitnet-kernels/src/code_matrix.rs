@@ -1,0 +1,1334 @@
+//! Block-quantized weights kept quantized in memory: [`CodeMatrix`] holds integer codes with one
+//! scale (and, for the types that have one, one offset) per group of codes, so weight `e` of a
+//! row is `scale[e/16] · code[e] + offset[e/16]` exactly (ggml's dequantized value;
+//! `bitnet_quant::decode_int_codes` produces this form for Q4_0 … Q8_0 and Q2_K … Q6_K). Half a
+//! byte per weight for 4-bit codes, one byte otherwise, instead of the two of F16, and products
+//! on the integer units.
+//!
+//! # Layout (repacked at load)
+//! Rows are cut into **panels** of [`PANEL_ROWS`] = 16 (the last one padded with zero rows).
+//! Within a panel, for each 4 consecutive columns (a **quad**), the 16 rows' 4 codes lie together
+//! (64 bytes), so one 64-byte load gives a `vpdpbusd` one lane per row, and the 4 activation
+//! codes it pairs with are one broadcast 32-bit word. Codes are stored **unsigned**:
+//! `u = code + bias`, with `bias = max(0, −min code)` of the matrix (8 for Q4_0, 16 for Q5_0, 32
+//! for Q6_K, 0 for the types that add an offset); the bias comes back out exactly, as the integer
+//! `bias · Σ q` of the activation group. The scale group is 32 codes when every pair of
+//! 16-groups shares its scale and offset (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K), else 16
+//! (Q2_K, Q3_K, Q6_K).
+//!
+//! **Nibble codes.** When every biased code of the matrix is ≤ 15 (Q4_0, Q4_1, Q2_K, Q3_K,
+//! Q4_K), two quads share one 64-byte block: byte `4·row + k` of block `i` holds code `k` of quad
+//! `2i` in its low nibble and code `k` of quad `2i + 1` in its high nibble (a group is a whole,
+//! even number of quads, so a block never straddles two groups). The kernels unpack a block with
+//! AND 0x0F and a shift right by 4, then run the same integer dots. Other matrices keep one
+//! byte per code.
+//!
+//! **Half-precision parameters.** Scales and offsets lie per panel, then group, then row. When
+//! every scale and offset of the matrix is finite and exactly an f16 (checked by a bit-exact
+//! round trip; true for Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, whose `d` and `m` are f16 in the file),
+//! they are stored as f16 and widened on load, which is exact: the chain below sees the same
+//! f32 values. Otherwise they stay f32. So Q4_1 streams 0.625 bytes per weight, as the file.
+//!
+//! Activations are quantized per token in blocks of 32 (`d = max|x| / 127` in f32,
+//! `q = x · (1/d)` rounded half to even, 0 when d = 0), like ggml's Q8_0 but with an f32 scale.
+//!
+//! # Result (the same bits on every ISA and in every batch)
+//! For a row and a token, with `G` the group size, `acc = +0.0` and, for each group `g` in order:
+//! - `D = Σ_{e ∈ g} u[e] · q[e] − bias · Σ_{e ∈ g} q[e]` (an exact integer: `Σ code · q`);
+//! - `acc = fma(D as f32, s[g] · d[g], acc)`, with `s[g] · d[g]` rounded to f32 (`d[g]` is the
+//!   scale of the activation block holding group `g`);
+//! - for rows with offsets, `acc = fma(offset[g], d[g] · (Σ_{e ∈ g} q[e] as f32), acc)`.
+//!
+//! The output is `acc`: one sequential chain per (row, token), which every kernel (scalar,
+//! AVX2, AVX-512, NEON) computes for 16 rows at once in vector lanes, for every storage choice
+//! above (one kernel per ISA, generic over them). Decode (1 token), batched decode and prefill
+//! run the same micro-kernel over blocks of tokens that share each weight load, so a token's
+//! logits do not depend on the batch it is in.
+
+#![allow(clippy::needless_range_loop)] // SIMD lanes, panels and tokens read best as indexed loops.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use half::f16;
+
+use crate::error::KernelError;
+use crate::isa::{active_isa, record, Isa, KernelId};
+use crate::memory::CacheAligned;
+use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+use crate::q8::check_len;
+
+/// Codes per scale / offset as given to [`CodeMatrix::from_parts`].
+pub const CODE_GROUP: usize = 16;
+/// Activation values per quantization block (one f32 scale each).
+pub const ACTIVATION_BLOCK: usize = 32;
+/// Granularity of `cols`.
+pub const CODE_CHUNK: usize = 64;
+/// Rows per panel (one 32-bit lane of a 512-bit register each).
+pub const PANEL_ROWS: usize = 16;
+/// Bytes of one block of a panel's codes: one quad (byte codes) or two (nibble codes).
+const QUAD_BYTES: usize = 4 * PANEL_ROWS;
+/// Largest biased code stored as a nibble.
+const NIBBLE_MAX: i16 = 15;
+
+/// A matrix of integer codes with per-group scales and optional offsets, in panels (module docs).
+#[derive(Clone)]
+pub struct CodeMatrix {
+    rows: usize,
+    cols: usize,
+    /// Codes per scale: 16 or 32.
+    group: usize,
+    /// Added to every code to make it unsigned.
+    bias: u8,
+    /// Whether some biased code exceeds 127 (AVX2's byte products then split it).
+    wide: bool,
+    /// Whether codes are nibbles, two quads per 64-byte block (else one byte each).
+    nibble: bool,
+    /// `panels × panel_bytes` unsigned codes: panel, then block of 1 (bytes) or 2 (nibbles)
+    /// column quads, then row, then 4 codes.
+    codes: CacheAligned<u8>,
+    /// `panels × groups × 16`: panel, then group, then row.
+    scales: Params,
+    /// As `scales` (and of the same precision), for the types that have offsets.
+    offsets: Option<Params>,
+}
+
+/// Scales or offsets of a matrix: f16 when every one of them is exactly an f16, else f32.
+#[derive(Clone, Debug)]
+enum Params {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Params {
+    /// `values` as f16 (`half`: each is exactly one) or as given.
+    fn new(values: Vec<f32>, half: bool) -> Params {
+        if half {
+            Params::F16(values.into_iter().map(f16::from_f32).collect())
+        } else {
+            Params::F32(values)
+        }
+    }
+
+    /// Whether `v` is finite and an f16 exactly, so storing it as one loses nothing.
+    fn fits_half(v: f32) -> bool {
+        v.is_finite() && f16::from_f32(v).to_f32().to_bits() == v.to_bits()
+    }
+
+    fn get(&self, i: usize) -> f32 {
+        self.slice(i..i + 1).get(0)
+    }
+
+    fn stored_len(&self) -> usize {
+        match self {
+            Params::F32(v) => 4 * v.len(),
+            Params::F16(v) => 2 * v.len(),
+        }
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> ParamsRef<'_> {
+        match self {
+            Params::F32(v) => ParamsRef::F32(&v[range]),
+            Params::F16(v) => ParamsRef::F16(&v[range]),
+        }
+    }
+}
+
+impl PartialEq for Params {
+    /// Same precision and the same bits.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Params::F32(a), Params::F32(b)) => a
+                .iter()
+                .map(|v| v.to_bits())
+                .eq(b.iter().map(|v| v.to_bits())),
+            (Params::F16(a), Params::F16(b)) => a
+                .iter()
+                .map(|v| v.to_bits())
+                .eq(b.iter().map(|v| v.to_bits())),
+            _ => false,
+        }
+    }
+}
+
+/// A range of [`Params`], as a kernel reads it.
+#[derive(Clone, Copy)]
+enum ParamsRef<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl ParamsRef<'_> {
+    /// Value `i`, widened exactly.
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            ParamsRef::F32(v) => v[i],
+            ParamsRef::F16(v) => v[i].to_f32(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            ParamsRef::F32(v) => v.len(),
+            ParamsRef::F16(v) => v.len(),
+        }
+    }
+
+    fn is_half(&self) -> bool {
+        matches!(self, ParamsRef::F16(_))
+    }
+
+    /// The first value's address (f32 or f16 values, as [`ParamsRef::is_half`] says).
+    fn as_ptr(&self) -> *const u8 {
+        match self {
+            ParamsRef::F32(v) => v.as_ptr().cast(),
+            ParamsRef::F16(v) => v.as_ptr().cast(),
+        }
+    }
+}
+
+/// Where code `e` (a column) of row `lane` of a panel lies in the panel's codes: the byte and
+/// the shift of its bits in it (module docs).
+fn code_place(nibble: bool, e: usize, lane: usize) -> (usize, u32) {
+    let quad = e / 4;
+    if nibble {
+        (
+            (quad / 2) * QUAD_BYTES + 4 * lane + e % 4,
+            4 * (quad % 2) as u32,
+        )
+    } else {
+        (quad * QUAD_BYTES + 4 * lane + e % 4, 0)
+    }
+}
+
+/// The biased code `e` of row `lane` in a panel's codes.
+fn code_at(panel: &[u8], nibble: bool, e: usize, lane: usize) -> u8 {
+    let (at, shift) = code_place(nibble, e, lane);
+    let byte = panel[at] >> shift;
+    if nibble {
+        byte & 0x0f
+    } else {
+        byte
+    }
+}
+
+/// Bytes of one panel's codes for `cols` columns.
+fn panel_bytes(cols: usize, nibble: bool) -> usize {
+    if nibble {
+        cols * PANEL_ROWS / 2
+    } else {
+        cols * PANEL_ROWS
+    }
+}
+
+impl PartialEq for CodeMatrix {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.rows,
+            self.cols,
+            self.group,
+            self.bias,
+            self.wide,
+            self.nibble,
+        ) == (
+            other.rows,
+            other.cols,
+            other.group,
+            other.bias,
+            other.wide,
+            other.nibble,
+        ) && self.codes.as_slice() == other.codes.as_slice()
+            && self.scales == other.scales
+            && self.offsets == other.offsets
+    }
+}
+
+impl std::fmt::Debug for CodeMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeMatrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("group", &self.group)
+            .field("bias", &self.bias)
+            .field("codes", &if self.nibble { "nibble" } else { "byte" })
+            .field(
+                "params",
+                &if matches!(self.scales, Params::F16(_)) {
+                    "f16"
+                } else {
+                    "f32"
+                },
+            )
+            .field("offsets", &self.offsets.is_some())
+            .finish()
+    }
+}
+
+impl CodeMatrix {
+    /// Repacks row-major codes (`rows × cols`, `cols` a multiple of 64), `rows × cols / 16`
+    /// scales and, if the type has them, as many offsets (one per 16 codes of a row).
+    pub fn from_parts(
+        rows: usize,
+        cols: usize,
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+        offsets: Option<Vec<f32>>,
+    ) -> Result<CodeMatrix, KernelError> {
+        if rows == 0 || cols == 0 {
+            return Err(KernelError::EmptyShape { rows, cols });
+        }
+        if !cols.is_multiple_of(CODE_CHUNK) {
+            return Err(KernelError::ColsNotMultiple {
+                cols,
+                granularity: CODE_CHUNK,
+            });
+        }
+        check_len("codes (rows × cols)", rows * cols, codes.len())?;
+        check_len(
+            "scales (rows × cols / 16)",
+            rows * cols / CODE_GROUP,
+            scales.len(),
+        )?;
+        if let Some(o) = &offsets {
+            check_len(
+                "offsets (rows × cols / 16)",
+                rows * cols / CODE_GROUP,
+                o.len(),
+            )?;
+        }
+        let paired = |v: &[f32]| v.chunks_exact(2).all(|p| p[0].to_bits() == p[1].to_bits());
+        let group = if paired(&scales) && offsets.as_deref().is_none_or(paired) {
+            2 * CODE_GROUP
+        } else {
+            CODE_GROUP
+        };
+        let min = codes.iter().copied().min().unwrap_or(0);
+        let max = codes.iter().copied().max().unwrap_or(0);
+        let bias = (-i16::from(min)).max(0) as u8;
+        let wide = i16::from(max) + i16::from(bias) > 127;
+        let nibble = i16::from(max) + i16::from(bias) <= NIBBLE_MAX;
+        let half = scales
+            .iter()
+            .chain(offsets.iter().flatten())
+            .all(|&v| Params::fits_half(v));
+
+        let panels = rows.div_ceil(PANEL_ROWS);
+        let groups = cols / group;
+        let panel_len = panel_bytes(cols, nibble);
+        let mut packed = CacheAligned::new();
+        let packed_codes = packed.resize(panels * panel_len);
+        packed_codes.fill(0);
+        for (r, row) in codes.chunks_exact(cols).enumerate() {
+            let panel = &mut packed_codes[(r / PANEL_ROWS) * panel_len..];
+            let lane = r % PANEL_ROWS;
+            for (e, &c) in row.iter().enumerate() {
+                let (at, shift) = code_place(nibble, e, lane);
+                panel[at] |= ((i16::from(c) + i16::from(bias)) as u8) << shift;
+            }
+        }
+        let stride = group / CODE_GROUP;
+        let repack = |v: &[f32]| {
+            let mut out = vec![0f32; panels * groups * PANEL_ROWS];
+            for (r, row) in v.chunks_exact(cols / CODE_GROUP).enumerate() {
+                let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
+                for g in 0..groups {
+                    out[(p * groups + g) * PANEL_ROWS + lane] = row[g * stride];
+                }
+            }
+            Params::new(out, half)
+        };
+        Ok(CodeMatrix {
+            rows,
+            cols,
+            group,
+            bias,
+            wide,
+            nibble,
+            codes: packed,
+            scales: repack(&scales),
+            offsets: offsets.as_deref().map(repack),
+        })
+    }
+
+    /// Output count.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input count.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Codes per scale (16 or 32, see the module docs).
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// Bytes one product streams (codes, scales, offsets; panel padding included).
+    pub fn stored_len(&self) -> usize {
+        self.codes.as_slice().len()
+            + self.scales.stored_len()
+            + self.offsets.as_ref().map_or(0, Params::stored_len)
+    }
+
+    /// Row `r`'s codes (signed, as given), one scale and one offset (0 without offsets) per 16.
+    fn row_parts(&self, r: usize, codes: &mut [i8], scales: &mut [f32], offsets: &mut [f32]) {
+        let (p, lane) = (r / PANEL_ROWS, r % PANEL_ROWS);
+        let panel_len = panel_bytes(self.cols, self.nibble);
+        let panel = &self.codes.as_slice()[p * panel_len..(p + 1) * panel_len];
+        for (e, c) in codes.iter_mut().enumerate() {
+            let u = code_at(panel, self.nibble, e, lane);
+            *c = (i16::from(u) - i16::from(self.bias)) as i8;
+        }
+        let groups = self.cols / self.group;
+        let stride = self.group / CODE_GROUP;
+        for (i, s) in scales.iter_mut().enumerate() {
+            *s = self
+                .scales
+                .get((p * groups + i / stride) * PANEL_ROWS + lane);
+        }
+        for (i, o) in offsets.iter_mut().enumerate() {
+            *o = self.offsets.as_ref().map_or(0.0, |v| {
+                v.get((p * groups + i / stride) * PANEL_ROWS + lane)
+            });
+        }
+    }
+
+    /// Row `r`'s weights, `scale · code + offset` (bit-identical to ggml's dequantization).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let mut codes = vec![0i8; self.cols];
+        let mut scales = vec![0f32; self.cols / CODE_GROUP];
+        let mut offsets = vec![0f32; self.cols / CODE_GROUP];
+        self.row_parts(r, &mut codes, &mut scales, &mut offsets);
+        for (g, (o, c)) in out
+            .chunks_exact_mut(CODE_GROUP)
+            .zip(codes.chunks_exact(CODE_GROUP))
+            .enumerate()
+        {
+            for (o, &c) in o.iter_mut().zip(c) {
+                *o = if self.offsets.is_some() {
+                    scales[g] * f32::from(c) + offsets[g]
+                } else {
+                    scales[g] * f32::from(c)
+                };
+            }
+        }
+    }
+
+    /// The matrix cut into consecutive blocks of output rows (`sizes` must add up to `rows`).
+    pub fn split_rows(&self, sizes: &[usize]) -> Option<Vec<CodeMatrix>> {
+        if sizes.iter().sum::<usize>() != self.rows || sizes.contains(&0) {
+            return None;
+        }
+        let (cols, groups) = (self.cols, self.cols / CODE_GROUP);
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(sizes.len());
+        for &rows in sizes {
+            let mut codes = vec![0i8; rows * cols];
+            let mut scales = vec![0f32; rows * groups];
+            let mut offsets = vec![0f32; rows * groups];
+            for r in 0..rows {
+                self.row_parts(
+                    start + r,
+                    &mut codes[r * cols..(r + 1) * cols],
+                    &mut scales[r * groups..(r + 1) * groups],
+                    &mut offsets[r * groups..(r + 1) * groups],
+                );
+            }
+            let offsets = self.offsets.is_some().then_some(offsets);
+            parts.push(CodeMatrix::from_parts(rows, cols, codes, scales, offsets).ok()?);
+            start += rows;
+        }
+        Some(parts)
+    }
+
+    /// `out[b·rows + r]` = row `r` · token `b` of `x` (batch × cols, f32), see the module docs.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        self.matmul_with_isa(active_isa(), x, batch, out, pool)
+    }
+
+    /// [`CodeMatrix::matmul`] on a chosen instruction set.
+    pub fn matmul_with_isa(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        if !isa.is_supported() {
+            return Err(KernelError::IsaUnsupported { isa });
+        }
+        check_len("activations (batch × cols)", batch * self.cols, x.len())?;
+        check_len("output (batch × rows)", batch * self.rows, out.len())?;
+        record(match isa {
+            Isa::Scalar => KernelId::CodeScalarMatmul,
+            Isa::Neon => KernelId::CodeNeonMatmul,
+            Isa::Avx2 => KernelId::CodeAvx2Matmul,
+            Isa::Avx512 => KernelId::CodeAvx512Matmul,
+        });
+        if batch == 0 {
+            return Ok(());
+        }
+        ACTIVATIONS.with(|cell| {
+            let acts = &mut *cell.borrow_mut();
+            acts.quantize(x, self.group, self.bias, pool);
+            let acts = &*acts;
+            let tokens: Vec<TokenRef> = (0..batch).map(|b| acts.token(b, self)).collect();
+            let out = atomic_f32_view(out);
+            let panels = self.rows.div_ceil(PANEL_ROWS);
+            let chunks = pool.chunk_count(panels);
+            pool.run(chunks, &|chunk| {
+                let range = split_range(panels, chunks, chunk);
+                self.panels_times_tokens(isa, range, &tokens, out);
+            });
+        });
+        Ok(())
+    }
+
+    /// The outputs of panels `range` for every token: panels outermost, so each block of panels
+    /// stays in cache while every token block passes over it.
+    fn panels_times_tokens(
+        &self,
+        isa: Isa,
+        range: std::ops::Range<usize>,
+        tokens: &[TokenRef],
+        out: &[AtomicU32],
+    ) {
+        let (panel_block, token_block) = block_shape(isa, tokens.len());
+        let mut p = range.start;
+        while p < range.end {
+            let np = panel_block.min(range.end - p);
+            let w = self.panels(p, np);
+            let mut t = 0;
+            while t < tokens.len() {
+                let nt = token_block.min(tokens.len() - t);
+                let xs = &tokens[t..t + nt];
+                let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => x86::dots_avx512(&w, xs, &mut dots),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => x86::dots_avx2(&w, xs, &mut dots),
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => neon::dots_neon(&w, xs, &mut dots),
+                    _ => dots_scalar(&w, xs, &mut dots),
+                }
+                for (i, panel) in dots[..np].iter().enumerate() {
+                    let row0 = (p + i) * PANEL_ROWS;
+                    let live = PANEL_ROWS.min(self.rows - row0);
+                    for (j, lanes) in panel[..nt].iter().enumerate() {
+                        let at = (t + j) * self.rows + row0;
+                        for (o, v) in out[at..at + live].iter().zip(lanes) {
+                            o.store(v.to_bits(), Ordering::Relaxed);
+                        }
+                    }
+                }
+                t += nt;
+            }
+            p += np;
+        }
+    }
+
+    /// `count` consecutive panels from panel `first`.
+    fn panels(&self, first: usize, count: usize) -> PanelsRef<'_> {
+        let panel_len = panel_bytes(self.cols, self.nibble);
+        let groups = self.cols / self.group;
+        let params = first * groups * PANEL_ROWS..(first + count) * groups * PANEL_ROWS;
+        PanelsRef {
+            codes: &self.codes.as_slice()[first * panel_len..(first + count) * panel_len],
+            scales: self.scales.slice(params.clone()),
+            offsets: self.offsets.as_ref().map(|o| o.slice(params)),
+            cols: self.cols,
+            group: self.group,
+            wide: self.wide,
+            nibble: self.nibble,
+            count,
+        }
+    }
+}
+
+/// Most panels one kernel call handles.
+const MAX_PANELS: usize = 4;
+/// Most tokens one kernel call handles.
+const MAX_TOKENS: usize = 4;
+
+/// Panels and tokens per kernel call for `tokens` tokens on `isa` (results do not depend on it).
+fn block_shape(isa: Isa, tokens: usize) -> (usize, usize) {
+    match (isa, tokens) {
+        (Isa::Avx512, 1) => (4, 1),
+        (Isa::Avx512, _) => (2, 4),
+        (Isa::Avx2 | Isa::Neon, 1) => (2, 1),
+        (Isa::Avx2 | Isa::Neon, _) => (1, 2),
+        (Isa::Scalar, _) => (1, 4),
+    }
+}
+
+/// Consecutive panels of a [`CodeMatrix`].
+struct PanelsRef<'a> {
+    codes: &'a [u8],
+    scales: ParamsRef<'a>,
+    offsets: Option<ParamsRef<'a>>,
+    cols: usize,
+    group: usize,
+    wide: bool,
+    nibble: bool,
+    count: usize,
+}
+
+impl PanelsRef<'_> {
+    /// Whether scales and offsets are f16.
+    fn half(&self) -> bool {
+        self.scales.is_half()
+    }
+
+    /// Bytes of one panel's codes.
+    fn panel_bytes(&self) -> usize {
+        panel_bytes(self.cols, self.nibble)
+    }
+}
+
+/// One quantized activation row, per group of the matrix it multiplies.
+struct TokenRef<'a> {
+    /// Codes, `cols` long.
+    qs: &'a [i8],
+    /// `−bias · Σ q` per group.
+    bias_sums: &'a [i32],
+    /// The block scale `d` of each group.
+    scales: &'a [f32],
+    /// `d · (Σ q as f32)` per group.
+    sums: &'a [f32],
+}
+
+/// Quantized activations of a batch (per-thread scratch, reused from call to call).
+#[derive(Default)]
+struct Activations {
+    qs: CacheAligned<i8>,
+    bias_sums: Vec<i32>,
+    scales: Vec<f32>,
+    sums: Vec<f32>,
+}
+
+impl Activations {
+    /// Quantizes a batch (`x`, whole activation blocks) for a matrix of scale group `group` and
+    /// code bias `bias`; large batches are cut into pieces of whole blocks over the pool.
+    fn quantize(&mut self, x: &[f32], group: usize, bias: u8, pool: &ThreadPool) {
+        let groups = x.len() / group;
+        self.bias_sums.resize(groups, 0);
+        self.scales.resize(groups, 0.0);
+        self.sums.resize(groups, 0.0);
+        let blocks = x.len() / ACTIVATION_BLOCK;
+        let pieces = if x.len() >= PARALLEL_QUANTIZE {
+            pool.chunk_count(blocks)
+        } else {
+            1
+        };
+        let groups_per_block = ACTIVATION_BLOCK / group;
+        let mut rest = ActivationsMut {
+            x,
+            qs: self.qs.resize(x.len()),
+            bias_sums: &mut self.bias_sums,
+            scales: &mut self.scales,
+            sums: &mut self.sums,
+        };
+        let mut parts = Vec::with_capacity(pieces);
+        for i in 0..pieces {
+            let len = split_range(blocks, pieces, i).len();
+            let (part, tail) = rest.split_at(len * ACTIVATION_BLOCK, len * groups_per_block);
+            parts.push(Mutex::new(part));
+            rest = tail;
+        }
+        pool.run(pieces, &|i| {
+            let mut part = parts[i].lock().unwrap_or_else(|p| p.into_inner());
+            part.quantize(group, bias);
+        });
+    }
+
+    fn token(&self, b: usize, m: &CodeMatrix) -> TokenRef<'_> {
+        let groups = m.cols / m.group;
+        let span = b * groups..(b + 1) * groups;
+        TokenRef {
+            qs: &self.qs.as_slice()[b * m.cols..(b + 1) * m.cols],
+            bias_sums: &self.bias_sums[span.clone()],
+            scales: &self.scales[span.clone()],
+            sums: &self.sums[span],
+        }
+    }
+}
+
+/// Activation values from which [`Activations::quantize`] uses the pool.
+const PARALLEL_QUANTIZE: usize = 1 << 15;
+
+/// A piece of a batch being quantized: the inputs and where their codes and group terms go.
+struct ActivationsMut<'a> {
+    x: &'a [f32],
+    qs: &'a mut [i8],
+    bias_sums: &'a mut [i32],
+    scales: &'a mut [f32],
+    sums: &'a mut [f32],
+}
+
+impl<'a> ActivationsMut<'a> {
+    /// The first `values` inputs (and their `groups` groups), and the rest.
+    fn split_at(self, values: usize, groups: usize) -> (Self, Self) {
+        let (x, x_rest) = self.x.split_at(values);
+        let (qs, qs_rest) = self.qs.split_at_mut(values);
+        let (bias_sums, bias_rest) = self.bias_sums.split_at_mut(groups);
+        let (scales, scales_rest) = self.scales.split_at_mut(groups);
+        let (sums, sums_rest) = self.sums.split_at_mut(groups);
+        (
+            ActivationsMut {
+                x,
+                qs,
+                bias_sums,
+                scales,
+                sums,
+            },
+            ActivationsMut {
+                x: x_rest,
+                qs: qs_rest,
+                bias_sums: bias_rest,
+                scales: scales_rest,
+                sums: sums_rest,
+            },
+        )
+    }
+
+    /// Quantizes the piece block by block (module docs), for groups of `group` codes.
+    fn quantize(&mut self, group: usize, bias: u8) {
+        let per_block = ACTIVATION_BLOCK / group;
+        for (b, (block, q)) in self
+            .x
+            .chunks_exact(ACTIVATION_BLOCK)
+            .zip(self.qs.chunks_exact_mut(ACTIVATION_BLOCK))
+            .enumerate()
+        {
+            let d = quantize_block(block, q);
+            for (k, q) in q.chunks_exact(group).enumerate() {
+                let g = b * per_block + k;
+                let total: i32 = q.iter().map(|&v| i32::from(v)).sum();
+                self.bias_sums[g] = -i32::from(bias) * total;
+                self.scales[g] = d;
+                self.sums[g] = d * total as f32;
+            }
+        }
+    }
+}
+
+/// Quantizes one block of 32 activations into `q`; returns its scale `d`.
+fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = round_half_even_in_range((v * inverse).clamp(-127.0, 127.0)) as i8;
+    }
+    d
+}
+
+/// `v` rounded half to even, for `|v| ≤ 2^22` (NaN stays NaN): adding 1.5·2^23 leaves no
+/// fraction bits, so the FPU's default rounding (to nearest, ties to even) rounds, and the
+/// subtraction is exact. The same value as `f32::round_ties_even` (a zero may lose its sign,
+/// which the conversion to an integer code drops anyway), which is a library call on
+/// baseline x86-64 (it kept this loop from vectorizing).
+#[inline]
+fn round_half_even_in_range(v: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
+    (v + SHIFT) - SHIFT
+}
+
+thread_local! {
+    static ACTIVATIONS: RefCell<Activations> = RefCell::new(Activations::default());
+}
+
+/// Dots for `MAX_PANELS × MAX_TOKENS` outputs of 16 rows: `dots[p][t][l]` is row `l` of panel
+/// `p` with token `t`.
+type Dots = [[[f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
+
+/// The scalar reference (module docs).
+fn dots_scalar(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+    let (cols, group) = (w.cols, w.group);
+    let groups = cols / group;
+    let panel_len = w.panel_bytes();
+    for p in 0..w.count {
+        let codes = &w.codes[p * panel_len..(p + 1) * panel_len];
+        for (t, x) in xs.iter().enumerate() {
+            for l in 0..PANEL_ROWS {
+                let mut acc = 0f32;
+                for g in 0..groups {
+                    let mut dot = x.bias_sums[g];
+                    for e in g * group..(g + 1) * group {
+                        let u = code_at(codes, w.nibble, e, l);
+                        dot += i32::from(u) * i32::from(x.qs[e]);
+                    }
+                    let at = (p * groups + g) * PANEL_ROWS + l;
+                    acc = (dot as f32).mul_add(w.scales.get(at) * x.scales[g], acc);
+                    if let Some(o) = w.offsets {
+                        acc = o.get(at).mul_add(x.sums[g], acc);
+                    }
+                }
+                dots[p][t][l] = acc;
+            }
+        }
+    }
+}
+
+/// Checks a kernel call's operands (every pointer offset the SIMD kernels form stays inside).
+fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
+    let groups = w.cols / w.group;
+    assert!(
+        w.count <= MAX_PANELS
+            && xs.len() <= MAX_TOKENS
+            && w.cols.is_multiple_of(CODE_CHUNK)
+            && (w.group == 16 || w.group == 32)
+            && w.codes.len() == w.count * w.panel_bytes()
+            && !(w.nibble && w.wide)
+            && w.scales.len() == w.count * groups * PANEL_ROWS
+            && w.offsets
+                .is_none_or(|o| o.len() == w.scales.len() && o.is_half() == w.half())
+            && xs.iter().all(|x| x.qs.len() == w.cols
+                && x.bias_sums.len() == groups
+                && x.scales.len() == groups
+                && x.sums.len() == groups)
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX-512 VNNI and AVX2 panel kernels: one 64-byte load of a panel's codes for 4 columns
+    //! (byte codes) or 8 (nibble codes, unpacked by AND 0x0F and a 16-bit shift right by 4 into
+    //! the two quads' bytes), one broadcast of each token's 4 activation codes per quad, integer
+    //! products summed over a group, then the float chain of the module docs in 16 lanes (one
+    //! 512-bit or two 256-bit registers), with scales and offsets widened from f16 on load when
+    //! stored so. Generic over those storage choices: `NIBBLE` and `HALF`.
+
+    use std::arch::x86_64::*;
+
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+
+    pub(super) fn dots_avx512(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        assert!(crate::isa::Isa::Avx512.is_supported());
+        check_operands(w, xs);
+        // SAFETY: features checked; the kernels only read within the lengths checked above,
+        // with the storage the operands say.
+        unsafe {
+            match (w.nibble, w.half()) {
+                (false, false) => avx512_shapes::<false, false>(w, xs, dots),
+                (false, true) => avx512_shapes::<false, true>(w, xs, dots),
+                (true, false) => avx512_shapes::<true, false>(w, xs, dots),
+                (true, true) => avx512_shapes::<true, true>(w, xs, dots),
+            }
+        }
+    }
+
+    /// The AVX-512 kernel for the block shape of the operands.
+    ///
+    /// # Safety
+    /// AVX-512 VNNI is supported, the operands passed `check_operands`, and `NIBBLE` / `HALF`
+    /// are their storage.
+    unsafe fn avx512_shapes<const NIBBLE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match (w.count, xs.len()) {
+                (4, 1) => avx512::<4, 1, NIBBLE, HALF>(w, xs, dots),
+                (3, 1) => avx512::<3, 1, NIBBLE, HALF>(w, xs, dots),
+                (2, 1) => avx512::<2, 1, NIBBLE, HALF>(w, xs, dots),
+                (1, 1) => avx512::<1, 1, NIBBLE, HALF>(w, xs, dots),
+                (2, 2) => avx512::<2, 2, NIBBLE, HALF>(w, xs, dots),
+                (2, 3) => avx512::<2, 3, NIBBLE, HALF>(w, xs, dots),
+                (2, 4) => avx512::<2, 4, NIBBLE, HALF>(w, xs, dots),
+                (1, 2) => avx512::<1, 2, NIBBLE, HALF>(w, xs, dots),
+                (1, 3) => avx512::<1, 3, NIBBLE, HALF>(w, xs, dots),
+                (1, 4) => avx512::<1, 4, NIBBLE, HALF>(w, xs, dots),
+                shape => unreachable!("no AVX-512 code kernel for {shape:?}"),
+            }
+        }
+    }
+
+    /// Reads the 4 activation codes at `at` as one little-endian word.
+    ///
+    /// # Safety
+    /// `at + 4 <= qs.len()`.
+    #[inline(always)]
+    unsafe fn quad(qs: &[i8], at: usize) -> i32 {
+        // SAFETY: in bounds by the caller's contract; unaligned read of plain bytes.
+        unsafe { qs.as_ptr().add(at).cast::<i32>().read_unaligned() }
+    }
+
+    /// Column quads per 64-byte block of codes.
+    const fn quads_per_block(nibble: bool) -> usize {
+        if nibble {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The bytes of quad `k` of a block of codes: the block itself (byte codes), else its low
+    /// (k = 0) or high (k = 1) nibbles.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn unpack512<const NIBBLE: bool>(block: __m512i, k: usize) -> __m512i {
+        if !NIBBLE {
+            block
+        } else if k == 0 {
+            _mm512_and_si512(block, _mm512_set1_epi8(0x0f))
+        } else {
+            _mm512_and_si512(_mm512_srli_epi16::<4>(block), _mm512_set1_epi8(0x0f))
+        }
+    }
+
+    /// As [`unpack512`], for half a block.
+    #[target_feature(enable = "avx2")]
+    fn unpack256<const NIBBLE: bool>(block: __m256i, k: usize) -> __m256i {
+        if !NIBBLE {
+            block
+        } else if k == 0 {
+            _mm256_and_si256(block, _mm256_set1_epi8(0x0f))
+        } else {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(block), _mm256_set1_epi8(0x0f))
+        }
+    }
+
+    /// 16 scales or offsets from `params + at` (f16 values if `HALF`, else f32), as f32.
+    ///
+    /// # Safety
+    /// The 16 values are inside the slice `params` points into.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn params16<const HALF: bool>(params: *const u8, at: usize) -> __m512 {
+        // SAFETY: in bounds by the caller's contract; unaligned loads.
+        unsafe {
+            if HALF {
+                _mm512_cvtph_ps(_mm256_loadu_si256(params.cast::<u16>().add(at).cast()))
+            } else {
+                _mm512_loadu_ps(params.cast::<f32>().add(at))
+            }
+        }
+    }
+
+    /// 8 scales or offsets from `params + at`, as f32.
+    ///
+    /// # Safety
+    /// The 8 values are inside the slice `params` points into.
+    #[target_feature(enable = "avx,f16c")]
+    unsafe fn params8<const HALF: bool>(params: *const u8, at: usize) -> __m256 {
+        // SAFETY: in bounds by the caller's contract; unaligned loads.
+        unsafe {
+            if HALF {
+                _mm256_cvtph_ps(_mm_loadu_si128(params.cast::<u16>().add(at).cast()))
+            } else {
+                _mm256_loadu_ps(params.cast::<f32>().add(at))
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+    unsafe fn avx512<const NP: usize, const NT: usize, const NIBBLE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = w.panel_bytes();
+        let per_block = quads_per_block(NIBBLE);
+        let codes = w.codes.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); NT]; NP];
+        for g in 0..groups {
+            let mut int = [[_mm512_setzero_si512(); NT]; NP];
+            for t in 0..NT {
+                let b = _mm512_set1_epi32(xs[t].bias_sums[g]);
+                for p in 0..NP {
+                    int[p][t] = b;
+                }
+            }
+            for i in g * group / (4 * per_block)..(g + 1) * group / (4 * per_block) {
+                // SAFETY: block i < panel_bytes / 64 of panel p < count: inside `codes`
+                // (checked); activation bytes 4j..4j+4 of quad j < cols / 4.
+                unsafe {
+                    let wv: [__m512i; NP] = std::array::from_fn(|p| {
+                        _mm512_loadu_si512(codes.add(p * panel_bytes + i * QUAD_BYTES).cast())
+                    });
+                    for k in 0..per_block {
+                        let j = i * per_block + k;
+                        let u: [__m512i; NP] =
+                            std::array::from_fn(|p| unpack512::<NIBBLE>(wv[p], k));
+                        for t in 0..NT {
+                            let x = _mm512_set1_epi32(quad(xs[t].qs, 4 * j));
+                            for p in 0..NP {
+                                int[p][t] = _mm512_dpbusd_epi32(int[p][t], u[p], x);
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                let at = (p * groups + g) * PANEL_ROWS;
+                // SAFETY: 16 scales (offsets) of panel p, group g: inside the checked slices.
+                let s = unsafe { params16::<HALF>(w.scales.as_ptr(), at) };
+                for t in 0..NT {
+                    let sd = _mm512_mul_ps(s, _mm512_set1_ps(xs[t].scales[g]));
+                    acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int[p][t]), sd, acc[p][t]);
+                }
+                if let Some(o) = w.offsets {
+                    // SAFETY: as above.
+                    let o = unsafe { params16::<HALF>(o.as_ptr(), at) };
+                    for t in 0..NT {
+                        acc[p][t] = _mm512_fmadd_ps(o, _mm512_set1_ps(xs[t].sums[g]), acc[p][t]);
+                    }
+                }
+            }
+        }
+        for p in 0..NP {
+            for t in 0..NT {
+                // SAFETY: 16 floats into a [f32; 16].
+                unsafe { _mm512_storeu_ps(dots[p][t].as_mut_ptr(), acc[p][t]) };
+            }
+        }
+    }
+
+    pub(super) fn dots_avx2(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        assert!(crate::isa::Isa::Avx2.is_supported());
+        check_operands(w, xs);
+        // SAFETY: features checked; the kernels only read within the lengths checked above,
+        // with the storage the operands say (nibble codes are never wide: checked).
+        unsafe {
+            match (w.nibble, w.wide, w.half()) {
+                (false, false, false) => avx2_shapes::<false, false, false>(w, xs, dots),
+                (false, false, true) => avx2_shapes::<false, false, true>(w, xs, dots),
+                (false, true, false) => avx2_shapes::<false, true, false>(w, xs, dots),
+                (false, true, true) => avx2_shapes::<false, true, true>(w, xs, dots),
+                (true, _, false) => avx2_shapes::<true, false, false>(w, xs, dots),
+                (true, _, true) => avx2_shapes::<true, false, true>(w, xs, dots),
+            }
+        }
+    }
+
+    /// The AVX2 kernel for the block shape of the operands.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C are supported, the operands passed `check_operands`, and `NIBBLE`,
+    /// `WIDE` and `HALF` are their storage.
+    unsafe fn avx2_shapes<const NIBBLE: bool, const WIDE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match (w.count, xs.len()) {
+                (2, 1) => avx2::<2, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+                (1, 1) => avx2::<1, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+                (1, 2) => avx2::<1, 2, NIBBLE, WIDE, HALF>(w, xs, dots),
+                shape => unreachable!("no AVX2 code kernel for {shape:?}"),
+            }
+        }
+    }
+
+    /// `Σ u·q` of 4-byte lanes, exact: `u ≤ 127` (narrow) keeps `vpmaddubsw`'s pair sums below
+    /// 2·127·127; wide codes are split as `(u mod 128) + 128·(u div 128)`.
+    #[target_feature(enable = "avx2,fma")]
+    fn quad_dots<const WIDE: bool>(u: __m256i, q: __m256i) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        if WIDE {
+            let low = _mm256_and_si256(u, _mm256_set1_epi8(0x7f));
+            let high = _mm256_and_si256(_mm256_srli_epi16::<7>(u), _mm256_set1_epi8(1));
+            _mm256_add_epi32(
+                _mm256_madd_epi16(_mm256_maddubs_epi16(low, q), ones),
+                _mm256_madd_epi16(_mm256_maddubs_epi16(high, q), _mm256_set1_epi16(128)),
+            )
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), ones)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn avx2<
+        const NP: usize,
+        const NT: usize,
+        const NIBBLE: bool,
+        const WIDE: bool,
+        const HALF: bool,
+    >(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = w.panel_bytes();
+        let per_block = quads_per_block(NIBBLE);
+        let codes = w.codes.as_ptr();
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NT]; NP];
+        for g in 0..groups {
+            let mut int = [[[_mm256_setzero_si256(); 2]; NT]; NP];
+            for t in 0..NT {
+                let b = _mm256_set1_epi32(xs[t].bias_sums[g]);
+                for p in 0..NP {
+                    int[p][t] = [b; 2];
+                }
+            }
+            for i in g * group / (4 * per_block)..(g + 1) * group / (4 * per_block) {
+                // SAFETY: as in the AVX-512 kernel; each half is 32 of the block's 64 bytes.
+                unsafe {
+                    let wv: [[__m256i; 2]; NP] = std::array::from_fn(|p| {
+                        let at = codes.add(p * panel_bytes + i * QUAD_BYTES);
+                        [
+                            _mm256_loadu_si256(at.cast()),
+                            _mm256_loadu_si256(at.add(32).cast()),
+                        ]
+                    });
+                    for k in 0..per_block {
+                        let j = i * per_block + k;
+                        let u: [[__m256i; 2]; NP] = std::array::from_fn(|p| {
+                            std::array::from_fn(|h| unpack256::<NIBBLE>(wv[p][h], k))
+                        });
+                        for t in 0..NT {
+                            let x = _mm256_set1_epi32(quad(xs[t].qs, 4 * j));
+                            for p in 0..NP {
+                                for h in 0..2 {
+                                    int[p][t][h] = _mm256_add_epi32(
+                                        int[p][t][h],
+                                        quad_dots::<WIDE>(u[p][h], x),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                let at = (p * groups + g) * PANEL_ROWS;
+                for h in 0..2 {
+                    // SAFETY: 8 scales (offsets) of half h of panel p, group g: in bounds.
+                    let s = unsafe { params8::<HALF>(w.scales.as_ptr(), at + 8 * h) };
+                    for t in 0..NT {
+                        let sd = _mm256_mul_ps(s, _mm256_set1_ps(xs[t].scales[g]));
+                        acc[p][t][h] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(int[p][t][h]), sd, acc[p][t][h]);
+                    }
+                    if let Some(o) = w.offsets {
+                        // SAFETY: as above.
+                        let o = unsafe { params8::<HALF>(o.as_ptr(), at + 8 * h) };
+                        for t in 0..NT {
+                            acc[p][t][h] =
+                                _mm256_fmadd_ps(o, _mm256_set1_ps(xs[t].sums[g]), acc[p][t][h]);
+                        }
+                    }
+                }
+            }
+        }
+        for p in 0..NP {
+            for t in 0..NT {
+                for h in 0..2 {
+                    // SAFETY: 8 floats into lanes 8h..8h+8 of a [f32; 16].
+                    unsafe { _mm256_storeu_ps(dots[p][t].as_mut_ptr().add(8 * h), acc[p][t][h]) };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    //! NEON panel kernel: a panel's 64-byte block of codes as four 16-byte registers (4 rows
+    //! each), holding one quad (byte codes) or two (nibble codes, unpacked by AND 0x0F and a
+    //! shift right by 4), the token's 4 activation codes duplicated into every 32-bit lane, exact
+    //! quad dots by widening multiplies, then the float chain of the module docs in 16 lanes
+    //! (four 4-lane registers), with scales and offsets widened from f16 on load when stored so.
+    //! Generic over those storage choices: `NIBBLE` and `HALF`.
+
+    use std::arch::aarch64::*;
+
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use crate::f16::neon::widen;
+    use crate::ternary::neon::quad_dots;
+
+    pub(super) fn dots_neon(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
+        check_operands(w, xs);
+        // Nibble codes are never wide (checked).
+        match (w.nibble, w.wide, w.half()) {
+            (false, false, false) => shapes::<false, false, false>(w, xs, dots),
+            (false, false, true) => shapes::<false, false, true>(w, xs, dots),
+            (false, true, false) => shapes::<false, true, false>(w, xs, dots),
+            (false, true, true) => shapes::<false, true, true>(w, xs, dots),
+            (true, _, false) => shapes::<true, false, false>(w, xs, dots),
+            (true, _, true) => shapes::<true, false, true>(w, xs, dots),
+        }
+    }
+
+    /// The kernel for the block shape of the operands (checked, of storage `NIBBLE`, `WIDE`,
+    /// `HALF`).
+    fn shapes<const NIBBLE: bool, const WIDE: bool, const HALF: bool>(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        match (w.count, xs.len()) {
+            (2, 1) => kernel::<2, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+            (1, 1) => kernel::<1, 1, NIBBLE, WIDE, HALF>(w, xs, dots),
+            (1, 2) => kernel::<1, 2, NIBBLE, WIDE, HALF>(w, xs, dots),
+            shape => unreachable!("no NEON code kernel for {shape:?}"),
+        }
+    }
+
+    /// `Σ u·q` of 4-byte lanes, exact: codes ≤ 127 are the same bytes signed; wide codes are
+    /// split as `(u mod 128) + 128·(u div 128)`.
+    #[inline(always)]
+    fn unsigned_quad_dots<const WIDE: bool>(u: uint8x16_t, q: int8x16_t) -> int32x4_t {
+        // SAFETY: NEON baseline register operations.
+        unsafe {
+            if WIDE {
+                let low = vreinterpretq_s8_u8(vandq_u8(u, vdupq_n_u8(0x7f)));
+                let high = vreinterpretq_s8_u8(vshrq_n_u8::<7>(u));
+                vaddq_s32(quad_dots(low, q), vshlq_n_s32::<7>(quad_dots(high, q)))
+            } else {
+                quad_dots(vreinterpretq_s8_u8(u), q)
+            }
+        }
+    }
+
+    /// The bytes of quad `k` of (a quarter of) a block of codes: the block itself (byte codes),
+    /// else its low (k = 0) or high (k = 1) nibbles.
+    #[inline(always)]
+    fn unpack<const NIBBLE: bool>(block: uint8x16_t, k: usize) -> uint8x16_t {
+        // SAFETY: NEON baseline register operations.
+        unsafe {
+            if !NIBBLE {
+                block
+            } else if k == 0 {
+                vandq_u8(block, vdupq_n_u8(0x0f))
+            } else {
+                vshrq_n_u8::<4>(block)
+            }
+        }
+    }
+
+    /// 4 scales or offsets from `params + at` (f16 values if `HALF`, else f32), as f32.
+    ///
+    /// # Safety
+    /// The 4 values are inside the slice `params` points into.
+    #[inline(always)]
+    unsafe fn params4<const HALF: bool>(params: *const u8, at: usize) -> float32x4_t {
+        // SAFETY: in bounds by the caller's contract; NEON baseline loads.
+        unsafe {
+            if HALF {
+                widen(vld1_u16(params.cast::<u16>().add(at)))
+            } else {
+                vld1q_f32(params.cast::<f32>().add(at))
+            }
+        }
+    }
+
+    fn kernel<
+        const NP: usize,
+        const NT: usize,
+        const NIBBLE: bool,
+        const WIDE: bool,
+        const HALF: bool,
+    >(
+        w: &PanelsRef,
+        xs: &[TokenRef],
+        dots: &mut Dots,
+    ) {
+        let (cols, group) = (w.cols, w.group);
+        let groups = cols / group;
+        let panel_bytes = w.panel_bytes();
+        let per_block = if NIBBLE { 2 } else { 1 };
+        // SAFETY (this block and the ones below): NEON is part of the aarch64 baseline; every
+        // load is inside the slices `check_operands` measured (block i < panel_bytes / 64 of
+        // panel p < count; 16 scales / offsets of panel p, group g, of the precision `HALF`
+        // says; activation bytes 4j..4j+4 of quad j < cols / 4).
+        unsafe {
+            let mut acc = [[[vdupq_n_f32(0.0); 4]; NT]; NP];
+            for g in 0..groups {
+                let mut int = [[[vdupq_n_s32(0); 4]; NT]; NP];
+                for t in 0..NT {
+                    let b = vdupq_n_s32(xs[t].bias_sums[g]);
+                    for p in 0..NP {
+                        int[p][t] = [b; 4];
+                    }
+                }
+                for i in g * group / (4 * per_block)..(g + 1) * group / (4 * per_block) {
+                    let wv: [[uint8x16_t; 4]; NP] = std::array::from_fn(|p| {
+                        let at = w.codes.as_ptr().add(p * panel_bytes + i * QUAD_BYTES);
+                        std::array::from_fn(|r| vld1q_u8(at.add(16 * r)))
+                    });
+                    for k in 0..per_block {
+                        let j = i * per_block + k;
+                        for t in 0..NT {
+                            let word = xs[t].qs.as_ptr().add(4 * j).cast::<i32>().read_unaligned();
+                            let x = vreinterpretq_s8_s32(vdupq_n_s32(word));
+                            for p in 0..NP {
+                                for r in 0..4 {
+                                    int[p][t][r] = vaddq_s32(
+                                        int[p][t][r],
+                                        unsigned_quad_dots::<WIDE>(
+                                            unpack::<NIBBLE>(wv[p][r], k),
+                                            x,
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                for p in 0..NP {
+                    let at = (p * groups + g) * PANEL_ROWS;
+                    for r in 0..4 {
+                        let s = params4::<HALF>(w.scales.as_ptr(), at + 4 * r);
+                        for t in 0..NT {
+                            let sd = vmulq_n_f32(s, xs[t].scales[g]);
+                            acc[p][t][r] = vfmaq_f32(acc[p][t][r], vcvtq_f32_s32(int[p][t][r]), sd);
+                        }
+                        if let Some(o) = w.offsets {
+                            let o = params4::<HALF>(o.as_ptr(), at + 4 * r);
+                            for t in 0..NT {
+                                acc[p][t][r] = vfmaq_n_f32(acc[p][t][r], o, xs[t].sums[g]);
+                            }
+                        }
+                    }
+                }
+            }
+            for p in 0..NP {
+                for t in 0..NT {
+                    for r in 0..4 {
+                        vst1q_f32(dots[p][t].as_mut_ptr().add(4 * r), acc[p][t][r]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_even_in_range;
+
+    #[test]
+    fn rounding_in_range_is_round_ties_even() {
+        // Every half-integer and its neighbours within the activation range, then a grid.
+        for i in -300..=300 {
+            let tie = i as f32 / 2.0;
+            for v in [tie, tie.next_up(), tie.next_down()] {
+                assert_eq!(round_half_even_in_range(v), v.round_ties_even(), "{v}");
+            }
+        }
+        for i in -1_000_000..=1_000_000 {
+            let v = i as f32 * 1.27e-4;
+            assert_eq!(round_half_even_in_range(v), v.round_ties_even(), "{v}");
+        }
+        assert!(round_half_even_in_range(f32::NAN).is_nan());
+    }
+}
