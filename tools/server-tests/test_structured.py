@@ -69,12 +69,23 @@ def test_twenty_sampled_answers_validate_against_the_schema(client, model_id):
 
 
 def test_streamed_json_object_is_json(client, model_id):
-    chunks = list(client.chat.completions.create(
-        model=model_id, messages=ASK_PERSON, temperature=0.8, seed=3, max_tokens=80,
-        response_format={"type": "json_object"}, stream=True))
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert chunks[-1].choices[0].finish_reason == "stop", text
-    assert isinstance(json.loads(text), dict)
+    # `json_object` fixes no keys, so a sampled object may still be open at the token cap (this
+    # 135M model often repeats a string); the constraint only guarantees that an answer which
+    # ends is a whole JSON object. So: six seeds, every "stop" answer parses as an object, and
+    # the stream ends on its own at least once.
+    stopped = 0
+    for seed in range(1, 7):
+        chunks = list(client.chat.completions.create(
+            model=model_id, messages=ASK_PERSON, temperature=0.8, seed=seed, max_tokens=80,
+            response_format={"type": "json_object"}, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        reason = chunks[-1].choices[0].finish_reason
+        assert reason in ("stop", "length"), (seed, reason, text)
+        assert text.startswith("{"), (seed, text)
+        if reason == "stop":
+            assert isinstance(json.loads(text), dict), (seed, text)
+            stopped += 1
+    assert stopped >= 1, "no json_object answer ended within 80 tokens"
 
 
 def test_unenforceable_schema_is_a_400_naming_the_keyword(client, model_id):
