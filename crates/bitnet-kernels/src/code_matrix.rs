@@ -480,7 +480,7 @@ impl CodeMatrix {
         }
         ACTIVATIONS.with(|cell| {
             let acts = &mut *cell.borrow_mut();
-            acts.quantize(x, self.group, self.bias, pool);
+            acts.quantize(isa, x, self.group, self.bias, pool);
             let acts = &*acts;
             let tokens: Vec<TokenRef> = (0..batch).map(|b| acts.token(b, self)).collect();
             let out = atomic_f32_view(out);
@@ -619,8 +619,8 @@ struct Activations {
 
 impl Activations {
     /// Quantizes a batch (`x`, whole activation blocks) for a matrix of scale group `group` and
-    /// code bias `bias`; large batches are cut into pieces of whole blocks over the pool.
-    fn quantize(&mut self, x: &[f32], group: usize, bias: u8, pool: &ThreadPool) {
+    /// code bias `bias` on `isa`; large batches are cut into pieces of whole blocks over the pool.
+    fn quantize(&mut self, isa: Isa, x: &[f32], group: usize, bias: u8, pool: &ThreadPool) {
         let groups = x.len() / group;
         self.bias_sums.resize(groups, 0);
         self.scales.resize(groups, 0.0);
@@ -648,7 +648,7 @@ impl Activations {
         }
         pool.run(pieces, &|i| {
             let mut part = parts[i].lock().unwrap_or_else(|p| p.into_inner());
-            part.quantize(group, bias);
+            part.quantize(isa, group, bias);
         });
     }
 
@@ -702,8 +702,8 @@ impl<'a> ActivationsMut<'a> {
         )
     }
 
-    /// Quantizes the piece block by block (module docs), for groups of `group` codes.
-    fn quantize(&mut self, group: usize, bias: u8) {
+    /// Quantizes the piece block by block (module docs) on `isa`, for groups of `group` codes.
+    fn quantize(&mut self, isa: Isa, group: usize, bias: u8) {
         let per_block = ACTIVATION_BLOCK / group;
         for (b, (block, q)) in self
             .x
@@ -711,10 +711,17 @@ impl<'a> ActivationsMut<'a> {
             .zip(self.qs.chunks_exact_mut(ACTIVATION_BLOCK))
             .enumerate()
         {
-            let d = quantize_block(block, q);
-            for (k, q) in q.chunks_exact(group).enumerate() {
+            let block: &[f32; ACTIVATION_BLOCK] = block.try_into().expect("whole blocks");
+            let q: &mut [i8; ACTIVATION_BLOCK] = q.try_into().expect("whole blocks");
+            let (d, halves) = quantize_block(isa, block, q);
+            let totals = [halves[0] + halves[1], 0];
+            let totals = if per_block == 1 {
+                &totals[..1]
+            } else {
+                &halves[..]
+            };
+            for (k, &total) in totals.iter().enumerate() {
                 let g = b * per_block + k;
-                let total: i32 = q.iter().map(|&v| i32::from(v)).sum();
                 self.bias_sums[g] = -i32::from(bias) * total;
                 self.scales[g] = d;
                 self.sums[g] = d * total as f32;
@@ -723,15 +730,38 @@ impl<'a> ActivationsMut<'a> {
     }
 }
 
-/// Quantizes one block of 32 activations into `q`; returns its scale `d`.
-fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
+/// Quantizes one block of 32 activations into `q` on `isa`: returns its scale `d` and the sums
+/// of the codes of its two halves (the 16-code groups).
+fn quantize_block(
+    isa: Isa,
+    x: &[f32; ACTIVATION_BLOCK],
+    q: &mut [i8; ACTIVATION_BLOCK],
+) -> (f32, [i32; 2]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => x86::quantize_block_avx512(x, q),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::quantize_block_avx2(x, q),
+        _ => quantize_block_scalar(x, q),
+    }
+}
+
+/// The scalar reference of [`quantize_block`]: `d = max|x| / 127` (NaN inputs ignored),
+/// `q = x · (1/d)` clamped to ±127 and rounded half to even (0 where that is NaN, as for
+/// infinite inputs, and everywhere when d = 0).
+fn quantize_block_scalar(
+    x: &[f32; ACTIVATION_BLOCK],
+    q: &mut [i8; ACTIVATION_BLOCK],
+) -> (f32, [i32; 2]) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
     for (q, &v) in q.iter_mut().zip(x) {
         *q = round_half_even_in_range((v * inverse).clamp(-127.0, 127.0)) as i8;
     }
-    d
+    let half_sum = |h: &[i8]| h.iter().map(|&v| i32::from(v)).sum::<i32>();
+    let (lo, hi) = q.split_at(ACTIVATION_BLOCK / 2);
+    (d, [half_sum(lo), half_sum(hi)])
 }
 
 /// `v` rounded half to even, for `|v| ≤ 2^22` (NaN stays NaN): adding 1.5·2^23 leaves no
@@ -808,11 +838,127 @@ mod x86 {
     //! the two quads' bytes), one broadcast of each token's 4 activation codes per quad, integer
     //! products summed over a group, then the float chain of the module docs in 16 lanes (one
     //! 512-bit or two 256-bit registers), with scales and offsets widened from f16 on load when
-    //! stored so. Generic over those storage choices: `NIBBLE` and `HALF`.
+    //! stored so. Generic over those storage choices: `NIBBLE` and `HALF`. And the activation
+    //! block quantizers (the scalar reference's values, 16 or 8 lanes at a time).
 
     use std::arch::x86_64::*;
 
-    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use super::{
+        check_operands, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, PANEL_ROWS, QUAD_BYTES,
+    };
+
+    /// [`super::quantize_block`] on AVX-512: the same values as the scalar reference (the
+    /// conversion rounds half to even, like the reference's shift; NaN products are zeroed
+    /// before the clamp, as the reference's cast does after it).
+    pub(super) fn quantize_block_avx512(
+        x: &[f32; ACTIVATION_BLOCK],
+        q: &mut [i8; ACTIVATION_BLOCK],
+    ) -> (f32, [i32; 2]) {
+        assert!(crate::isa::Isa::Avx512.is_supported());
+        // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
+        unsafe { quantize_block_avx512_impl(x, q) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn quantize_block_avx512_impl(
+        x: &[f32; ACTIVATION_BLOCK],
+        q: &mut [i8; ACTIVATION_BLOCK],
+    ) -> (f32, [i32; 2]) {
+        // SAFETY: 2 × 16 floats in, 2 × 16 bytes out, inside the arrays.
+        let v = unsafe {
+            [
+                _mm512_loadu_ps(x.as_ptr()),
+                _mm512_loadu_ps(x.as_ptr().add(16)),
+            ]
+        };
+        // `max(|v|, m)` returns `m` where `|v|` is NaN, as `f32::max` ignores a NaN.
+        let zero = _mm512_setzero_ps();
+        let m = _mm512_max_ps(
+            _mm512_abs_ps(v[1]),
+            _mm512_max_ps(_mm512_abs_ps(v[0]), zero),
+        );
+        let d = _mm512_reduce_max_ps(m) / 127.0;
+        let inverse = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let mut sums = [0i32; 2];
+        for h in 0..2 {
+            let p = _mm512_mul_ps(v[h], inverse);
+            let p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(p, p), p);
+            let p = _mm512_min_ps(
+                _mm512_max_ps(p, _mm512_set1_ps(-127.0)),
+                _mm512_set1_ps(127.0),
+            );
+            let codes = _mm512_cvtps_epi32(p);
+            // SAFETY: bytes 16h..16h + 16 of `q`.
+            unsafe {
+                _mm_storeu_si128(
+                    q.as_mut_ptr().add(16 * h).cast(),
+                    _mm512_cvtepi32_epi8(codes),
+                )
+            };
+            sums[h] = _mm512_reduce_add_epi32(codes);
+        }
+        (d, sums)
+    }
+
+    /// [`super::quantize_block`] on AVX2 (as [`quantize_block_avx512`]).
+    pub(super) fn quantize_block_avx2(
+        x: &[f32; ACTIVATION_BLOCK],
+        q: &mut [i8; ACTIVATION_BLOCK],
+    ) -> (f32, [i32; 2]) {
+        assert!(crate::isa::Isa::Avx2.is_supported());
+        // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
+        unsafe { quantize_block_avx2_impl(x, q) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn quantize_block_avx2_impl(
+        x: &[f32; ACTIVATION_BLOCK],
+        q: &mut [i8; ACTIVATION_BLOCK],
+    ) -> (f32, [i32; 2]) {
+        let mut v = [_mm256_setzero_ps(); 4];
+        for (i, vi) in v.iter_mut().enumerate() {
+            // SAFETY: floats 8i..8i + 8 of the array.
+            *vi = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) };
+        }
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        // `max(|v|, m)` returns `m` where `|v|` is NaN, as `f32::max` ignores a NaN.
+        let mut m = _mm256_setzero_ps();
+        for vi in v {
+            m = _mm256_max_ps(_mm256_and_ps(vi, magnitude), m);
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+        let d = _mm_cvtss_f32(m) / 127.0;
+        let inverse = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let mut codes = [_mm256_setzero_si256(); 4];
+        for (c, vi) in codes.iter_mut().zip(v) {
+            let p = _mm256_mul_ps(vi, inverse);
+            let p = _mm256_and_ps(p, _mm256_cmp_ps::<_CMP_ORD_Q>(p, p));
+            let p = _mm256_min_ps(
+                _mm256_max_ps(p, _mm256_set1_ps(-127.0)),
+                _mm256_set1_ps(127.0),
+            );
+            *c = _mm256_cvtps_epi32(p);
+        }
+        // Packing interleaves 128-bit halves; the permutation restores column order.
+        let words = _mm256_packs_epi16(
+            _mm256_packs_epi32(codes[0], codes[1]),
+            _mm256_packs_epi32(codes[2], codes[3]),
+        );
+        let bytes = _mm256_permutevar8x32_epi32(words, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: 32 bytes into the array.
+        unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), bytes) };
+        let mut sums = [0i32; 2];
+        for (h, sum) in sums.iter_mut().enumerate() {
+            let s = _mm256_add_epi32(codes[2 * h], codes[2 * h + 1]);
+            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            *sum = _mm_cvtsi128_si32(s);
+        }
+        (d, sums)
+    }
 
     pub(super) fn dots_avx512(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
         assert!(crate::isa::Isa::Avx512.is_supported());
@@ -1151,7 +1297,9 @@ mod neon {
 
     use std::arch::aarch64::*;
 
-    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use super::{
+        check_operands, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, PANEL_ROWS, QUAD_BYTES,
+    };
     use crate::f16::neon::widen;
     use crate::ternary::neon::quad_dots;
 
@@ -1314,7 +1462,57 @@ mod neon {
 
 #[cfg(test)]
 mod tests {
-    use super::round_half_even_in_range;
+    use super::{
+        quantize_block, quantize_block_scalar, round_half_even_in_range, ACTIVATION_BLOCK,
+    };
+    use crate::isa::Isa;
+
+    /// Every ISA's block quantizer gives the scalar reference's codes, scale and half sums, on
+    /// random blocks and on the edge cases: zeros, ties at every magnitude, NaN, infinities,
+    /// subnormals, one huge value.
+    #[test]
+    fn every_isa_quantizes_blocks_as_the_scalar_reference() {
+        let mut blocks: Vec<[f32; ACTIVATION_BLOCK]> =
+            vec![[0.0; ACTIVATION_BLOCK], [-0.0; ACTIVATION_BLOCK]];
+        // 127 at lane 0 makes d = 1, so lane i holds the tie (i - 16) + 0.5 and its neighbours.
+        for shift in [0.5f32, 0.5f32.next_up(), 0.5f32.next_down()] {
+            let mut b = [0.0; ACTIVATION_BLOCK];
+            b[0] = 127.0;
+            for (i, v) in b.iter_mut().enumerate().skip(1) {
+                *v = (i as f32 - 16.0) * 7.0 + shift;
+            }
+            blocks.push(b);
+        }
+        for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -3e38] {
+            let mut b: [f32; ACTIVATION_BLOCK] = std::array::from_fn(|i| i as f32 * 0.37 - 5.0);
+            b[5] = special;
+            blocks.push(b);
+            blocks.push([special; ACTIVATION_BLOCK]);
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let scale = [1e-3f32, 1.0, 50.0, 1e6][blocks.len() % 4];
+            blocks.push(std::array::from_fn(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale
+            }));
+        }
+        for b in &blocks {
+            let mut want = [0i8; ACTIVATION_BLOCK];
+            let (d, sums) = quantize_block_scalar(b, &mut want);
+            for isa in Isa::supported_for_tests() {
+                let mut got = [0i8; ACTIVATION_BLOCK];
+                let (gd, gsums) = quantize_block(isa, b, &mut got);
+                assert_eq!(
+                    (gd.to_bits(), gsums, got),
+                    (d.to_bits(), sums, want),
+                    "{isa} {b:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn rounding_in_range_is_round_ties_even() {
