@@ -2,7 +2,8 @@
 //! sequence slots (each with its own KV cache). Every step it admits queued requests into free
 //! slots, then runs ONE batched forward pass over all sequences in flight — one new token for each
 //! decoding sequence, a chunk of the prompt for each sequence still in prefill — and samples each
-//! sequence's next token. Sequences finish, are cancelled (their event sink reports the receiver
+//! sequence's next token (the sequences spread over the same pool; events leave from the engine
+//! thread). Sequences finish, are cancelled (their event sink reports the receiver
 //! gone) or are admitted between steps, so requests join and leave a running batch.
 //!
 //! Callers submit a [`SequenceRequest`] with an [`EventSink`]; the queue in front of the slots is
@@ -14,7 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -22,9 +23,9 @@ use bitnet_kernels::ThreadPool;
 use bitnet_model::{BatchSegment, KvCache, Model, ModelError};
 use bitnet_tokenizer::Tokenizer;
 
-use crate::generate::{FinishReason, GenerateRequest};
+use crate::generate::{EngineError, FinishReason, GenerateRequest};
 use crate::prompt_cache::{reusable_tokens, AcquiredCache, PromptCache, MIN_FRESH_TOKENS};
-use crate::sequence::{token_logprob, SequenceState, TokenLogprob};
+use crate::sequence::{token_logprob, SequenceState, Step, TokenLogprob};
 
 /// Sizes of the batch engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +450,8 @@ fn run_engine(
                 }
             }
             Ok(all_logits) => {
+                // Sequences whose logits pick a token this step (decoding, or prompt done).
+                let mut ready = Vec::with_capacity(in_batch.len());
                 for (&i, logits) in in_batch.iter().zip(all_logits) {
                     let seq = &mut active[i];
                     let fed = inputs[i].len();
@@ -469,7 +472,11 @@ fn run_engine(
                             continue;
                         }
                     }
-                    done[i] = step_sequence(seq, &logits, counters);
+                    ready.push((i, logits));
+                }
+                let sampled = sample_in_parallel(&mut active, &ready, pool);
+                for ((i, _), sampled) in ready.iter().zip(sampled) {
+                    done[*i] = finish_step(&mut active[*i], sampled, counters);
                 }
             }
         }
@@ -522,13 +529,58 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Samples a sequence's next token from its logits and reports it. Returns `None` while the
 /// sequence goes on, else `Some(last event)` (`Some(None)`: cancelled, nothing more to send).
-fn step_sequence(
+/// What sampling one sequence's row of logits gave (see [`sample_in_parallel`]).
+struct Sampled {
+    step: Result<Step, EngineError>,
+    logprob: Option<TokenLogprob>,
+}
+
+/// Steps the sequences `ready` names (index into `active`, their row of logits) over the
+/// pool, one sequence per chunk: each has its own sampler, so the tokens are those a serial
+/// loop picks. With a large vocabulary the per-sequence work (candidates, top-k, softmax,
+/// log-probabilities) is a real share of a batched step; only the events stay on the engine
+/// thread (in order, by [`finish_step`]).
+fn sample_in_parallel(
+    active: &mut [Active<'_>],
+    ready: &[(usize, Vec<f32>)],
+    pool: &ThreadPool,
+) -> Vec<Sampled> {
+    type Job<'a, 't> = (&'a mut SequenceState<'t>, bool, Option<usize>, &'a [f32]);
+    let mut jobs: Vec<Mutex<(Job<'_, '_>, Option<Sampled>)>> = Vec::with_capacity(ready.len());
+    let mut wanted = ready.iter().peekable();
+    for (i, seq) in active.iter_mut().enumerate() {
+        let Some((_, logits)) = wanted.next_if(|(at, _)| *at == i) else {
+            continue;
+        };
+        let cache_full = seq.cache.len() == seq.cache.capacity();
+        let job = (&mut seq.state, cache_full, seq.logprobs, logits.as_slice());
+        jobs.push(Mutex::new((job, None)));
+    }
+    pool.run(jobs.len(), &|j| {
+        let mut guard = jobs[j].lock().unwrap_or_else(|p| p.into_inner());
+        let ((state, cache_full, logprobs, logits), out) = &mut *guard;
+        let step = state.step(logits, *cache_full);
+        let logprob = match (&step, *logprobs) {
+            (Ok(Step { token: Some(t), .. }), Some(n)) => Some(token_logprob(logits, *t, n)),
+            _ => None,
+        };
+        *out = Some(Sampled { step, logprob });
+    });
+    jobs.into_iter()
+        .map(|job| {
+            let (_, sampled) = job.into_inner().unwrap_or_else(|p| p.into_inner());
+            sampled.expect("every chunk of a pool job runs")
+        })
+        .collect()
+}
+
+/// Sends what `sampled` holds for `seq` and says whether the sequence leaves (as `done`).
+fn finish_step(
     seq: &mut Active<'_>,
-    logits: &[f32],
+    sampled: Sampled,
     counters: &Counters,
 ) -> Option<Option<SequenceEvent>> {
-    let cache_full = seq.cache.len() == seq.cache.capacity();
-    let step = match seq.state.step(logits, cache_full) {
+    let step = match sampled.step {
         Ok(step) => step,
         Err(e) => return Some(Some(SequenceEvent::Failed(e.to_string()))),
     };
@@ -536,11 +588,10 @@ fn step_sequence(
     if let Some(token) = step.token {
         counters.completion_tokens.fetch_add(1, Ordering::Relaxed);
         seq.first_token_at.get_or_insert_with(Instant::now);
-        let logprob = seq.logprobs.map(|n| token_logprob(logits, token, n));
         let event = TokenEvent {
             token,
             text: std::mem::take(&mut text),
-            logprob,
+            logprob: sampled.logprob,
         };
         if !seq.send(SequenceEvent::Token(event)) {
             return Some(None);

@@ -60,6 +60,19 @@ impl SamplingParams {
             ..Self::default()
         }
     }
+
+    /// A draw from the model's own distribution, seeded with `seed`: temperature 1, no top-k,
+    /// top-p or min-p (penalties as by default).
+    pub fn unfiltered(seed: u64) -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed,
+            ..Self::default()
+        }
+    }
 }
 
 /// A candidate token and its (adjusted) logit.

@@ -1,7 +1,8 @@
 //! The batch engine on tiny-b158: many sequences decoded together, joining and leaving a running
 //! batch with chunked prefill, still produce bitnet.cpp's greedy continuations (oracle README
 //! §6.7) and report log-probabilities whose top-1/top-2 gap is bitnet.cpp's; a cancelled
-//! sequence frees its slot; a full queue and an over-long prompt are refused.
+//! sequence frees its slot; a full queue and an over-long prompt are refused; sampled sequences
+//! (sampled side by side over the pool) pick the tokens they pick alone.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -162,6 +163,58 @@ fn batched_sequences_follow_bitnet_cpp_greedy() {
     assert!(
         stats.batched_rows > stats.steps,
         "no step ran more than one row"
+    );
+}
+
+/// The tokens and log-probabilities of one sequence's events.
+fn tokens_of(events: &[SequenceEvent]) -> Vec<(u32, f32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SequenceEvent::Token(t) => Some((t.token, t.logprob.as_ref().unwrap().logprob)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sampled_sequences_in_a_batch_pick_the_tokens_they_pick_alone() {
+    // Sampling at temperature 1 with no top-k: every token is a draw over the whole vocabulary,
+    // so a sequence whose sampler saw another sequence's logits (or another draw order) diverges.
+    let sampled = |seed: u64| {
+        let mut request = greedy(ids(&reference()[0]["prompt_ids"]), 24, Some(1));
+        request.generate.sampling = SamplingParams::unfiltered(seed);
+        request.cache_prompt = false;
+        request
+    };
+    let options = BatchOptions {
+        slots: 6,
+        context: 128,
+        queue: 16,
+        prefill_chunk: 64,
+        cache_ram: 0,
+    };
+    let alone = engine(options);
+    let expected: Vec<_> = (0..6)
+        .map(|seed| tokens_of(&collect(&submit(&alone, sampled(seed)))))
+        .collect();
+    let together = engine(options);
+    let receivers: Vec<_> = (0..6)
+        .map(|seed| submit(&together, sampled(seed)))
+        .collect();
+    for (seed, rx) in receivers.iter().enumerate() {
+        let got = tokens_of(&collect(rx));
+        assert_eq!(got.len(), 24);
+        assert_eq!(got, expected[seed], "seed {seed}");
+    }
+    let stats = together.stats();
+    assert!(
+        stats.batched_rows > stats.steps,
+        "no step ran more than one row"
+    );
+    assert_ne!(
+        expected[0], expected[1],
+        "the seeds should give different tokens"
     );
 }
 

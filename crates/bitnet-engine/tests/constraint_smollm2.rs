@@ -133,14 +133,7 @@ fn the_model_sampled_under_a_schema_gives_valid_documents() {
         let request = GenerateRequest {
             prompt: prompt.clone(),
             max_tokens: 160,
-            sampling: SamplingParams {
-                temperature: 1.0,
-                top_k: 0,
-                top_p: 1.0,
-                min_p: 0.0,
-                seed,
-                ..SamplingParams::default()
-            },
+            sampling: SamplingParams::unfiltered(seed),
             stop: Vec::new(),
             stop_tokens: template.stop_token_ids(&tokenizer),
             show_special: false,
