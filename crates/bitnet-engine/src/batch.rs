@@ -527,8 +527,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic without a message".to_string())
 }
 
-/// Samples a sequence's next token from its logits and reports it. Returns `None` while the
-/// sequence goes on, else `Some(last event)` (`Some(None)`: cancelled, nothing more to send).
 /// What sampling one sequence's row of logits gave (see [`sample_in_parallel`]).
 struct Sampled {
     step: Result<Step, EngineError>,
@@ -574,7 +572,8 @@ fn sample_in_parallel(
         .collect()
 }
 
-/// Sends what `sampled` holds for `seq` and says whether the sequence leaves (as `done`).
+/// Reports what sampling gave `seq` (its token, or its end). Returns `None` while the sequence
+/// goes on, else `Some(last event)` (`Some(None)`: cancelled, nothing more to send).
 fn finish_step(
     seq: &mut Active<'_>,
     sampled: Sampled,
