@@ -1305,9 +1305,7 @@ mod neon {
 
     use std::arch::aarch64::*;
 
-    use super::{
-        check_operands, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, PANEL_ROWS, QUAD_BYTES,
-    };
+    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
     use crate::f16::neon::widen;
     use crate::ternary::neon::quad_dots;
 
