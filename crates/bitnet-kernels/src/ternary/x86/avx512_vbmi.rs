@@ -12,9 +12,10 @@ use super::super::{CHUNK_COLS as TWO_BIT_CHUNK_COLS, ROW_TILE};
 
 /// How far ahead of the current chunk weights are prefetched: 1 KiB (4 chunks of a tile), about
 /// the latency × bandwidth of one core's stream. 2B-4T decode on host C (Sapphire Rapids-class,
-/// 31 GB/s at 2 threads), interleaved tg64 runs: 512 B 18.0–19.2 t/s, 1 KiB 19.5–20.2,
-/// 2 KiB 18.5–19.8, 4 KiB 18.5–19.1, 8 KiB (the earlier value) 15.9–17.4; the share's first
-/// 8 KiB are prefetched at its start (`CHUNK_PREFETCH_BYTES`).
+/// 31 GB/s at 2 threads), interleaved tg64 runs: 1 KiB 19.5–19.9 t/s, 2 KiB 18.5–19.8,
+/// 4 KiB 18.5–19.1, 8 KiB (the earlier value) 15.9–17.4; in a second sweep 256 B 15.6–15.9,
+/// 512 B 18.0–19.2, 1 KiB 20.2–21.4 (docs/PERFORMANCE.md). The share's first 8 KiB are
+/// prefetched at its start (`CHUNK_PREFETCH_BYTES`).
 const PREFETCH_BYTES: usize = 1024;
 
 /// Whether this CPU has everything the kernels below use.
