@@ -40,7 +40,8 @@
 //! - for rows with offsets, `acc = fma(offset[g], d[g] · (Σ_{e ∈ g} q[e] as f32), acc)`.
 //!
 //! The output is `acc`: one sequential chain per (row, token), which every kernel (scalar,
-//! AVX2, AVX-512, NEON) computes for 16 rows at once in vector lanes, for every storage choice
+//! AVX2, AVX-512, NEON, and on CPUs with AMX-INT8 the AVX-512 tier's tile kernel for blocks of
+//! 16 tokens, [`amx`]) computes for 16 rows at once in vector lanes, for every storage choice
 //! above (one kernel per ISA, generic over them). Decode (1 token), batched decode and prefill
 //! run the same micro-kernel over blocks of tokens that share each weight load, so a token's
 //! logits do not depend on the batch it is in.
@@ -71,6 +72,17 @@ pub const PANEL_ROWS: usize = 16;
 const QUAD_BYTES: usize = 4 * PANEL_ROWS;
 /// Largest biased code stored as a nibble.
 const NIBBLE_MAX: i16 = 15;
+
+/// Whether an AVX-512 product of several tokens may run on AMX-INT8 tiles where the CPU and OS
+/// allow them ([`crate::isa::amx_int8_supported`]). The results are the same bits either way:
+/// the tiles compute the same exact integer group sums as the VNNI kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiles {
+    /// Use the tiles when present.
+    Allowed,
+    /// Use the VNNI kernel only.
+    Off,
+}
 
 /// A matrix of integer codes with per-group scales and optional offsets, in panels (module docs).
 #[derive(Clone)]
@@ -464,15 +476,40 @@ impl CodeMatrix {
         out: &mut [f32],
         pool: &ThreadPool,
     ) -> Result<(), KernelError> {
+        self.matmul_with_tiles(isa, Tiles::Allowed, x, batch, out, pool)
+    }
+
+    /// [`CodeMatrix::matmul_with_isa`], saying whether AVX-512 products of several tokens may
+    /// run on AMX-INT8 tiles (the same bits either way; tests compare both).
+    pub fn matmul_with_tiles(
+        &self,
+        isa: Isa,
+        tiles: Tiles,
+        x: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
         if !isa.is_supported() {
             return Err(KernelError::IsaUnsupported { isa });
         }
         check_len("activations (batch × cols)", batch * self.cols, x.len())?;
         check_len("output (batch × rows)", batch * self.rows, out.len())?;
+        #[cfg(target_arch = "x86_64")]
+        let amx = tiles == Tiles::Allowed
+            && isa == Isa::Avx512
+            && batch >= amx::TILE_TOKENS
+            && crate::isa::amx_int8_supported();
+        #[cfg(not(target_arch = "x86_64"))]
+        let amx = {
+            let _ = tiles; // AMX is x86-64 only
+            false
+        };
         record(match isa {
             Isa::Scalar => KernelId::CodeScalarMatmul,
             Isa::Neon => KernelId::CodeNeonMatmul,
             Isa::Avx2 => KernelId::CodeAvx2Matmul,
+            Isa::Avx512 if amx => KernelId::CodeAmxMatmul,
             Isa::Avx512 => KernelId::CodeAvx512Matmul,
         });
         if batch == 0 {
@@ -488,22 +525,70 @@ impl CodeMatrix {
             let chunks = pool.chunk_count(panels);
             pool.run(chunks, &|chunk| {
                 let range = split_range(panels, chunks, chunk);
-                self.panels_times_tokens(isa, range, &tokens, out);
+                self.panels_times_tokens(isa, amx, range, &tokens, out);
             });
         });
         Ok(())
     }
 
-    /// The outputs of panels `range` for every token: panels outermost, so each block of panels
-    /// stays in cache while every token block passes over it.
+    /// The outputs of panels `range` for every token on `isa`, or on AMX tiles (`amx`).
     fn panels_times_tokens(
         &self,
         isa: Isa,
+        amx: bool,
         range: std::ops::Range<usize>,
         tokens: &[TokenRef],
         out: &[AtomicU32],
     ) {
-        let (panel_block, token_block) = block_shape(isa, tokens.len(), self.group);
+        // Whole blocks of tokens on AMX tiles (where chosen), the rest on `isa`.
+        #[cfg(target_arch = "x86_64")]
+        let (tokens, first) = if amx {
+            let whole = tokens.len() / amx::TILE_TOKENS * amx::TILE_TOKENS;
+            let (tiled, rest) = tokens.split_at(whole);
+            let mut store = |p, t, dots: &amx::TileDots| {
+                self.store_dots(out, (p, 1), (t, amx::TILE_TOKENS), &[*dots]);
+            };
+            amx::panels_times_tokens(self, range.clone(), tiled, &mut store);
+            (rest, whole)
+        } else {
+            (tokens, 0)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (tokens, first) = {
+            let _ = amx; // AMX is x86-64 only
+            (tokens, 0)
+        };
+        if tokens.is_empty() {
+            return;
+        }
+        let (panels, tokens_per_call) = block_shape(isa, tokens.len(), self.group);
+        let kernel = |w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots| {
+            assert!(w.count <= panels && xs.len() <= tokens_per_call);
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => x86::dots_avx512(w, xs, dots),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => x86::dots_avx2(w, xs, dots),
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon => neon::dots_neon(w, xs, dots),
+                _ => dots_scalar(w, xs, dots),
+            }
+        };
+        let shape = (panels, tokens_per_call);
+        self.blocks_times_tokens(range, (tokens, first), out, shape, kernel);
+    }
+
+    /// The outputs of panels `range` for `tokens` (the batch's tokens from `first` on), `kernel`
+    /// taking blocks of up to `shape` panels × tokens: panels outermost, so each block of panels
+    /// stays in cache while every token block passes over it.
+    fn blocks_times_tokens<const P: usize, const T: usize>(
+        &self,
+        range: std::ops::Range<usize>,
+        (tokens, first): (&[TokenRef], usize),
+        out: &[AtomicU32],
+        (panel_block, token_block): (usize, usize),
+        kernel: impl Fn(&PanelsRef, &[TokenRef], &mut [[[f32; PANEL_ROWS]; T]; P]),
+    ) {
         let mut p = range.start;
         while p < range.end {
             let np = panel_block.min(range.end - p);
@@ -512,29 +597,33 @@ impl CodeMatrix {
             while t < tokens.len() {
                 let nt = token_block.min(tokens.len() - t);
                 let xs = &tokens[t..t + nt];
-                let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => x86::dots_avx512(&w, xs, &mut dots),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => x86::dots_avx2(&w, xs, &mut dots),
-                    #[cfg(target_arch = "aarch64")]
-                    Isa::Neon => neon::dots_neon(&w, xs, &mut dots),
-                    _ => dots_scalar(&w, xs, &mut dots),
-                }
-                for (i, panel) in dots[..np].iter().enumerate() {
-                    let row0 = (p + i) * PANEL_ROWS;
-                    let live = PANEL_ROWS.min(self.rows - row0);
-                    for (j, lanes) in panel[..nt].iter().enumerate() {
-                        let at = (t + j) * self.rows + row0;
-                        for (o, v) in out[at..at + live].iter().zip(lanes) {
-                            o.store(v.to_bits(), Ordering::Relaxed);
-                        }
-                    }
-                }
+                let mut dots = [[[0f32; PANEL_ROWS]; T]; P];
+                kernel(&w, xs, &mut dots);
+                self.store_dots(out, (p, np), (first + t, nt), &dots);
                 t += nt;
             }
             p += np;
+        }
+    }
+
+    /// Writes `dots[i][j]` (panel `p + i`, token `t + j`) for `i < np`, `j < nt` into `out`
+    /// (batch × rows), leaving out the padding rows of the last panel.
+    fn store_dots<const P: usize, const T: usize>(
+        &self,
+        out: &[AtomicU32],
+        (p, np): (usize, usize),
+        (t, nt): (usize, usize),
+        dots: &[[[f32; PANEL_ROWS]; T]; P],
+    ) {
+        for (i, panel) in dots[..np].iter().enumerate() {
+            let row0 = (p + i) * PANEL_ROWS;
+            let live = PANEL_ROWS.min(self.rows - row0);
+            for (j, lanes) in panel[..nt].iter().enumerate() {
+                let at = (t + j) * self.rows + row0;
+                for (o, v) in out[at..at + live].iter().zip(lanes) {
+                    o.store(v.to_bits(), Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -816,12 +905,13 @@ fn dots_scalar(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
     }
 }
 
-/// Checks a kernel call's operands (every pointer offset the SIMD kernels form stays inside).
-fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
+/// Checks a kernel call's operands (every pointer offset the SIMD kernels form stays inside),
+/// for a kernel taking up to `max` panels × tokens.
+fn check_operands(w: &PanelsRef, xs: &[TokenRef], max: (usize, usize)) {
     let groups = w.cols / w.group;
     assert!(
-        w.count <= MAX_PANELS
-            && xs.len() <= MAX_TOKENS
+        w.count <= max.0
+            && xs.len() <= max.1
             && w.cols.is_multiple_of(CODE_CHUNK)
             && (w.group == 16 || w.group == 32)
             && w.codes.len() == w.count * w.panel_bytes()
@@ -837,6 +927,9 @@ fn check_operands(w: &PanelsRef, xs: &[TokenRef]) {
 }
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     //! AVX-512 VNNI and AVX2 panel kernels: one 64-byte load of a panel's codes for 4 columns
     //! (byte codes) or 8 (nibble codes, unpacked by AND 0x0F and a 16-bit shift right by 4 into
@@ -849,7 +942,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{
-        check_operands, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, PANEL_ROWS, QUAD_BYTES,
+        check_operands, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, MAX_PANELS, MAX_TOKENS,
+        PANEL_ROWS, QUAD_BYTES,
     };
 
     /// [`super::quantize_block`] on AVX-512: the same values as the scalar reference (the
@@ -967,7 +1061,7 @@ mod x86 {
 
     pub(super) fn dots_avx512(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
         assert!(crate::isa::Isa::Avx512.is_supported());
-        check_operands(w, xs);
+        check_operands(w, xs, (MAX_PANELS, MAX_TOKENS));
         // SAFETY: features checked; the kernels only read within the lengths checked above,
         // with the storage the operands say.
         unsafe {
@@ -1033,7 +1127,7 @@ mod x86 {
     /// The bytes of quad `k` of a block of codes: the block itself (byte codes), else its low
     /// (k = 0) or high (k = 1) nibbles.
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn unpack512<const NIBBLE: bool>(block: __m512i, k: usize) -> __m512i {
+    pub(super) fn unpack512<const NIBBLE: bool>(block: __m512i, k: usize) -> __m512i {
         if !NIBBLE {
             block
         } else if k == 0 {
@@ -1060,7 +1154,7 @@ mod x86 {
     /// # Safety
     /// The 16 values are inside the slice `params` points into.
     #[target_feature(enable = "avx512f")]
-    unsafe fn params16<const HALF: bool>(params: *const u8, at: usize) -> __m512 {
+    pub(super) unsafe fn params16<const HALF: bool>(params: *const u8, at: usize) -> __m512 {
         // SAFETY: in bounds by the caller's contract; unaligned loads.
         unsafe {
             if HALF {
@@ -1154,7 +1248,7 @@ mod x86 {
 
     pub(super) fn dots_avx2(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
         assert!(crate::isa::Isa::Avx2.is_supported());
-        check_operands(w, xs);
+        check_operands(w, xs, (MAX_PANELS, MAX_TOKENS));
         // SAFETY: features checked; the kernels only read within the lengths checked above,
         // with the storage the operands say (nibble codes are never wide: checked).
         unsafe {
@@ -1305,12 +1399,14 @@ mod neon {
 
     use std::arch::aarch64::*;
 
-    use super::{check_operands, Dots, PanelsRef, TokenRef, PANEL_ROWS, QUAD_BYTES};
+    use super::{
+        check_operands, Dots, PanelsRef, TokenRef, MAX_PANELS, MAX_TOKENS, PANEL_ROWS, QUAD_BYTES,
+    };
     use crate::f16::neon::widen;
     use crate::ternary::neon::quad_dots;
 
     pub(super) fn dots_neon(w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots) {
-        check_operands(w, xs);
+        check_operands(w, xs, (MAX_PANELS, MAX_TOKENS));
         // Nibble codes are never wide (checked).
         match (w.nibble, w.wide, w.half()) {
             (false, false, false) => shapes::<false, false, false>(w, xs, dots),

@@ -4,6 +4,9 @@
 //! Tiers: [`Isa::Avx512`] needs AVX-512 F/BW/VL/VNNI (+F16C); [`Isa::Avx2`] needs AVX2/FMA/F16C;
 //! [`Isa::Neon`] is aarch64's baseline SIMD (ternary, F16, Q8_0, Q6_K and int8-code products, attention);
 //! [`Isa::Scalar`] runs everywhere. The active tier is chosen once per process: the best tier the CPU has, or the one named by `BITNET_ISA=scalar|avx2|avx512|neon`.
+//! Within the AVX-512 tier, two kernels use further features when present, with the same
+//! results: trit5 decode (AVX-512 VBMI) and code-matrix products of several tokens (AMX-INT8
+//! tiles, [`amx_int8_supported`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,6 +110,13 @@ impl Isa {
                     missing.join(", ")
                 );
             }
+            if has_avx512() && !amx_int8_supported() {
+                let _ = writeln!(
+                    err,
+                    "skipped: the AMX-INT8 code kernels are not tested on this CPU, which lacks \
+                     amx-tile/amx-int8 or Linux's permission to use the tiles"
+                );
+            }
             if !trit5_vbmi_supported() && cfg!(target_arch = "x86_64") {
                 let _ = writeln!(
                     err,
@@ -146,6 +156,40 @@ fn missing_x86(features: &[&'static str]) -> Vec<&'static str> {
         .copied()
         .filter(|&f| !x86_feature(f))
         .collect()
+}
+
+/// Whether the AVX-512 tier's code-matrix kernel for several tokens can run on AMX-INT8 tiles
+/// here: the tier is supported, CPUID reports AMX-TILE and AMX-INT8, and Linux granted this
+/// process the tile data state (asked once, on the first call; the grant covers every thread).
+pub fn amx_int8_supported() -> bool {
+    static GRANTED: OnceLock<bool> = OnceLock::new();
+    *GRANTED.get_or_init(|| has_avx512() && request_amx_tiles())
+}
+
+/// Whether the CPU has AMX-TILE and AMX-INT8 and Linux lets this process use the tiles.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_amx_tiles() -> bool {
+    /// `arch_prctl` request for permission to use an extended state component.
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    /// The AMX tile data state component.
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+    let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
+    // SAFETY: this request only changes which extended states this process may use; it reads
+    // and writes no memory of ours, and a kernel without AMX support answers with an error.
+    tile && int8
+        && unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            )
+        } == 0
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn request_amx_tiles() -> bool {
+    false
 }
 
 /// Whether the AVX-512 tier's trit5 decode kernels (AVX-512 VBMI) can run here.
@@ -261,11 +305,12 @@ pub enum KernelId {
     CodeNeonMatmul,
     CodeAvx2Matmul,
     CodeAvx512Matmul,
+    CodeAmxMatmul,
 }
 
 impl KernelId {
     /// Every kernel this build has.
-    pub const ALL: [KernelId; 35] = [
+    pub const ALL: [KernelId; 36] = [
         KernelId::TernaryScalarMatvec,
         KernelId::TernaryScalarMatmul,
         KernelId::TernaryAvx2Matvec,
@@ -301,6 +346,7 @@ impl KernelId {
         KernelId::CodeNeonMatmul,
         KernelId::CodeAvx2Matmul,
         KernelId::CodeAvx512Matmul,
+        KernelId::CodeAmxMatmul,
     ];
 
     /// The receipt name, e.g. `"i2s_avx512_vnni_matvec"`.
@@ -341,6 +387,7 @@ impl KernelId {
             KernelId::CodeNeonMatmul => "codes_i8_neon_matmul",
             KernelId::CodeAvx2Matmul => "codes_i8_avx2_matmul",
             KernelId::CodeAvx512Matmul => "codes_i8_avx512_vnni_matmul",
+            KernelId::CodeAmxMatmul => "codes_i8_amx_int8_matmul",
         }
     }
 

@@ -1,12 +1,13 @@
 //! `CodeMatrix` (weights as integer codes with per-16 or per-32 scales and offsets, in 16-row
 //! panels; activations quantized per 32): every ISA gives the scalar reference's bits, for the
 //! code ranges, scale groups and storage (nibble or byte codes, f16 or f32 scales and offsets)
-//! of every block type, any row count, batch and thread count; a token's outputs do not depend
+//! of every block type, any row count, batch and thread count (and AVX-512 with and without AMX
+//! tiles); a token's outputs do not depend
 //! on the batch it is in; the stored weights are the given ones and take the bytes the storage
 //! says; and the result equals the module's formula evaluated in f64 from the quantized
 //! activations (recomputed here independently), to f32 rounding.
 
-use bitnet_kernels::code_matrix::{CodeMatrix, ACTIVATION_BLOCK, CODE_GROUP, PANEL_ROWS};
+use bitnet_kernels::code_matrix::{CodeMatrix, Tiles, ACTIVATION_BLOCK, CODE_GROUP, PANEL_ROWS};
 use bitnet_kernels::{Isa, KernelError, ThreadPool};
 use half::f16;
 use proptest::prelude::*;
@@ -90,9 +91,29 @@ fn case(rows: usize, cols: usize, batch: usize, ty: usize, seed: u64) -> (CodeMa
     )
 }
 
-fn run(m: &CodeMatrix, isa: Isa, x: &[f32], batch: usize, threads: usize) -> Vec<f32> {
+/// A kernel choice: an instruction set, and whether AVX-512 may use AMX tiles.
+type Kernel = (Isa, Tiles);
+
+/// The scalar reference.
+const SCALAR: Kernel = (Isa::Scalar, Tiles::Off);
+
+/// Every kernel this CPU runs: each supported ISA, and AVX-512 both with and without AMX tiles
+/// (which it uses for several tokens where present; `Isa::supported_for_tests` says on stderr
+/// when the CPU lacks them).
+fn kernels() -> Vec<Kernel> {
+    let mut kernels = Vec::new();
+    for isa in Isa::supported_for_tests() {
+        kernels.push((isa, Tiles::Allowed));
+        if isa == Isa::Avx512 {
+            kernels.push((isa, Tiles::Off));
+        }
+    }
+    kernels
+}
+
+fn run(m: &CodeMatrix, (isa, tiles): Kernel, x: &[f32], batch: usize, threads: usize) -> Vec<f32> {
     let mut out = vec![0f32; batch * m.rows()];
-    m.matmul_with_isa(isa, x, batch, &mut out, &ThreadPool::new(threads))
+    m.matmul_with_tiles(isa, tiles, x, batch, &mut out, &ThreadPool::new(threads))
         .unwrap();
     out
 }
@@ -104,17 +125,17 @@ proptest! {
     fn every_isa_gives_the_scalar_bits(
         rows in 1usize..40,
         chunks in 1usize..14,
-        batch in 1usize..=9,
+        batch in 1usize..=20,
         ty in 0..TYPES.len(),
         threads in 1usize..4,
         seed: u64,
     ) {
         let cols = 64 * chunks;
         let (m, x) = case(rows, cols, batch, ty, seed);
-        let want = run(&m, Isa::Scalar, &x, batch, 1);
-        for isa in Isa::supported_for_tests() {
-            let got = run(&m, isa, &x, batch, threads);
-            prop_assert_eq!(bits(&got), bits(&want), "{} {}", isa, TYPES[ty].0);
+        let want = run(&m, SCALAR, &x, batch, 1);
+        for kernel in kernels() {
+            let got = run(&m, kernel, &x, batch, threads);
+            prop_assert_eq!(bits(&got), bits(&want), "{:?} {}", kernel, TYPES[ty].0);
         }
     }
 
@@ -128,10 +149,10 @@ proptest! {
     ) {
         let cols = 64 * chunks;
         let (m, x) = case(rows, cols, batch, ty, seed);
-        for isa in Isa::supported_for_tests() {
-            let all = run(&m, isa, &x, batch, 2);
+        for kernel in kernels() {
+            let all = run(&m, kernel, &x, batch, 2);
             for b in 0..batch {
-                let alone = run(&m, isa, &x[b * cols..(b + 1) * cols], 1, 1);
+                let alone = run(&m, kernel, &x[b * cols..(b + 1) * cols], 1, 1);
                 prop_assert_eq!(bits(&alone), bits(&all[b * rows..(b + 1) * rows]));
             }
         }
@@ -145,11 +166,15 @@ fn a_long_batch_gives_each_token_its_bits_alone() {
     let (rows, cols, batch) = (40, 640, 60);
     for ty in [1, 9] {
         let (m, x) = case(rows, cols, batch, ty, 5);
-        for isa in Isa::supported_for_tests() {
-            let all = run(&m, isa, &x, batch, 3);
+        for kernel in kernels() {
+            let all = run(&m, kernel, &x, batch, 3);
             for b in 0..batch {
-                let alone = run(&m, Isa::Scalar, &x[b * cols..(b + 1) * cols], 1, 1);
-                assert_eq!(bits(&alone), bits(&all[b * rows..(b + 1) * rows]), "{isa}");
+                let alone = run(&m, SCALAR, &x[b * cols..(b + 1) * cols], 1, 1);
+                assert_eq!(
+                    bits(&alone),
+                    bits(&all[b * rows..(b + 1) * rows]),
+                    "{kernel:?}"
+                );
             }
         }
     }
@@ -256,9 +281,9 @@ fn parameters_stay_f32_unless_every_one_is_an_f16() {
         let want = scales[20] * f32::from(codes[2 * cols + e]) + 0.1;
         assert_eq!(w[e].to_bits(), want.to_bits(), "column {e}");
     }
-    let want = run(&m, Isa::Scalar, &x, 3, 1);
-    for isa in Isa::supported_for_tests() {
-        assert_eq!(bits(&run(&m, isa, &x, 3, 2)), bits(&want), "{isa}");
+    let want = run(&m, SCALAR, &x, 3, 1);
+    for kernel in kernels() {
+        assert_eq!(bits(&run(&m, kernel, &x, 3, 2)), bits(&want), "{kernel:?}");
     }
 }
 
@@ -284,7 +309,7 @@ fn result_is_the_quantized_product_to_f32_rounding() {
         (3, 640, 9, 9),
     ] {
         let (m, x) = case(rows, cols, batch, ty, 7 + rows as u64);
-        let got = run(&m, Isa::best_supported(), &x, batch, 2);
+        let got = run(&m, (Isa::best_supported(), Tiles::Allowed), &x, batch, 2);
         let mut w = vec![0f32; cols];
         for b in 0..batch {
             let xb = &x[b * cols..(b + 1) * cols];
