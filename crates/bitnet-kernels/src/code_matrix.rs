@@ -490,11 +490,53 @@ impl CodeMatrix {
         out: &mut [f32],
         pool: &ThreadPool,
     ) -> Result<(), KernelError> {
+        Self::products(isa, tiles, &[self], x, batch, &mut [out], pool)
+    }
+
+    /// Whether `self` and `other` take the same quantized activations (the same columns, scale
+    /// group and code bias), so [`CodeMatrix::matmul_several`] can multiply them together.
+    pub fn shares_activations(&self, other: &CodeMatrix) -> bool {
+        (self.cols, self.group, self.bias) == (other.cols, other.group, other.bias)
+    }
+
+    /// `outs[i]` = [`CodeMatrix::matmul`] of `ms[i]` with the one input `x`, for matrices that
+    /// [share their activations](CodeMatrix::shares_activations) (e.g. a layer's q, k and v): the
+    /// input is quantized once and the panels of all of them are split over the pool in one run.
+    /// Each output has the bits its own `matmul` gives.
+    pub fn matmul_several(
+        ms: &[&CodeMatrix],
+        x: &[f32],
+        batch: usize,
+        outs: &mut [&mut [f32]],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        Self::products(active_isa(), Tiles::Allowed, ms, x, batch, outs, pool)
+    }
+
+    /// The products of [`CodeMatrix::matmul_several`] on `isa`, with or without AMX `tiles`.
+    fn products(
+        isa: Isa,
+        tiles: Tiles,
+        ms: &[&CodeMatrix],
+        x: &[f32],
+        batch: usize,
+        outs: &mut [&mut [f32]],
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
         if !isa.is_supported() {
             return Err(KernelError::IsaUnsupported { isa });
         }
-        check_len("activations (batch × cols)", batch * self.cols, x.len())?;
-        check_len("output (batch × rows)", batch * self.rows, out.len())?;
+        check_len("outputs (one per matrix)", ms.len(), outs.len())?;
+        let Some(&first) = ms.first() else {
+            return Ok(());
+        };
+        if !ms.iter().all(|m| first.shares_activations(m)) {
+            return Err(KernelError::ActivationsNotShared);
+        }
+        check_len("activations (batch × cols)", batch * first.cols, x.len())?;
+        for (m, out) in ms.iter().zip(outs.iter()) {
+            check_len("output (batch × rows)", batch * m.rows, out.len())?;
+        }
         #[cfg(target_arch = "x86_64")]
         let amx = tiles == Tiles::Allowed
             && isa == Isa::Avx512
@@ -517,15 +559,30 @@ impl CodeMatrix {
         }
         ACTIVATIONS.with(|cell| {
             let acts = &mut *cell.borrow_mut();
-            acts.quantize(isa, x, self.group, self.bias, pool);
+            acts.quantize(isa, x, first.group, first.bias, pool);
             let acts = &*acts;
-            let tokens: Vec<TokenRef> = (0..batch).map(|b| acts.token(b, self)).collect();
-            let out = atomic_f32_view(out);
-            let panels = self.rows.div_ceil(PANEL_ROWS);
-            let chunks = pool.chunk_count(panels);
+            let tokens: Vec<TokenRef> = (0..batch).map(|b| acts.token(b, first)).collect();
+            let outs: Vec<&[AtomicU32]> = outs.iter_mut().map(|o| atomic_f32_view(o)).collect();
+            // Panel ranges of the matrices, end to end.
+            let ends: Vec<usize> = ms
+                .iter()
+                .scan(0, |end, m| {
+                    *end += m.rows.div_ceil(PANEL_ROWS);
+                    Some(*end)
+                })
+                .collect();
+            let total = ends.last().copied().unwrap_or(0);
+            let chunks = pool.chunk_count(total);
             pool.run(chunks, &|chunk| {
-                let range = split_range(panels, chunks, chunk);
-                self.panels_times_tokens(isa, amx, range, &tokens, out);
+                let range = split_range(total, chunks, chunk);
+                let mut start = 0;
+                for ((m, out), &end) in ms.iter().zip(&outs).zip(&ends) {
+                    let (lo, hi) = (range.start.max(start), range.end.min(end));
+                    if lo < hi {
+                        m.panels_times_tokens(isa, amx, lo - start..hi - start, &tokens, out);
+                    }
+                    start = end;
+                }
             });
         });
         Ok(())

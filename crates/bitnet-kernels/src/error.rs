@@ -27,6 +27,9 @@ pub enum KernelError {
     /// The integer matmul was asked of a matrix with per-block scales.
     #[error("the integer matmul needs per-tensor scales; this matrix has per-block scales (use matmul_scaled)")]
     NeedsPerTensorScales,
+    /// Code matrices multiplied together do not take the same quantized activations.
+    #[error("matrices multiplied together must share their columns, scale group and code bias")]
+    ActivationsNotShared,
     /// An instruction set this CPU lacks was requested.
     #[error("instruction set {isa} is not supported by this CPU")]
     IsaUnsupported { isa: Isa },

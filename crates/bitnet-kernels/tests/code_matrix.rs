@@ -180,6 +180,47 @@ fn a_long_batch_gives_each_token_its_bits_alone() {
     }
 }
 
+/// Matrices multiplied together (one quantization, one pool run over all their panels) give each
+/// output the bits of its own product, at decode, batched-decode and prefill sizes; matrices
+/// that do not share their activations are refused.
+#[test]
+fn matrices_multiplied_together_give_their_own_bits() {
+    let cols = 192;
+    for (ty, batch) in [(1, 1), (9, 8), (4, 17), (0, 40)] {
+        let seed = 21 + ty as u64;
+        let ms: Vec<CodeMatrix> = [37, 16, 5]
+            .iter()
+            .map(|&rows| case(rows, cols, 1, ty, seed + rows as u64).0)
+            .collect();
+        let (_, x) = parts(1, cols, batch, ty, seed);
+        for threads in [1, 3] {
+            let pool = ThreadPool::new(threads);
+            let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0.0; batch * m.rows()]).collect();
+            let refs: Vec<&CodeMatrix> = ms.iter().collect();
+            let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+            CodeMatrix::matmul_several(&refs, &x, batch, &mut slices, &pool).unwrap();
+            for (m, got) in ms.iter().zip(&outs) {
+                let mut want = vec![0.0; batch * m.rows()];
+                m.matmul(&x, batch, &mut want, &pool).unwrap();
+                assert_eq!(bits(got), bits(&want), "{} batch {batch}", TYPES[ty].0);
+            }
+        }
+    }
+    let (q4_0, q4_1) = (case(16, cols, 1, 0, 1).0, case(16, cols, 1, 1, 1).0);
+    let mut outs = [vec![0.0; 16], vec![0.0; 16]];
+    let [a, b] = &mut outs;
+    assert_eq!(
+        CodeMatrix::matmul_several(
+            &[&q4_0, &q4_1],
+            &vec![0.5; cols],
+            1,
+            &mut [a.as_mut_slice(), b.as_mut_slice()],
+            &ThreadPool::new(1)
+        ),
+        Err(KernelError::ActivationsNotShared)
+    );
+}
+
 /// `row_into` gives back `scale · code + offset` of the given parts (through every storage), and
 /// so do the parts of `split_rows`.
 #[test]

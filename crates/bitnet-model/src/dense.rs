@@ -57,6 +57,14 @@ pub enum DenseData {
 const LANES: usize = 8;
 
 impl DenseMatrix {
+    /// The block-quantized codes, when the weights are kept as such.
+    pub fn codes(&self) -> Option<&bitnet_kernels::CodeMatrix> {
+        match &self.data {
+            DenseData::Codes(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// Wraps row-major f32 data; `data.len()` must equal `rows * cols`.
     pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Self {
         assert_eq!(data.len(), rows * cols, "dense matrix data length");

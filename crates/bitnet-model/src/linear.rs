@@ -11,7 +11,7 @@
 
 use bitnet_gguf::{GgmlType, GgufFile};
 use bitnet_gpu::{GpuContext, GpuF16Matrix, GpuTernaryMatrix};
-use bitnet_kernels::{BitLinearScratch, Scales, TernaryMatrix, ThreadPool};
+use bitnet_kernels::{BitLinearScratch, CodeMatrix, Scales, TernaryMatrix, ThreadPool};
 use bitnet_quant::TernaryScales;
 use std::sync::Arc;
 
@@ -257,6 +257,53 @@ impl Linear {
             Linear::GpuTernary { matrix, .. } => matrix.cols(),
             Linear::GpuF16 { matrix } => matrix.cols(),
         }
+    }
+
+    /// `outs[i] = x · W_iᵀ` for several layers with the one input `x` (a layer's q, k and v, or
+    /// gate and up): block-quantized weights that share their quantized activations go together
+    /// through [`CodeMatrix::matmul_several`] (the input quantized once, one pool run over all
+    /// their panels); every other layer through its own [`Linear::forward`]. Same bits either way.
+    pub fn forward_several(
+        linears: &[&Linear],
+        x: &[f32],
+        batch: usize,
+        outs: &mut [&mut [f32]],
+        pool: &ThreadPool,
+    ) -> Result<(), ModelError> {
+        let codes: Vec<Option<&CodeMatrix>> = linears
+            .iter()
+            .map(|l| match l {
+                Linear::Dense {
+                    matrix,
+                    scale: None,
+                } => matrix.codes(),
+                _ => None,
+            })
+            .collect();
+        let mut done = vec![false; linears.len()];
+        for i in 0..linears.len() {
+            if done[i] {
+                continue;
+            }
+            let Some(first) = codes[i] else {
+                linears[i].forward(x, batch, outs[i], pool)?;
+                continue;
+            };
+            let together: Vec<usize> = (i..linears.len())
+                .filter(|&j| !done[j] && codes[j].is_some_and(|m| first.shares_activations(m)))
+                .collect();
+            let ms: Vec<&CodeMatrix> = together.iter().filter_map(|&j| codes[j]).collect();
+            let mut group_outs: Vec<&mut [f32]> = outs
+                .iter_mut()
+                .enumerate()
+                .filter(|(j, _)| together.contains(j))
+                .map(|(_, out)| &mut **out)
+                .collect();
+            CodeMatrix::matmul_several(&ms, x, batch, &mut group_outs, pool)
+                .map_err(|e| ModelError::Kernel(e.to_string()))?;
+            together.iter().for_each(|&j| done[j] = true);
+        }
+        Ok(())
     }
 
     /// `out = x · Wᵀ` for `batch` rows of `x` (`cols` wide); `out` is `batch × rows`.

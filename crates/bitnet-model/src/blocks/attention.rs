@@ -36,12 +36,15 @@ impl Pass<'_, '_> {
         wv: &Linear,
         input_norms: Option<[&[f32]; 3]>,
     ) -> Result<(), ModelError> {
-        let [nq, nk, nv] = input_norms.map_or([None; 3], |ns| ns.map(Some));
-        let input = projection_input(&self.normed, nq, self.cfg.rms_eps);
+        let Some([nq, nk, nv]) = input_norms else {
+            let outs = &mut [&mut self.q[..], &mut self.k[..], &mut self.v[..]];
+            return Linear::forward_several(&[wq, wk, wv], &self.normed, self.n, outs, self.pool);
+        };
+        let input = projection_input(&self.normed, Some(nq), self.cfg.rms_eps);
         wq.forward(&input, self.n, &mut self.q, self.pool)?;
-        let input = projection_input(&self.normed, nk, self.cfg.rms_eps);
+        let input = projection_input(&self.normed, Some(nk), self.cfg.rms_eps);
         wk.forward(&input, self.n, &mut self.k, self.pool)?;
-        let input = projection_input(&self.normed, nv, self.cfg.rms_eps);
+        let input = projection_input(&self.normed, Some(nv), self.cfg.rms_eps);
         wv.forward(&input, self.n, &mut self.v, self.pool)
     }
 

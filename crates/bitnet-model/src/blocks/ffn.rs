@@ -45,11 +45,15 @@ impl Pass<'_, '_> {
         let width = self.n * w_gate.rows();
         self.gate.resize(width, 0.0);
         self.up.resize(width, 0.0);
-        let [n_gate, n_up] = input_norms.map_or([None; 2], |ns| ns.map(Some));
-        let input = projection_input(&self.normed, n_gate, self.cfg.rms_eps);
-        w_gate.forward(&input, self.n, &mut self.gate, self.pool)?;
-        let input = projection_input(&self.normed, n_up, self.cfg.rms_eps);
-        w_up.forward(&input, self.n, &mut self.up, self.pool)?;
+        if let Some([n_gate, n_up]) = input_norms {
+            let input = projection_input(&self.normed, Some(n_gate), self.cfg.rms_eps);
+            w_gate.forward(&input, self.n, &mut self.gate, self.pool)?;
+            let input = projection_input(&self.normed, Some(n_up), self.cfg.rms_eps);
+            w_up.forward(&input, self.n, &mut self.up, self.pool)?;
+        } else {
+            let outs = &mut [&mut self.gate[..], &mut self.up[..]];
+            Linear::forward_several(&[w_gate, w_up], &self.normed, self.n, outs, self.pool)?;
+        }
         let (w, up) = (w_gate.rows(), &self.up);
         for_row_runs(self.pool, &mut self.gate, w, &|r0, gate| {
             ops::gated_activation(act, gate, &up[r0 * w..r0 * w + gate.len()])
