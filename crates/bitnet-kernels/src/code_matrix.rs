@@ -618,33 +618,29 @@ impl CodeMatrix {
         if tokens.is_empty() {
             return;
         }
-        let (panels, tokens_per_call) = block_shape(isa, tokens.len(), self.group);
-        let kernel = |w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots| {
-            assert!(w.count <= panels && xs.len() <= tokens_per_call);
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => x86::dots_avx512(w, xs, dots),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => x86::dots_avx2(w, xs, dots),
-                #[cfg(target_arch = "aarch64")]
-                Isa::Neon => neon::dots_neon(w, xs, dots),
-                _ => dots_scalar(w, xs, dots),
-            }
+        let shape = block_shape(isa, tokens.len(), self.group);
+        let kernel = |w: &PanelsRef, xs: &[TokenRef], dots: &mut Dots| match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::dots_avx512(w, xs, dots),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::dots_avx2(w, xs, dots),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon::dots_neon(w, xs, dots),
+            _ => dots_scalar(w, xs, dots),
         };
-        let shape = (panels, tokens_per_call);
         self.blocks_times_tokens(range, (tokens, first), out, shape, kernel);
     }
 
     /// The outputs of panels `range` for `tokens` (the batch's tokens from `first` on), `kernel`
     /// taking blocks of up to `shape` panels × tokens: panels outermost, so each block of panels
     /// stays in cache while every token block passes over it.
-    fn blocks_times_tokens<const P: usize, const T: usize>(
+    fn blocks_times_tokens(
         &self,
         range: std::ops::Range<usize>,
         (tokens, first): (&[TokenRef], usize),
         out: &[AtomicU32],
         (panel_block, token_block): (usize, usize),
-        kernel: impl Fn(&PanelsRef, &[TokenRef], &mut [[[f32; PANEL_ROWS]; T]; P]),
+        kernel: impl Fn(&PanelsRef, &[TokenRef], &mut Dots),
     ) {
         let mut p = range.start;
         while p < range.end {
@@ -654,7 +650,7 @@ impl CodeMatrix {
             while t < tokens.len() {
                 let nt = token_block.min(tokens.len() - t);
                 let xs = &tokens[t..t + nt];
-                let mut dots = [[[0f32; PANEL_ROWS]; T]; P];
+                let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
                 kernel(&w, xs, &mut dots);
                 self.store_dots(out, (p, np), (first + t, nt), &dots);
                 t += nt;

@@ -244,7 +244,10 @@ unsafe fn unpack_group(at: *const u8, rows: &mut [[u8; QUAD_BYTES]]) {
 /// weight tile at `weights` into the registers of g's parity (`odd`), multiplies them into that
 /// parity's zeroed sum tile, and stores the other parity's sum tile (group g − 1's) at
 /// `stored`. Registers: activations `tmm0`/`tmm1`, weights `tmm2`/`tmm3`, sums `tmm4`/`tmm5`
-/// (even/odd), so a group's loads never wait for the previous group's product.
+/// (even/odd), so a group's loads never wait for the previous group's product. A sum tile
+/// keeps its contents from one of these blocks to the next: no Rust code compiles to tile
+/// instructions, nothing else in the process touches the tiles between them, and the OS saves
+/// them with the thread's state.
 ///
 /// # Safety
 /// AMX-INT8 configured as in [`panels_times_tokens`]; the tiles' memory lies where the
