@@ -270,6 +270,7 @@ impl Linear {
         outs: &mut [&mut [f32]],
         pool: &ThreadPool,
     ) -> Result<(), ModelError> {
+        assert_eq!(linears.len(), outs.len(), "one output per layer");
         let codes: Vec<Option<&CodeMatrix>> = linears
             .iter()
             .map(|l| match l {
