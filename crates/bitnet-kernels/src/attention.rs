@@ -812,6 +812,16 @@ mod x86 {
         }
     }
 
+    /// How many of the `left` heads of a KV group the register kernels take at once: up to 4 of
+    /// head dim 64, 2 of 128, else 1 (each key or value row is then widened once for them).
+    fn heads_at_once(hd: usize, left: usize) -> usize {
+        match hd {
+            64 => left.min(4),
+            128 => left.min(2),
+            _ => 1,
+        }
+    }
+
     /// The scores of head dims 64 and 128 with the queries held in registers: each cached key is
     /// widened once for up to 4 (64) or 2 (128) heads. Per score the same arithmetic as the
     /// one-head dot: 16 lanes, `q·k + acc` from `+0.0` over the head dim in order, the halving
@@ -831,17 +841,19 @@ mod x86 {
         let heads = q.len() / hd;
         let mut h = 0;
         while h < heads {
-            let batch = match (hd, heads - h) {
-                (64, 4..) => 4,
-                (128, 2..) => 2,
-                _ => 1,
-            };
+            let batch = heads_at_once(hd, heads - h);
             // SAFETY (each arm): the callee reads heads h..h + batch of q and out and, per
             // position, hd values of a row the caller checked is inside `data`.
             unsafe {
                 match (hd, batch) {
                     (64, 4) => {
                         head_scores::<T, 4, 4>(load, q, data, rows, &positions, scale, out, h)
+                    }
+                    (64, 3) => {
+                        head_scores::<T, 3, 4>(load, q, data, rows, &positions, scale, out, h)
+                    }
+                    (64, 2) => {
+                        head_scores::<T, 2, 4>(load, q, data, rows, &positions, scale, out, h)
                     }
                     (64, _) => {
                         head_scores::<T, 1, 4>(load, q, data, rows, &positions, scale, out, h)
@@ -1004,22 +1016,19 @@ mod x86 {
         while h < heads {
             // SAFETY (each arm): the callee reads heads h..h+H of p and out and, per position,
             // hd values of a row the caller checked is inside `data`.
+            let batch = heads_at_once(hd, heads - h);
             unsafe {
-                match (hd, heads - h) {
-                    (64, 4..) => head_values::<T, 4, 4>(load, p, data, rows, &positions, out, h),
+                match (hd, batch) {
+                    (64, 4) => head_values::<T, 4, 4>(load, p, data, rows, &positions, out, h),
+                    (64, 3) => head_values::<T, 3, 4>(load, p, data, rows, &positions, out, h),
+                    (64, 2) => head_values::<T, 2, 4>(load, p, data, rows, &positions, out, h),
                     (64, _) => head_values::<T, 1, 4>(load, p, data, rows, &positions, out, h),
                     (256, _) => head_values::<T, 1, 16>(load, p, data, rows, &positions, out, h),
-                    (_, 2..) => head_values::<T, 2, 8>(load, p, data, rows, &positions, out, h),
+                    (_, 2) => head_values::<T, 2, 8>(load, p, data, rows, &positions, out, h),
                     _ => head_values::<T, 1, 8>(load, p, data, rows, &positions, out, h),
                 }
             }
-            h += if hd == 64 && heads - h >= 4 {
-                4
-            } else if hd == 128 && heads - h >= 2 {
-                2
-            } else {
-                1
-            };
+            h += batch;
         }
     }
 

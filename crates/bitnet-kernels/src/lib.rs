@@ -14,6 +14,7 @@
 //!   6-bit LM head.
 //! - [`attention`]: the score and weighted-value loops of attention over cached rows.
 //! - [`norm`]: RMSNorm with ggml's exact rounding.
+//! - [`exp`]: the one `exp` of the engine (a vector polynomial) and the softmax and SiLU on it.
 //! - [`memory`]: the huge-page allocator the binary puts weights and caches in.
 //! - [`order`]: the one summation order of the float kernels (bit-identical on every ISA and
 //!   batch size).
@@ -35,6 +36,7 @@
 pub mod attention;
 pub mod code_matrix;
 mod error;
+pub mod exp;
 pub mod f16;
 pub mod isa;
 pub mod memory;

@@ -455,7 +455,7 @@ impl Model {
                 ops::rms_norm_rows_in_place(&mut h[start..], &self.output_norm, cfg.rms_eps);
             }
             if plan.rounding.p_f16 {
-                ops::round_to_f16(&mut h[start..]);
+                bitnet_kernels::f16::round_to_f16_in_place(&mut h[start..]);
             }
             counts.push(seg.tokens.len() - from);
         }

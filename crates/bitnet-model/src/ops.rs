@@ -3,7 +3,7 @@
 //! RMSNorm summing squares in f64, RoPE angles by repeated f32 multiplication, softmax with an
 //! f64 sum, and the F16 roundings of the attention path.
 
-use half::f16;
+use bitnet_kernels::exp;
 
 use crate::arch::{Activation, RopeStyle};
 
@@ -115,28 +115,6 @@ pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32],
     }
 }
 
-/// In-place softmax of `x` as ggml computes it: `exp(x − max)` summed in f64, then every element
-/// multiplied by the f32 rounding of `1 / sum`. `-inf` entries (masked) become 0.
-pub fn softmax_in_place(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += f64::from(*v);
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
-}
-
-/// Rounds every element to the nearest F16 value (kept as f32).
-pub fn round_to_f16(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = f16::from_f32(*v).to_f32();
-    }
-}
-
 /// `act(x)` of one value.
 fn activate(act: Activation, x: f32) -> f32 {
     match act {
@@ -144,7 +122,7 @@ fn activate(act: Activation, x: f32) -> f32 {
             let r = x.max(0.0);
             r * r
         }
-        Activation::Silu => x / (1.0 + (-x).exp()),
+        Activation::Silu => exp::silu(x),
         Activation::GeluTanh => gelu_tanh(x),
         Activation::GeluErf => gelu_erf(x),
     }
@@ -152,6 +130,9 @@ fn activate(act: Activation, x: f32) -> f32 {
 
 /// `gate = act(gate) * up`, element-wise.
 pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
+    if act == Activation::Silu {
+        return exp::silu_times_in_place(gate, up);
+    }
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = activate(act, *g) * u;
     }
@@ -159,6 +140,9 @@ pub fn gated_activation(act: Activation, gate: &mut [f32], up: &[f32]) {
 
 /// `x = act(x)`, element-wise (a plain FFN).
 pub fn activation_in_place(act: Activation, x: &mut [f32]) {
+    if act == Activation::Silu {
+        return exp::silu_in_place(x);
+    }
     x.iter_mut().for_each(|v| *v = activate(act, *v));
 }
 
@@ -208,16 +192,6 @@ pub fn soft_cap(x: &mut [f32], cap: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn softmax_of_masked_row_ignores_masked_entries() {
-        let mut x = [1.0, 2.0, f32::NEG_INFINITY];
-        softmax_in_place(&mut x);
-        assert_eq!(x[2], 0.0);
-        let e = (1.0f64).exp();
-        let expect0 = 1.0 / (1.0 + e);
-        assert!((f64::from(x[0]) - expect0).abs() < 1e-7);
-    }
 
     #[test]
     fn layer_norm_centres_and_scales() {

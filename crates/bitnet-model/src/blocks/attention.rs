@@ -188,7 +188,7 @@ impl Pass<'_, '_> {
                 let heads = g * group..(g + 1) * group;
                 qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
                 if rounding.q_f16 {
-                    ops::round_to_f16(&mut qs);
+                    bitnet_kernels::f16::round_to_f16_in_place(&mut qs);
                 }
                 let rows_of = |data| CachedRows {
                     data,
@@ -207,10 +207,7 @@ impl Pass<'_, '_> {
                     if let Some(cap) = cfg.attn_logit_softcap {
                         ops::soft_cap(sc, cap);
                     }
-                    ops::softmax_in_place(sc);
-                    if rounding.p_f16 {
-                        ops::round_to_f16(sc);
-                    }
+                    bitnet_kernels::exp::softmax_in_place(sc, rounding.p_f16);
                 }
                 let o_group = &mut row[heads.start * hd..heads.end * hd];
                 attention_values(&scores, rows_of(v_all), lo..hi, o_group);

@@ -109,7 +109,7 @@ impl Pass<'_, '_> {
         // Per expert: the rows routed to it and their weights.
         let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); ne];
         for (r, row) in probs.chunks_exact_mut(ne).enumerate() {
-            ops::softmax_in_place(row);
+            bitnet_kernels::exp::softmax_in_place(row, false);
             let mut order: Vec<usize> = (0..ne).collect();
             order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
             for &e in order.iter().take(moe.n_expert_used) {
@@ -157,7 +157,7 @@ impl Pass<'_, '_> {
             .zip(self.proj.chunks_exact_mut(d))
         {
             let z: f32 = h.iter().zip(w).map(|(a, b)| a * b).sum();
-            let g = 1.0 / (1.0 + (-z).exp());
+            let g = 1.0 / (1.0 + bitnet_kernels::exp::exp(-z));
             out.iter_mut().for_each(|v| *v *= g);
         }
     }
