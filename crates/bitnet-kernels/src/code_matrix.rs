@@ -57,7 +57,7 @@ use half::f16;
 use crate::error::KernelError;
 use crate::isa::{active_isa, record, Isa, KernelId};
 use crate::memory::CacheAligned;
-use crate::pool::{atomic_f32_view, split_range, ThreadPool};
+use crate::pool::{atomic_f32_view, split_range, store_f32_run, ThreadPool};
 use crate::q8::check_len;
 
 /// Codes per scale / offset as given to [`CodeMatrix::from_parts`].
@@ -642,6 +642,8 @@ impl CodeMatrix {
         (panel_block, token_block): (usize, usize),
         kernel: impl Fn(&PanelsRef, &[TokenRef], &mut Dots),
     ) {
+        // Every kernel writes each dot of the np × nt block it is given, so one buffer serves.
+        let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
         let mut p = range.start;
         while p < range.end {
             let np = panel_block.min(range.end - p);
@@ -650,7 +652,6 @@ impl CodeMatrix {
             while t < tokens.len() {
                 let nt = token_block.min(tokens.len() - t);
                 let xs = &tokens[t..t + nt];
-                let mut dots = [[[0f32; PANEL_ROWS]; MAX_TOKENS]; MAX_PANELS];
                 kernel(&w, xs, &mut dots);
                 self.store_dots(out, (p, np), (first + t, nt), &dots);
                 t += nt;
@@ -673,8 +674,14 @@ impl CodeMatrix {
             let live = PANEL_ROWS.min(self.rows - row0);
             for (j, lanes) in panel[..nt].iter().enumerate() {
                 let at = (t + j) * self.rows + row0;
-                for (o, v) in out[at..at + live].iter().zip(lanes) {
-                    o.store(v.to_bits(), Ordering::Relaxed);
+                if live == PANEL_ROWS {
+                    // SAFETY: rows of panel p + i belong to this chunk of the pool run alone
+                    // (the products split their panels between chunks).
+                    unsafe { store_f32_run(out, at, lanes) };
+                } else {
+                    for (o, v) in out[at..at + live].iter().zip(lanes) {
+                        o.store(v.to_bits(), Ordering::Relaxed);
+                    }
                 }
             }
         }

@@ -355,6 +355,35 @@ pub(crate) fn atomic_i32_view(out: &mut [i32]) -> &[std::sync::atomic::AtomicI32
     }
 }
 
+/// Writes `values` into `out[at..at + N]`, a view from [`atomic_f32_view`], with plain stores
+/// (a run of them is a few vector moves, where relaxed atomic stores go one element at a time).
+///
+/// # Safety
+/// No other thread reads or writes these elements while this runs: a pool job gives each
+/// output element to one chunk, and [`ThreadPool::run`]'s return orders the write before the
+/// caller's reads.
+///
+/// # Panics
+/// If the run lies outside `out`.
+#[inline(always)]
+pub(crate) unsafe fn store_f32_run<const N: usize>(
+    out: &[std::sync::atomic::AtomicU32],
+    at: usize,
+    values: &[f32; N],
+) {
+    let dst = &out[at..at + N];
+    // SAFETY: `dst` is in bounds (indexed above) and holds N elements; AtomicU32 is an
+    // UnsafeCell<u32>, so writing through a pointer derived from a shared reference is allowed,
+    // and the caller guarantees no concurrent access.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            values.as_ptr().cast::<u32>(),
+            dst.as_ptr().cast::<u32>().cast_mut(),
+            N,
+        );
+    }
+}
+
 /// [`atomic_i32_view`] for f32 outputs (stored as bit patterns).
 pub(crate) fn atomic_f32_view(out: &mut [f32]) -> &[std::sync::atomic::AtomicU32] {
     // SAFETY: AtomicU32 has the same size and alignment as f32 (both 4 bytes), and the exclusive
