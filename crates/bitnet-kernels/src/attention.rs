@@ -412,7 +412,7 @@ mod x86 {
     use super::{
         axpy_scalar, dot_tail, scores_with, values_with, widen_scalar, CachedRows, KvData, LANES,
     };
-    use crate::order::x86::{fold_256x2, fold_512};
+    use crate::order::x86::{fold_256x2, fold_512, fold_512x16};
     use half::{bf16, f16};
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -665,6 +665,12 @@ mod x86 {
             }
             return;
         }
+        if matches!(keys.head_dim, 64 | 128) && positions.len() >= FOLD_POSITIONS {
+            // SAFETY: this function has the features; the rows of `positions` lie inside the
+            // data (checked by the public entry point).
+            unsafe { scores_folded_by_16(q, keys, positions, scale, out) };
+            return;
+        }
         if matches!(keys.head_dim, 64 | 128) {
             // SAFETY (both closures): this function has the features the loads need.
             match keys.data {
@@ -809,6 +815,104 @@ mod x86 {
                 out,
             ),
             KvData::Bf16(_) | KvData::Q8_0 { .. } => unreachable!("widened before"),
+        }
+    }
+
+    /// Positions whose scores [`scores_folded_by_16`] folds together.
+    const FOLD_POSITIONS: usize = 16;
+
+    /// The scores of head dims 64 and 128 over spans of 16 positions or more, 16 positions at
+    /// a time: their key rows are widened once into f32 scratch in L1, then for each head of
+    /// the group the 16 positions' lane sums are accumulated side by side and folded together
+    /// ([`fold_512x16`]: the same additions as one [`fold_512`] per score, on whole registers),
+    /// scaled and stored as one vector. Per score the arithmetic of the one-head dot: 16 lanes,
+    /// `q·k + acc` from `+0.0` over the head dim in order, the halving fold, times the scale.
+    ///
+    /// # Safety
+    /// AVX-512F/FMA/F16C present; the rows of `positions` lie inside the keys' data.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    unsafe fn scores_folded_by_16(
+        q: &[f32],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        // SAFETY (every arm): the caller's contract; the closures have the features they use.
+        unsafe {
+            match (keys.data, keys.head_dim) {
+                (KvData::F16(d), 64) => {
+                    folded_scores::<_, 4>(|p| load16_f16(p), q, d, keys, positions, scale, out)
+                }
+                (KvData::F16(d), _) => {
+                    folded_scores::<_, 8>(|p| load16_f16(p), q, d, keys, positions, scale, out)
+                }
+                (KvData::F32(d), 64) => {
+                    folded_scores::<_, 4>(|p| load16_f32(p), q, d, keys, positions, scale, out)
+                }
+                (KvData::F32(d), _) => {
+                    folded_scores::<_, 8>(|p| load16_f32(p), q, d, keys, positions, scale, out)
+                }
+                (KvData::Bf16(_) | KvData::Q8_0 { .. }, _) => unreachable!("widened before"),
+            }
+        }
+    }
+
+    /// [`scores_folded_by_16`] for head dim `16 · PARTS`.
+    ///
+    /// # Safety
+    /// As [`scores_folded_by_16`]; `load` reads 16 values of `data` at a pointer.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    unsafe fn folded_scores<T, const PARTS: usize>(
+        load: impl Fn(*const T) -> __m512,
+        q: &[f32],
+        data: &[T],
+        keys: CachedRows<'_>,
+        positions: Range<usize>,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let hd = 16 * PARTS;
+        let span = positions.len();
+        let heads = q.len() / hd;
+        assert!(keys.head_dim == hd && heads * span <= out.len());
+        let scale_v = _mm512_set1_ps(scale);
+        let whole = span - span % FOLD_POSITIONS;
+        let mut wide = [[_mm512_setzero_ps(); PARTS]; FOLD_POSITIONS];
+        for first in (0..whole).step_by(FOLD_POSITIONS) {
+            for (jj, row) in wide.iter_mut().enumerate() {
+                let start = keys.start(positions.start + first + jj);
+                // SAFETY: the row's hd values lie inside `data` (the caller's contract).
+                *row = std::array::from_fn(|k| load(unsafe { data.as_ptr().add(start + 16 * k) }));
+            }
+            for h in 0..heads {
+                let mut acc = [_mm512_setzero_ps(); FOLD_POSITIONS];
+                for k in 0..PARTS {
+                    // SAFETY: head h's hd floats lie inside q (heads = q.len() / hd).
+                    let qk = unsafe { load16_f32(q.as_ptr().add(h * hd + 16 * k)) };
+                    for (acc, row) in acc.iter_mut().zip(&wide) {
+                        *acc = _mm512_fmadd_ps(qk, row[k], *acc);
+                    }
+                }
+                let scores = _mm512_mul_ps(fold_512x16(&acc), scale_v);
+                // SAFETY: h·span + first + 16 <= heads·span <= out.len() (asserted).
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(h * span + first), scores) };
+            }
+        }
+        for jj in whole..span {
+            let start = keys.start(positions.start + jj);
+            // SAFETY: as above.
+            let row: [__m512; PARTS] =
+                std::array::from_fn(|k| load(unsafe { data.as_ptr().add(start + 16 * k) }));
+            for h in 0..heads {
+                let mut acc = _mm512_setzero_ps();
+                for (k, part) in row.iter().enumerate() {
+                    // SAFETY: as above.
+                    let qk = unsafe { load16_f32(q.as_ptr().add(h * hd + 16 * k)) };
+                    acc = _mm512_fmadd_ps(qk, *part, acc);
+                }
+                out[h * span + jj] = fold_512(acc) * scale;
+            }
         }
     }
 
