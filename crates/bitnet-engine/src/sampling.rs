@@ -2,7 +2,7 @@
 //! penalties over a window, top-k, typical-p, top-p, min-p, temperature, then a seeded draw.
 //! Temperature 0 (or below) is greedy: the highest logit wins, ties to the lowest id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -133,38 +133,51 @@ impl Sampler {
     /// Picks the next token among those `allowed` accepts (a grammar's mask): the others are
     /// dropped after the logit bias and penalties, before the samplers, so top-k / top-p / min-p
     /// see only allowed tokens. At least one token must be allowed.
+    ///
+    /// One pass over the vocabulary: the bias and penalties change a few logits (kept aside,
+    /// [`adjusted_logits`]), and of the allowed tokens only the `top_k` best are collected
+    /// (all of them when `top_k` is 0), so no candidate list of the whole vocabulary is built.
     pub fn sample_where(&mut self, logits: &[f32], allowed: impl Fn(u32) -> bool) -> u32 {
         let p = &self.params;
-        self.candidates.clear();
-        self.candidates
-            .extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
-                id: i as u32,
-                logit,
-            }));
-        let cands = &mut self.candidates;
-        for &(id, bias) in &p.logit_bias {
-            if let Some(c) = cands.get_mut(id as usize) {
-                c.logit += bias;
+        let adjusted = adjusted_logits(logits, &self.recent, p);
+        let mut keep = TopK::new(p.top_k, std::mem::take(&mut self.candidates));
+        let (mut allowed_count, mut all_banned) = (0usize, true);
+        // The highest allowed logit, ties to the lowest id (as `argmax`).
+        let mut best: Option<Candidate> = None;
+        for_each_adjusted(logits, &adjusted, |c| {
+            if !allowed(c.id) {
+                return;
             }
+            allowed_count += 1;
+            all_banned &= c.logit == f32::NEG_INFINITY;
+            if best.is_none_or(|b| c.logit > b.logit) {
+                best = Some(c);
+            }
+            keep.offer(c);
+        });
+        self.candidates = keep.into_sorted();
+        let cands = &mut self.candidates;
+        match best {
+            None => {
+                // Nothing allowed: a caller's broken invariant; the unadjusted logits keep it
+                // visible.
+                cands.clear();
+                cands.extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
+                    id: i as u32,
+                    logit,
+                }));
+                if p.temperature <= 0.0 {
+                    return argmax(cands);
+                }
+                top_k(cands, p.top_k);
+            }
+            // Every allowed token banned (e.g. `ignore_eos` where only ending is allowed): the
+            // distribution is empty, so the highest (the first allowed) is taken.
+            Some(best) if p.temperature <= 0.0 || (allowed_count < logits.len() && all_banned) => {
+                return best.id;
+            }
+            Some(_) => {}
         }
-        apply_penalties(cands, &self.recent, p);
-        let before = cands.len();
-        cands.retain(|c| allowed(c.id));
-        if cands.is_empty() {
-            // Nothing allowed: a caller's broken invariant; the argmax of all keeps it visible.
-            cands.extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
-                id: i as u32,
-                logit,
-            }));
-        }
-        // Every allowed token banned (e.g. `ignore_eos` where only ending is allowed): the
-        // distribution is empty, so the highest (the first allowed) is taken.
-        if p.temperature <= 0.0
-            || (cands.len() < before && cands.iter().all(|c| c.logit == f32::NEG_INFINITY))
-        {
-            return argmax(cands);
-        }
-        top_k(cands, p.top_k);
         typical(cands, p.typical_p);
         top_p(cands, p.top_p);
         min_p(cands, p.min_p);
@@ -175,28 +188,51 @@ impl Sampler {
     }
 }
 
-/// llama.cpp's penalties: a positive logit is divided by the repeat penalty and a negative one
-/// multiplied; then `count · frequency + presence` is subtracted.
-fn apply_penalties(cands: &mut [Candidate], recent: &VecDeque<u32>, p: &SamplingParams) {
-    if recent.is_empty()
-        || (p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0)
-    {
-        return;
-    }
-    let mut counts: HashMap<u32, u32> = HashMap::new();
-    for &t in recent {
-        *counts.entry(t).or_default() += 1;
-    }
-    for (&id, &count) in &counts {
-        let Some(c) = cands.get_mut(id as usize) else {
-            continue;
-        };
-        if c.logit <= 0.0 {
-            c.logit *= p.repeat_penalty;
-        } else {
-            c.logit /= p.repeat_penalty;
+/// The logits the logit bias and the penalties change, as `(id, new logit)` in increasing id:
+/// each bias added in its order, then llama.cpp's penalties on the result (a positive logit is
+/// divided by the repeat penalty and a negative one multiplied; then `count · frequency +
+/// presence` is subtracted). Ids outside the vocabulary are ignored.
+fn adjusted_logits(logits: &[f32], recent: &VecDeque<u32>, p: &SamplingParams) -> Vec<(u32, f32)> {
+    let mut changed: BTreeMap<u32, f32> = BTreeMap::new();
+    for &(id, bias) in &p.logit_bias {
+        if let Some(&logit) = logits.get(id as usize) {
+            *changed.entry(id).or_insert(logit) += bias;
         }
-        c.logit -= count as f32 * p.frequency_penalty + p.presence_penalty;
+    }
+    let penalized =
+        !(p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0);
+    if penalized && !recent.is_empty() {
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in recent {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&id, &count) in &counts {
+            let Some(&logit) = logits.get(id as usize) else {
+                continue;
+            };
+            let c = changed.entry(id).or_insert(logit);
+            if *c <= 0.0 {
+                *c *= p.repeat_penalty;
+            } else {
+                *c /= p.repeat_penalty;
+            }
+            *c -= count as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+    changed.into_iter().collect()
+}
+
+/// Calls `f` with every token's candidate in id order, its logit taken from `adjusted` (sorted by
+/// id, as [`adjusted_logits`] makes it) where listed, else from `logits`.
+fn for_each_adjusted(logits: &[f32], adjusted: &[(u32, f32)], mut f: impl FnMut(Candidate)) {
+    let mut changed = adjusted.iter().peekable();
+    for (i, &logit) in logits.iter().enumerate() {
+        let id = i as u32;
+        let logit = match changed.next_if(|&&(at, _)| at == id) {
+            Some(&(_, new)) => new,
+            None => logit,
+        };
+        f(Candidate { id, logit });
     }
 }
 
@@ -227,21 +263,46 @@ fn sort_desc(cands: &mut [Candidate]) {
 /// dozen microseconds for a 50k vocabulary, where a selection over all of it took ~10× longer
 /// (it ran once per sequence per step on the batch engine's thread).
 fn top_k(cands: &mut Vec<Candidate>, k: usize) {
-    if k == 0 || k >= cands.len() {
-        sort_desc(cands);
-        return;
+    let mut keep = TopK::new(k, Vec::with_capacity(k.min(cands.len()) + 1));
+    cands.iter().for_each(|&c| keep.offer(c));
+    *cands = keep.into_sorted();
+}
+
+/// The `k` first of the candidates offered to it in [`rank`] order (all of them when `k` is 0).
+struct TopK {
+    k: usize,
+    /// Sorted by rank while `k > 0`; in offer order when `k` is 0.
+    best: Vec<Candidate>,
+}
+
+impl TopK {
+    /// Collects into `buffer` (cleared), reusing its allocation.
+    fn new(k: usize, mut buffer: Vec<Candidate>) -> Self {
+        buffer.clear();
+        TopK { k, best: buffer }
     }
-    let mut best: Vec<Candidate> = Vec::with_capacity(k + 1);
-    for &c in cands.iter() {
-        if best.len() == k && rank(&c, &best[k - 1]).is_ge() {
-            continue;
+
+    fn offer(&mut self, c: Candidate) {
+        let k = self.k;
+        if k == 0 {
+            self.best.push(c);
+            return;
         }
-        let at = best.partition_point(|b| rank(b, &c).is_lt());
-        best.insert(at, c);
-        best.truncate(k);
+        if self.best.len() == k && rank(&c, &self.best[k - 1]).is_ge() {
+            return;
+        }
+        let at = self.best.partition_point(|b| rank(b, &c).is_lt());
+        self.best.insert(at, c);
+        self.best.truncate(k);
     }
-    cands.clear();
-    cands.extend_from_slice(&best);
+
+    /// The candidates kept, in rank order.
+    fn into_sorted(mut self) -> Vec<Candidate> {
+        if self.k == 0 {
+            sort_desc(&mut self.best);
+        }
+        self.best
+    }
 }
 
 /// Softmax probabilities of sorted candidates.
@@ -329,6 +390,7 @@ fn draw(cands: &[Candidate], rng: &mut ChaCha8Rng) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn logits() -> Vec<f32> {
         vec![1.0, 3.0, 2.0, -1.0, 2.5, 0.0]
@@ -358,6 +420,111 @@ mod tests {
         }
     }
 
+    /// The sampler as it was before the one-pass candidate stage: every token a candidate, the
+    /// bias and penalties applied to the list, the disallowed removed, a full sort for top-k.
+    fn full_list_token(
+        p: &SamplingParams,
+        recent: &VecDeque<u32>,
+        rng: &mut ChaCha8Rng,
+        logits: &[f32],
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> u32 {
+        let all = |logits: &[f32]| -> Vec<Candidate> {
+            let to = |(i, &logit): (usize, &f32)| Candidate {
+                id: i as u32,
+                logit,
+            };
+            logits.iter().enumerate().map(to).collect()
+        };
+        let mut cands = all(logits);
+        for &(id, bias) in &p.logit_bias {
+            if let Some(c) = cands.get_mut(id as usize) {
+                c.logit += bias;
+            }
+        }
+        if p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0 {
+            let mut counts: HashMap<u32, u32> = HashMap::new();
+            recent
+                .iter()
+                .for_each(|&t| *counts.entry(t).or_default() += 1);
+            for (&id, &count) in &counts {
+                if let Some(c) = cands.get_mut(id as usize) {
+                    c.logit = if c.logit <= 0.0 {
+                        c.logit * p.repeat_penalty
+                    } else {
+                        c.logit / p.repeat_penalty
+                    };
+                    c.logit -= count as f32 * p.frequency_penalty + p.presence_penalty;
+                }
+            }
+        }
+        let before = cands.len();
+        cands.retain(|c| allowed(c.id));
+        if cands.is_empty() {
+            cands = all(logits);
+        }
+        if p.temperature <= 0.0
+            || (cands.len() < before && cands.iter().all(|c| c.logit == f32::NEG_INFINITY))
+        {
+            return argmax(&cands);
+        }
+        cands.sort_by(rank);
+        if p.top_k > 0 {
+            cands.truncate(p.top_k);
+        }
+        typical(&mut cands, p.typical_p);
+        top_p(&mut cands, p.top_p);
+        min_p(&mut cands, p.min_p);
+        cands.iter_mut().for_each(|c| c.logit /= p.temperature);
+        draw(&cands, rng)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// The one-pass candidate stage picks the tokens the full candidate list picks: ties,
+        /// banned (−inf) and out-of-vocabulary biases, penalties, grammar masks (none allowed
+        /// included), greedy and every filter.
+        #[test]
+        fn one_pass_candidates_pick_what_the_full_list_picks(
+            logits in proptest::collection::vec(
+                prop_oneof![(-6i8..6).prop_map(|v| f32::from(v) * 0.5), Just(f32::NEG_INFINITY)],
+                1..200,
+            ),
+            k in 0usize..12,
+            temperature in proptest::sample::select(vec![0.0f32, 0.7, 1.3]),
+            top_p in proptest::sample::select(vec![1.0f32, 0.9]),
+            min_p in proptest::sample::select(vec![0.0f32, 0.05]),
+            typical_p in proptest::sample::select(vec![1.0f32, 0.8]),
+            bias in proptest::collection::vec(
+                (0u32..220, prop_oneof![-2.0f32..2.0, Just(f32::NEG_INFINITY)]),
+                0..4,
+            ),
+            recent in proptest::collection::vec(0u32..220, 0..8),
+            penalties in (proptest::sample::select(vec![1.0f32, 1.3]), 0.0f32..0.5, 0.0f32..0.5),
+            mask in proptest::collection::vec(any::<bool>(), 200),
+            seed in any::<u64>(),
+            // Short vocabularies often, where every token can be banned or masked at once.
+            cut in prop_oneof![1usize..6, 1usize..200],
+        ) {
+            let logits = &logits[..cut.min(logits.len())];
+            let params = SamplingParams {
+                temperature, top_k: k, top_p, min_p, typical_p,
+                repeat_penalty: penalties.0, frequency_penalty: penalties.1,
+                presence_penalty: penalties.2, logit_bias: bias, seed,
+                repeat_last_n: 64,
+            };
+            let allowed = |id: u32| mask[id as usize];
+            let mut sampler = Sampler::new(params.clone());
+            recent.iter().for_each(|&t| sampler.accept(t));
+            let recent: VecDeque<u32> = recent.into_iter().collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for draw in 0..4 {
+                let want = full_list_token(&params, &recent, &mut rng, logits, &allowed);
+                prop_assert_eq!(sampler.sample_where(logits, allowed), want, "draw {}", draw);
+            }
+        }
+    }
+
     #[test]
     fn greedy_takes_the_highest_logit() {
         let mut s = Sampler::new(SamplingParams::greedy());
@@ -375,14 +542,7 @@ mod tests {
 
     #[test]
     fn repeat_penalty_follows_llama_cpp_sign_rule() {
-        let mut cands: Vec<Candidate> = [2.0f32, -2.0]
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| Candidate {
-                id: i as u32,
-                logit: l,
-            })
-            .collect();
+        let logits = [2.0f32, -2.0];
         let p = SamplingParams {
             repeat_penalty: 2.0,
             presence_penalty: 0.5,
@@ -390,9 +550,14 @@ mod tests {
             ..Default::default()
         };
         let recent: VecDeque<u32> = [0, 0, 1].into_iter().collect();
-        apply_penalties(&mut cands, &recent, &p);
-        assert_eq!(cands[0].logit, 2.0 / 2.0 - (2.0 * 0.25 + 0.5));
-        assert_eq!(cands[1].logit, -2.0 * 2.0 - (0.25 + 0.5));
+        let adjusted = adjusted_logits(&logits, &recent, &p);
+        assert_eq!(
+            adjusted,
+            [
+                (0, 2.0 / 2.0 - (2.0 * 0.25 + 0.5)),
+                (1, -2.0 * 2.0 - (0.25 + 0.5))
+            ]
+        );
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub(crate) mod x86 {
     /// registers at once (`lanes[l] + lanes[l + w]` of each), so the 16 folds take 15 additions
     /// and 30 shuffles where one at a time they take 64 of each.
     #[target_feature(enable = "avx512f")]
+    #[inline]
     pub(crate) fn fold_512x16(v: &[__m512; 16]) -> __m512 {
         // w = 8: register i holds sums 2i (lanes 0–7) and 2i + 1 (lanes 8–15).
         let eights: [__m512; 8] = std::array::from_fn(|i| {
