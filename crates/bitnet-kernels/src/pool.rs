@@ -115,7 +115,13 @@ impl ThreadPool {
     /// How many chunks to cut `items` units of work into: a few per thread, so a thread the OS
     /// delays leaves its share to the others, yet few enough that handing chunks out stays cheap.
     pub fn chunk_count(&self, items: usize) -> usize {
-        items.min(self.threads * 4).max(1)
+        self.chunk_count_per_thread(items, 4)
+    }
+
+    /// [`ThreadPool::chunk_count`] with `per_thread` chunks per thread (at most `items`, at
+    /// least 1), for jobs whose chunks carry a fixed cost worth measuring against the balance.
+    pub fn chunk_count_per_thread(&self, items: usize, per_thread: usize) -> usize {
+        items.min(self.threads * per_thread).max(1)
     }
 
     /// Runs `job(first, count)` for every group of `group` consecutive rows of `0..rows` (the
