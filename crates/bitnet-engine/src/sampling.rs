@@ -127,6 +127,14 @@ impl Sampler {
 
     /// Picks the next token from one row of logits. Does not call [`Sampler::accept`].
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let p = &self.params;
+        if p.temperature > 0.0 && p.top_k > 0 && !logits.is_empty() {
+            // Every token allowed: the candidate stage of `sample_where` reduces to the top k.
+            let adjusted = adjusted_logits(logits, &self.recent, p);
+            let buffer = std::mem::take(&mut self.candidates);
+            self.candidates = top_k_unmasked(logits, &adjusted, p.top_k, buffer);
+            return self.filter_and_draw();
+        }
         self.sample_where(logits, |_| true)
     }
 
@@ -178,6 +186,13 @@ impl Sampler {
             }
             Some(_) => {}
         }
+        self.filter_and_draw()
+    }
+
+    /// The samplers after top-k (typical, top-p, min-p), the temperature and the draw, over
+    /// the candidates kept (sorted by rank).
+    fn filter_and_draw(&mut self) -> u32 {
+        let (p, cands) = (&self.params, &mut self.candidates);
         typical(cands, p.typical_p);
         top_p(cands, p.top_p);
         min_p(cands, p.min_p);
@@ -268,6 +283,50 @@ fn top_k(cands: &mut Vec<Candidate>, k: usize) {
     *cands = keep.into_sorted();
 }
 
+/// Logits compared with the k-th best at once before any is looked at alone (see
+/// [`top_k_unmasked`]).
+const SCAN_CHUNK: usize = 64;
+
+/// The `k` (> 0) best candidates of all tokens in [`rank`] order, their logits taken from
+/// `adjusted` where listed: what [`Sampler::sample_where`]'s one pass keeps when every token is
+/// allowed. Once `k` are kept, a chunk of logits all below the k-th best is passed over whole (a
+/// comparison the compiler vectorizes; none of them would be kept), so the pass over a large
+/// vocabulary is mostly those comparisons.
+fn top_k_unmasked(
+    logits: &[f32],
+    adjusted: &[(u32, f32)],
+    k: usize,
+    buffer: Vec<Candidate>,
+) -> Vec<Candidate> {
+    let mut keep = TopK::new(k, buffer);
+    // The changed logits first: the set kept does not depend on the order of the offers.
+    adjusted
+        .iter()
+        .for_each(|&(id, logit)| keep.offer(Candidate { id, logit }));
+    let mut changed = adjusted.iter().map(|&(id, _)| id as usize).peekable();
+    for (c, chunk) in logits.chunks(SCAN_CHUNK).enumerate() {
+        let first = c * SCAN_CHUNK;
+        // `<` is false for NaN and for a tie, which are then offered one by one.
+        let below = keep
+            .kth()
+            .is_some_and(|kth| chunk.iter().fold(true, |all, &v| all & (v < kth)));
+        if below {
+            while changed.next_if(|&id| id < first + chunk.len()).is_some() {}
+            continue;
+        }
+        for (j, &logit) in chunk.iter().enumerate() {
+            let id = first + j;
+            if changed.next_if_eq(&id).is_none() {
+                keep.offer(Candidate {
+                    id: id as u32,
+                    logit,
+                });
+            }
+        }
+    }
+    keep.into_sorted()
+}
+
 /// The `k` first of the candidates offered to it in [`rank`] order (all of them when `k` is 0).
 struct TopK {
     k: usize,
@@ -294,6 +353,11 @@ impl TopK {
         let at = self.best.partition_point(|b| rank(b, &c).is_lt());
         self.best.insert(at, c);
         self.best.truncate(k);
+    }
+
+    /// The logit of the k-th best once `k` (> 0) are kept: a candidate below it is not kept.
+    fn kth(&self) -> Option<f32> {
+        (self.k > 0 && self.best.len() == self.k).then(|| self.best[self.k - 1].logit)
     }
 
     /// The candidates kept, in rank order.
@@ -496,7 +560,8 @@ mod tests {
             min_p in proptest::sample::select(vec![0.0f32, 0.05]),
             typical_p in proptest::sample::select(vec![1.0f32, 0.8]),
             bias in proptest::collection::vec(
-                (0u32..220, prop_oneof![-2.0f32..2.0, Just(f32::NEG_INFINITY)]),
+                // Biases on the logits' half-integer grid, so biased logits tie with others.
+                (0u32..220, prop_oneof![(-4i8..4).prop_map(|v| f32::from(v) * 0.5), Just(f32::NEG_INFINITY)]),
                 0..4,
             ),
             recent in proptest::collection::vec(0u32..220, 0..8),
@@ -522,7 +587,31 @@ mod tests {
                 let want = full_list_token(&params, &recent, &mut rng, logits, &allowed);
                 prop_assert_eq!(sampler.sample_where(logits, allowed), want, "draw {}", draw);
             }
+            // No mask: `sample`'s top-k pass, which skips chunks below the k-th best.
+            let mut sampler = Sampler::new(params.clone());
+            recent.iter().for_each(|&t| sampler.accept(t));
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for draw in 0..4 {
+                let want = full_list_token(&params, &recent, &mut rng, logits, &|_| true);
+                prop_assert_eq!(sampler.sample(logits), want, "unmasked draw {}", draw);
+            }
         }
+    }
+
+    #[test]
+    fn a_biased_token_ties_with_an_earlier_one_in_the_chunked_pass() {
+        // Token 100 is biased up to the highest logit, which token 5 has: the tie goes to the
+        // lower id, though token 100 is offered first and token 5's chunk is all ≤ it.
+        let mut logits = vec![0.0f32; 130];
+        logits[5] = 2.0;
+        logits[100] = 1.0;
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            logit_bias: vec![(100, 1.0)],
+            ..Default::default()
+        };
+        assert_eq!(Sampler::new(params).sample(&logits), 5);
     }
 
     #[test]
