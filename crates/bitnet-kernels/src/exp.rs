@@ -167,9 +167,7 @@ mod x86 {
     //! AVX-512 (16 lanes, masked tails) and AVX2 (8 lanes, scalar tails) forms of the module's
     //! definitions.
 
-    use super::{
-        exp, max_scalar, silu, LN2_HI, LN2_LO, LOG2_E, MAX_ARG, MIN_ARG, SUM_LANES, TAYLOR,
-    };
+    use super::{exp, max_scalar, LN2_HI, LN2_LO, LOG2_E, MAX_ARG, MIN_ARG, SUM_LANES, TAYLOR};
     use crate::order::fold;
     use std::arch::x86_64::*;
 
@@ -404,9 +402,7 @@ mod x86 {
             }
             i += 8;
         }
-        for (k, v) in x[body..].iter_mut().enumerate() {
-            *v = silu(*v) * up.map_or(1.0, |u| u[body + k]);
-        }
+        super::silu_times_scalar(&mut x[body..], up.map(|u| &u[body..]));
     }
 }
 
@@ -415,7 +411,7 @@ mod neon {
     //! NEON (4 lanes, scalar tails) forms of the module's definitions; the f64 sum keeps its 16
     //! lanes in eight 2-lane registers.
 
-    use super::{exp, silu, LN2_HI, LN2_LO, LOG2_E, MAX_ARG, MIN_ARG, SUM_LANES, TAYLOR};
+    use super::{exp, LN2_HI, LN2_LO, LOG2_E, MAX_ARG, MIN_ARG, SUM_LANES, TAYLOR};
     use crate::order::fold;
     use std::arch::aarch64::*;
 
@@ -507,8 +503,6 @@ mod neon {
             }
             i += 4;
         }
-        for (k, v) in x[body..].iter_mut().enumerate() {
-            *v = silu(*v) * up.map_or(1.0, |u| u[body + k]);
-        }
+        super::silu_times_scalar(&mut x[body..], up.map(|u| &u[body..]));
     }
 }
