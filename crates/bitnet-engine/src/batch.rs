@@ -9,8 +9,9 @@
 //! Callers submit a [`SequenceRequest`] with an [`EventSink`]; the queue in front of the slots is
 //! bounded, and a full queue is refused at once ([`SubmitError::QueueFull`]).
 //!
-//! A request starts from the idle slot cache (or RAM snapshot) sharing the longest prefix with
-//! its prompt, so only the rest is evaluated ([`crate::prompt_cache`]); a prompt of two or more
+//! A request starts from the idle slot cache, RAM snapshot or cache of a sequence in flight
+//! sharing the longest prefix with its prompt, so only the rest is evaluated
+//! ([`crate::prompt_cache`]); a prompt of two or more
 //! tokens is always evaluated in chunks of at least two tokens, which keeps the reuse exact.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +25,9 @@ use bitnet_model::{BatchSegment, KvCache, Model, ModelError};
 use bitnet_tokenizer::Tokenizer;
 
 use crate::generate::{EngineError, FinishReason, GenerateRequest};
-use crate::prompt_cache::{reusable_tokens, AcquiredCache, PromptCache, MIN_FRESH_TOKENS};
+use crate::prompt_cache::{
+    reusable_len, reusable_tokens, AcquiredCache, InFlight, PromptCache, MIN_FRESH_TOKENS,
+};
 use crate::sequence::{token_logprob, SequenceState, Step, TokenLogprob};
 
 /// Sizes of the batch engine.
@@ -357,14 +360,23 @@ fn run_engine(
             counters.queued.fetch_sub(1, Ordering::SeqCst);
             let state = SequenceState::new(tokenizer, &pending.request.generate);
             let prompt = pending.request.generate.prompt;
+            let in_flight: Vec<InFlight<'_>> = active
+                .iter()
+                .map(|seq| InFlight {
+                    tokens: &seq.prompt[..reusable_len(&seq.prompt, seq.prefilled)],
+                    cache: &seq.cache,
+                })
+                .collect();
+            let reuse = pending.request.cache_prompt;
             let AcquiredCache { cache, reused } =
-                caches.acquire(&prompt, pending.request.cache_prompt, || {
+                caches.acquire(&prompt, reuse, &in_flight, || {
                     let cache = model.new_cache(options.context);
                     counters
                         .kv_cache_bytes
                         .fetch_add(cache.memory_bytes() as u64, Ordering::Relaxed);
                     cache
                 });
+            drop(in_flight);
             counters
                 .cache_ram_bytes
                 .store(caches.ram_used() as u64, Ordering::Relaxed);

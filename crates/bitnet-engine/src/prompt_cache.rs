@@ -2,7 +2,9 @@
 //! prompt tokens they hold, and (with a RAM budget) an LRU store keeps snapshots of the KV of
 //! finished sequences whose slot was taken for something else. A new request starts from the
 //! cache with the longest usable common token prefix, truncated to it, so only the rest of its
-//! prompt is evaluated.
+//! prompt is evaluated. The caches of sequences still in flight count too: a request sharing a
+//! prompt prefix (a system prompt, say) with one being answered copies the keys and values that
+//! sequence has evaluated of it.
 //!
 //! Reuse is exact: a request gets the same logits, bit for bit, as without the cache. That holds
 //! because the engine evaluates every prompt of two or more tokens in chunks of at least two
@@ -33,10 +35,22 @@ pub fn reusable_prefix(cached: &[u32], prompt: &[u32]) -> usize {
 /// `prompt` when the prompt was evaluated in multi-token chunks (two tokens or more), else
 /// none.
 pub fn reusable_tokens(prompt: &[u32], evaluated: usize) -> Vec<u32> {
+    prompt[..reusable_len(prompt, evaluated)].to_vec()
+}
+
+/// How many of [`reusable_tokens`] there are.
+pub fn reusable_len(prompt: &[u32], evaluated: usize) -> usize {
     if prompt.len() < MIN_FRESH_TOKENS {
-        return Vec::new();
+        return 0;
     }
-    prompt[..evaluated.min(prompt.len())].to_vec()
+    evaluated.min(prompt.len())
+}
+
+/// A sequence in flight as a source of prompt reuse: its cache and the prompt tokens its first
+/// positions hold ([`reusable_tokens`] of what it has evaluated so far).
+pub struct InFlight<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a KvCache,
 }
 
 /// A KV cache handed to a request, with how many of its prompt's tokens it already holds.
@@ -97,15 +111,17 @@ impl PromptCache {
         self.snapshots.len()
     }
 
-    /// A cache for a request with `prompt`: with `reuse`, the one (an idle slot's or a restored
-    /// snapshot) sharing the longest usable prefix with it, truncated to that prefix; else, or
-    /// when nothing matches, an empty one (a new allocation while fewer than `slots` exist,
-    /// else the least recently used idle cache, whose content goes to the RAM store first).
-    /// Callers ask only while a slot is free: an idle cache or room to allocate exists.
+    /// A cache for a request with `prompt`: with `reuse`, the one (an idle slot's, a restored
+    /// snapshot or a copy of the prompt positions of a sequence `in_flight`) sharing the
+    /// longest usable prefix with it, truncated to that prefix; else, or when nothing matches,
+    /// an empty one (a new allocation while fewer than `slots` exist, else the least recently
+    /// used idle cache, whose content goes to the RAM store first). Callers ask only while a
+    /// slot is free: an idle cache or room to allocate exists.
     pub fn acquire(
         &mut self,
         prompt: &[u32],
         reuse: bool,
+        in_flight: &[InFlight<'_>],
         allocate: impl FnOnce() -> KvCache,
     ) -> AcquiredCache {
         self.clock += 1;
@@ -116,7 +132,22 @@ impl PromptCache {
             .iter()
             .map(|s| (s.tokens.as_slice(), s.last_used));
         let best_snapshot = best_match(stored, prompt).filter(|_| reuse);
+        let running = in_flight.iter().map(|f| (f.tokens, 0));
+        let best_running = best_match(running, prompt).filter(|_| reuse);
         let idle_len = best_idle.map_or(0, |(len, _, _)| len);
+        let snapshot_len = best_snapshot.map_or(0, |(len, _, _)| len);
+        if let Some((len, _, i)) =
+            best_running.filter(|&(len, _, _)| len > idle_len && len > snapshot_len)
+        {
+            let mut cache = self.empty_cache(allocate);
+            // Every cache of one engine has the same shape and element type.
+            let reused = match cache.copy_prefix(in_flight[i].cache, len) {
+                Ok(()) => len,
+                Err(_) => 0,
+            };
+            cache.truncate(reused);
+            return AcquiredCache { cache, reused };
+        }
         if let Some((len, _, i)) = best_snapshot.filter(|&(len, _, _)| len > idle_len) {
             // Out of the store while a cache is found (which may store another snapshot).
             let snapshot = self.snapshots.swap_remove(i);

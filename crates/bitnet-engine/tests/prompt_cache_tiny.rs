@@ -174,3 +174,44 @@ fn the_ram_store_brings_back_a_prefix_whose_slot_was_taken() {
         assert_eq!(engine.stats().cache_ram_bytes > 0, cache_ram > 0);
     }
 }
+
+#[test]
+fn a_request_copies_the_prompt_prefix_of_a_sequence_in_flight() {
+    let text = text_ids();
+    let first = text[..40].to_vec();
+    let extended = text[..50].to_vec();
+    // Two slots, and a prefill budget that evaluates the first prompt in several chunks.
+    let (expected, _) = run(&engine(1, 16, 0), &extended, false);
+    let engine = engine(2, 16, 0);
+    // The first request's sink holds the engine thread at its `Started` event until the second
+    // request is queued, so the second is admitted while the first is in flight, its 40 prompt
+    // positions evaluated and nothing of it in an idle slot or the RAM store.
+    let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let mut long = greedy(first, false);
+    long.generate.max_tokens = 150;
+    engine
+        .submit(
+            long,
+            Box::new(move |e| {
+                let started = matches!(e, SequenceEvent::Started { .. });
+                let listening = tx.send(e).is_ok();
+                if started {
+                    go_rx.recv().expect("the test lets the engine go on");
+                }
+                listening
+            }),
+        )
+        .unwrap();
+    match rx.recv_timeout(Duration::from_secs(60)).expect("event") {
+        SequenceEvent::Started { cached_tokens, .. } => assert_eq!(cached_tokens, 0),
+        other => panic!("before Started: {other:?}"),
+    }
+    let second = submit(&engine, greedy(extended.clone(), true));
+    go_tx.send(()).unwrap();
+    let (tokens, summary) = finish(&second);
+    assert_eq!(summary.cached_tokens, 40);
+    assert_eq!(tokens, expected);
+    let (_, first_summary) = finish(&rx);
+    assert_eq!(first_summary.completion_tokens, 150);
+}

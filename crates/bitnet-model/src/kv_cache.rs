@@ -378,18 +378,38 @@ impl KvCache {
     /// Replaces the cache's content with `snapshot`'s positions. The snapshot must come from a
     /// cache of the same shape and element type, and fit.
     pub fn restore(&mut self, snapshot: &KvSnapshot) -> Result<(), ModelError> {
-        if snapshot.n_layer != self.n_layer || snapshot.kv_dim != self.kv_dim {
+        let (n_layer, kv_dim) = (snapshot.n_layer, snapshot.kv_dim);
+        self.replace_with(n_layer, kv_dim, &snapshot.store, snapshot.len)
+    }
+
+    /// Replaces the cache's content with positions `0..len` (at most `from.len()`) of `from`,
+    /// a cache of the same shape and element type: [`KvCache::snapshot`] then
+    /// [`KvCache::restore`] without the copy in between.
+    pub fn copy_prefix(&mut self, from: &KvCache, len: usize) -> Result<(), ModelError> {
+        let len = len.min(from.len);
+        self.replace_with(from.n_layer, from.kv_dim, &from.store, len)
+    }
+
+    /// Replaces the content with the first `len` positions of `store`, the store of a cache
+    /// or snapshot shaped `n_layer` × `kv_dim`.
+    fn replace_with(
+        &mut self,
+        n_layer: usize,
+        kv_dim: usize,
+        store: &Store,
+        len: usize,
+    ) -> Result<(), ModelError> {
+        if n_layer != self.n_layer || kv_dim != self.kv_dim {
             return Err(ModelError::CacheMismatch);
         }
-        if snapshot.len > self.capacity {
+        if len > self.capacity {
             return Err(ModelError::ContextFull {
-                needed: snapshot.len,
+                needed: len,
                 capacity: self.capacity,
             });
         }
-        self.store
-            .copy_from(&snapshot.store, snapshot.len * self.kv_dim)?;
-        self.len = snapshot.len;
+        self.store.copy_from(store, len * self.kv_dim)?;
+        self.len = len;
         Ok(())
     }
 
