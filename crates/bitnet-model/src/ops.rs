@@ -1,30 +1,19 @@
 //! Element-wise and row-wise operations of the forward pass, each written to reproduce
 //! ggml's CPU arithmetic (bitnet.cpp / llama.cpp) as measured in the oracle README §5:
-//! RMSNorm summing squares in f64, RoPE angles by repeated f32 multiplication, softmax with an
+//! RMSNorm summing squares in f64 (`bitnet_kernels::norm`), RoPE angles by repeated f32 multiplication, softmax with an
 //! f64 sum, and the F16 roundings of the attention path.
 
 use bitnet_kernels::exp;
 
 use crate::arch::{Activation, RopeStyle};
 
-/// `out = x / sqrt(mean(x²) + eps)` exactly as ggml's `rms_norm`: the squares are f32 products
-/// summed in f64, the mean is rounded to f32, `scale = 1 / sqrtf(mean + eps)`.
-pub fn rms_norm(x: &[f32], eps: f32, out: &mut [f32]) {
-    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
-    let mean = (sum / x.len() as f64) as f32;
-    let scale = 1.0f32 / (mean + eps).sqrt();
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v * scale;
-    }
-}
-
-/// `out = rms_norm(x) * w`, the multiply by the norm weight being a separate f32 operation as
-/// in ggml's graph (`norm` then `MUL`).
+/// `out = rms_norm(x) * w` as ggml's `rms_norm` then `MUL`: the squares are f32 products summed
+/// in f64 (in the lanes of [`bitnet_kernels::norm`]), the mean is rounded to f32,
+/// `scale = 1 / sqrtf(mean + eps)`, and the multiply by the norm weight is a separate f32
+/// rounding.
 pub fn rms_norm_weighted(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    rms_norm(x, eps, out);
-    for (o, &wi) in out.iter_mut().zip(w) {
-        *o *= wi;
-    }
+    bitnet_kernels::rms_norm(x, Some(w), eps, out)
+        .expect("rms_norm: the input, weight and output of one row have one length");
 }
 
 /// Applies [`rms_norm_weighted`] to every `w.len()`-wide row of `x` in place.
