@@ -91,15 +91,22 @@ pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
 /// of one token) using a table from [`rope_table`].
 pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {
     let half = cos.len();
+    let rotate = |x0: f32, x1: f32, c: f32, s: f32| (x0 * c - x1 * s, x0 * s + x1 * c);
+    // One loop per style, so each vectorizes (no branch per element).
     for head in x.chunks_exact_mut(head_dim) {
-        for i in 0..half {
-            let (a, b) = match style {
-                RopeStyle::Neox => (i, i + half),
-                RopeStyle::Normal => (2 * i, 2 * i + 1),
-            };
-            let (x0, x1) = (head[a], head[b]);
-            head[a] = x0 * cos[i] - x1 * sin[i];
-            head[b] = x0 * sin[i] + x1 * cos[i];
+        match style {
+            RopeStyle::Neox => {
+                let (a, b) = head[..2 * half].split_at_mut(half);
+                for (((a, b), &c), &s) in a.iter_mut().zip(b).zip(cos).zip(sin) {
+                    (*a, *b) = rotate(*a, *b, c, s);
+                }
+            }
+            RopeStyle::Normal => {
+                let pairs = head[..2 * half].chunks_exact_mut(2);
+                for ((pair, &c), &s) in pairs.zip(cos).zip(sin) {
+                    (pair[0], pair[1]) = rotate(pair[0], pair[1], c, s);
+                }
+            }
         }
     }
 }
