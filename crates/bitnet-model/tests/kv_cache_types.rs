@@ -1,7 +1,7 @@
-//! KV cache element types and snapshots on tiny-b158: a Q8_0 cache takes 17/32 of an F16 cache's
-//! memory (what the server's startup log and `/metrics` report), every type keeps the F16 cache's
-//! top token on most rows, and a snapshot put back into another cache continues with the bits of the
-//! original cache.
+//! KV cache element types, snapshots and prefix copies on tiny-b158: a Q8_0 cache takes 17/32 of
+//! an F16 cache's memory (what the server's startup log and `/metrics` report), every type keeps
+//! the F16 cache's top token on most rows, and a snapshot put back into another cache (or a prefix
+//! copied from one cache into another) continues with the bits of the original cache.
 
 use bitnet_gguf::GgufFile;
 use bitnet_kernels::ThreadPool;
@@ -91,21 +91,30 @@ fn a_restored_snapshot_continues_with_the_same_bits() {
             .unwrap();
         other.restore(&snapshot).unwrap();
         assert_eq!(other.len(), 12);
+        // Or straight from the original cache (`copy_prefix`, what a request sharing the prompt
+        // of a sequence in flight takes), into a cache that held something else too.
+        let mut copied = model.new_cache(64);
+        model
+            .forward(&tokens[3..10], &mut copied, 6, &pool)
+            .unwrap();
+        copied.copy_prefix(&original, 12).unwrap();
+        assert_eq!(copied.len(), 12);
+        // A prefix longer than the cache holds is refused.
+        assert!(model.new_cache(8).copy_prefix(&original, 12).is_err());
         original.truncate(12);
         let want = model
             .forward(&tokens[12..30], &mut original, 0, &pool)
             .unwrap();
-        let got = model
-            .forward(&tokens[12..30], &mut other, 0, &pool)
-            .unwrap();
-        assert_eq!(
-            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
-        // A snapshot of another element type is refused.
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for cache in [&mut other, &mut copied] {
+            let got = model.forward(&tokens[12..30], cache, 0, &pool).unwrap();
+            assert_eq!(bits(&got), bits(&want));
+        }
+        // A snapshot or cache of another element type is refused.
         let f32_cache = model.new_cache_with(64, KvPrecision::F32).unwrap();
         if cache_type != KvPrecision::F32 {
             assert!(other.restore(&f32_cache.snapshot(0)).is_err());
+            assert!(other.copy_prefix(&f32_cache, 0).is_err());
         }
     }
 }
