@@ -865,49 +865,58 @@ impl<'a> ActivationsMut<'a> {
 
     /// Quantizes the piece block by block (module docs) on `isa`, for groups of `group` codes.
     fn quantize(&mut self, isa: Isa, group: usize, bias: u8) {
+        const BLOCKS_AT_ONCE: usize = 64;
         let per_block = ACTIVATION_BLOCK / group;
-        for (b, (block, q)) in self
-            .x
-            .chunks_exact(ACTIVATION_BLOCK)
-            .zip(self.qs.chunks_exact_mut(ACTIVATION_BLOCK))
-            .enumerate()
-        {
-            let block: &[f32; ACTIVATION_BLOCK] = block.try_into().expect("whole blocks");
-            let q: &mut [i8; ACTIVATION_BLOCK] = q.try_into().expect("whole blocks");
-            let (d, halves) = quantize_block(isa, block, q);
-            let totals = [halves[0] + halves[1], 0];
-            let totals = if per_block == 1 {
-                &totals[..1]
-            } else {
-                &halves[..]
-            };
-            for (k, &total) in totals.iter().enumerate() {
-                let g = b * per_block + k;
-                self.bias_sums[g] = -i32::from(bias) * total;
-                self.scales[g] = d;
-                self.sums[g] = d * total as f32;
+        let mut terms = [BlockTerms::default(); BLOCKS_AT_ONCE];
+        let values = BLOCKS_AT_ONCE * ACTIVATION_BLOCK;
+        let pieces = self.x.chunks(values).zip(self.qs.chunks_mut(values));
+        for (c, (x, q)) in pieces.enumerate() {
+            let terms = &mut terms[..x.len() / ACTIVATION_BLOCK];
+            quantize_blocks(isa, x, q, terms);
+            for (i, t) in terms.iter().enumerate() {
+                let whole = [t.half_sums[0] + t.half_sums[1]];
+                let totals: &[i32] = if per_block == 1 { &whole } else { &t.half_sums };
+                for (k, &total) in totals.iter().enumerate() {
+                    let g = (c * BLOCKS_AT_ONCE + i) * per_block + k;
+                    self.bias_sums[g] = -i32::from(bias) * total;
+                    self.scales[g] = t.scale;
+                    self.sums[g] = t.scale * total as f32;
+                }
             }
         }
     }
 }
 
-/// Quantizes one block of 32 activations into `q` on `isa`: returns its scale `d` and the sums
-/// of the codes of its two halves (the 16-code groups).
-fn quantize_block(
-    isa: Isa,
-    x: &[f32; ACTIVATION_BLOCK],
-    q: &mut [i8; ACTIVATION_BLOCK],
-) -> (f32, [i32; 2]) {
+/// What quantizing a block of [`ACTIVATION_BLOCK`] activations gives besides its codes: the
+/// scale `d` and the sums of the codes of its two halves (the 16-code groups).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct BlockTerms {
+    scale: f32,
+    half_sums: [i32; 2],
+}
+
+/// Quantizes the blocks of `x` (a whole number of [`ACTIVATION_BLOCK`]s) into `q` on `isa`, one
+/// [`BlockTerms`] per block into `terms`: block by block the scalar reference's values.
+fn quantize_blocks(isa: Isa, x: &[f32], q: &mut [i8], terms: &mut [BlockTerms]) {
+    assert!(x.len() == q.len() && x.len() == terms.len() * ACTIVATION_BLOCK);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => x86::quantize_block_avx512(x, q),
+        Isa::Avx512 => x86::quantize_blocks_avx512(x, q, terms),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::quantize_block_avx2(x, q),
-        _ => quantize_block_scalar(x, q),
+        Isa::Avx2 => x86::quantize_blocks_avx2(x, q, terms),
+        _ => {
+            let blocks = x.chunks_exact(ACTIVATION_BLOCK);
+            for ((x, q), t) in blocks.zip(q.chunks_exact_mut(ACTIVATION_BLOCK)).zip(terms) {
+                let x = x.try_into().expect("whole blocks");
+                let q = q.try_into().expect("whole blocks");
+                let (scale, half_sums) = quantize_block_scalar(x, q);
+                *t = BlockTerms { scale, half_sums };
+            }
+        }
     }
 }
 
-/// The scalar reference of [`quantize_block`]: `d = max|x| / 127` (NaN inputs ignored),
+/// The scalar reference of [`quantize_blocks`], one block: `d = max|x| / 127` (NaN inputs ignored),
 /// `q = x · (1/d)` clamped to ±127 and rounded half to even (0 where that is NaN, as for
 /// infinite inputs, and everywhere when d = 0).
 fn quantize_block_scalar(
@@ -1009,20 +1018,157 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{
-        check_operands, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, MAX_PANELS, MAX_TOKENS,
-        PANEL_ROWS, QUAD_BYTES,
+        check_operands, BlockTerms, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, MAX_PANELS,
+        MAX_TOKENS, PANEL_ROWS, QUAD_BYTES,
     };
 
-    /// [`super::quantize_block`] on AVX-512: the same values as the scalar reference (the
+    /// [`super::quantize_blocks`] on AVX-512: the same values as the scalar reference (the
     /// conversion rounds half to even, like the reference's shift; NaN products are zeroed
-    /// before the clamp, as the reference's cast does after it).
-    pub(super) fn quantize_block_avx512(
-        x: &[f32; ACTIVATION_BLOCK],
-        q: &mut [i8; ACTIVATION_BLOCK],
-    ) -> (f32, [i32; 2]) {
+    /// before the clamp, as the reference's cast does after it). Sixteen blocks at a time:
+    /// their maxima, scales and code sums are reduced together, a lane per block (maxima and
+    /// integer sums do not depend on the order), the rest block by block.
+    pub(super) fn quantize_blocks_avx512(x: &[f32], q: &mut [i8], terms: &mut [BlockTerms]) {
         assert!(crate::isa::Isa::Avx512.is_supported());
-        // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
-        unsafe { quantize_block_avx512_impl(x, q) }
+        assert!(x.len() == q.len() && x.len() == terms.len() * ACTIVATION_BLOCK);
+        let mut done = 0;
+        for (x, q) in x
+            .chunks_exact(16 * ACTIVATION_BLOCK)
+            .zip(q.chunks_exact_mut(16 * ACTIVATION_BLOCK))
+        {
+            let terms: &mut [BlockTerms; 16] = (&mut terms[done..done + 16]).try_into().unwrap();
+            // SAFETY: features checked; 512 floats in, 512 bytes out (lengths of the chunks).
+            unsafe { quantize_16_blocks_avx512(x, q, terms) };
+            done += 16;
+        }
+        let rest = done * ACTIVATION_BLOCK;
+        let blocks = x[rest..].chunks_exact(ACTIVATION_BLOCK);
+        let codes = q[rest..].chunks_exact_mut(ACTIVATION_BLOCK);
+        for ((x, q), t) in blocks.zip(codes).zip(&mut terms[done..]) {
+            let (x, q) = (x.try_into().unwrap(), q.try_into().unwrap());
+            // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
+            let (scale, half_sums) = unsafe { quantize_block_avx512_impl(x, q) };
+            *t = BlockTerms { scale, half_sums };
+        }
+    }
+
+    /// The codes of 16 activations `x` with the inverse of their block's scale: `x · inverse`
+    /// (0 where NaN, as the reference's cast gives after its clamp), clamped to ±127, rounded half
+    /// to even.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn codes16(x: __m512, inverse: __m512) -> __m512i {
+        let p = _mm512_mul_ps(x, inverse);
+        let p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(p, p), p);
+        let p = _mm512_min_ps(
+            _mm512_max_ps(p, _mm512_set1_ps(-127.0)),
+            _mm512_set1_ps(127.0),
+        );
+        _mm512_cvtps_epi32(p)
+    }
+
+    /// The lane of [`reduce_16`]'s result that holds block `b`'s value.
+    const fn reduced_lane(b: usize) -> usize {
+        4 * (b % 4) + b / 4
+    }
+
+    /// Reduces each of 16 vectors to one value (their maximum if `MAX`, else the sum of their
+    /// 32-bit integers), block `b`'s in lane [`reduced_lane`]`(b)`: a transpose by halves,
+    /// quarters, pairs and lanes, 45 instructions for the 16 reductions.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce_16<const MAX: bool>(v: [__m512i; 16]) -> __m512i {
+        let op = |a: __m512i, b: __m512i| {
+            if MAX {
+                _mm512_castps_si512(_mm512_max_ps(
+                    _mm512_castsi512_ps(a),
+                    _mm512_castsi512_ps(b),
+                ))
+            } else {
+                _mm512_add_epi32(a, b)
+            }
+        };
+        // Halves: lanes 0..8 hold vector 2i's 8 partial values, 8..16 vector 2i + 1's.
+        let h: [__m512i; 8] = std::array::from_fn(|i| {
+            let (a, b) = (v[2 * i], v[2 * i + 1]);
+            op(
+                _mm512_shuffle_i32x4::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_i32x4::<0b11_10_11_10>(a, b),
+            )
+        });
+        // Quarters: quarter j of vector i holds vector 4i + j's 4 partial values.
+        let q: [__m512i; 4] = std::array::from_fn(|i| {
+            let (a, b) = (h[2 * i], h[2 * i + 1]);
+            op(
+                _mm512_shuffle_i32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b),
+            )
+        });
+        // Pairs, then lanes, inside each quarter.
+        let p: [__m512i; 2] = std::array::from_fn(|i| {
+            let (a, b) = (q[2 * i], q[2 * i + 1]);
+            op(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b))
+        });
+        op(
+            _mm512_unpacklo_epi64(p[0], p[1]),
+            _mm512_unpackhi_epi64(p[0], p[1]),
+        )
+    }
+
+    /// Sixteen blocks of [`quantize_blocks_avx512`].
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL supported.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn quantize_16_blocks_avx512(x: &[f32], q: &mut [i8], terms: &mut [BlockTerms; 16]) {
+        assert!(x.len() == 16 * ACTIVATION_BLOCK && q.len() == 16 * ACTIVATION_BLOCK);
+        let zero = _mm512_setzero_ps();
+        // SAFETY (loads and stores below): block b's 32 floats and 32 bytes are inside the
+        // asserted lengths.
+        let v: [[__m512; 2]; 16] = std::array::from_fn(|b| unsafe {
+            let at = x.as_ptr().add(b * ACTIVATION_BLOCK);
+            [_mm512_loadu_ps(at), _mm512_loadu_ps(at.add(16))]
+        });
+        // `max(|v|, m)` returns `m` where `|v|` is NaN, as `f32::max` ignores a NaN.
+        let m = v.map(|[lo, hi]| {
+            let m = _mm512_max_ps(_mm512_abs_ps(hi), _mm512_max_ps(_mm512_abs_ps(lo), zero));
+            _mm512_castps_si512(m)
+        });
+        let d = _mm512_div_ps(
+            _mm512_castsi512_ps(reduce_16::<true>(m)),
+            _mm512_set1_ps(127.0),
+        );
+        // `1 / d` where `d != 0` (as the scalar reference's comparison, unordered included).
+        let nonzero = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(d, zero);
+        let inverse = _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0), d);
+        let mut codes = [[_mm512_setzero_si512(); 16]; 2];
+        for (b, [lo, hi]) in v.into_iter().enumerate() {
+            let lane = _mm512_set1_epi32(reduced_lane(b) as i32);
+            let inverse = _mm512_permutexvar_ps(lane, inverse);
+            for (h, half) in [lo, hi].into_iter().enumerate() {
+                let c = codes16(half, inverse);
+                // SAFETY: as above.
+                unsafe {
+                    let at = q.as_mut_ptr().add(b * ACTIVATION_BLOCK + 16 * h);
+                    _mm_storeu_si128(at.cast(), _mm512_cvtepi32_epi8(c));
+                }
+                codes[h][b] = c;
+            }
+        }
+        let (mut scales, mut sums) = ([0f32; 16], [[0i32; 16]; 2]);
+        // SAFETY: 16 lanes into arrays of 16.
+        unsafe {
+            _mm512_storeu_ps(scales.as_mut_ptr(), d);
+            for (sums, codes) in sums.iter_mut().zip(codes) {
+                _mm512_storeu_si512(sums.as_mut_ptr().cast(), reduce_16::<false>(codes));
+            }
+        }
+        for (b, t) in terms.iter_mut().enumerate() {
+            let l = reduced_lane(b);
+            *t = BlockTerms {
+                scale: scales[l],
+                half_sums: [sums[0][l], sums[1][l]],
+            };
+        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -1047,13 +1193,7 @@ mod x86 {
         let inverse = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
         let mut sums = [0i32; 2];
         for h in 0..2 {
-            let p = _mm512_mul_ps(v[h], inverse);
-            let p = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(p, p), p);
-            let p = _mm512_min_ps(
-                _mm512_max_ps(p, _mm512_set1_ps(-127.0)),
-                _mm512_set1_ps(127.0),
-            );
-            let codes = _mm512_cvtps_epi32(p);
+            let codes = codes16(v[h], inverse);
             // SAFETY: bytes 16h..16h + 16 of `q`.
             unsafe {
                 _mm_storeu_si128(
@@ -1066,14 +1206,17 @@ mod x86 {
         (d, sums)
     }
 
-    /// [`super::quantize_block`] on AVX2 (as [`quantize_block_avx512`]).
-    pub(super) fn quantize_block_avx2(
-        x: &[f32; ACTIVATION_BLOCK],
-        q: &mut [i8; ACTIVATION_BLOCK],
-    ) -> (f32, [i32; 2]) {
+    /// [`super::quantize_blocks`] on AVX2, block by block (as [`quantize_blocks_avx512`]).
+    pub(super) fn quantize_blocks_avx2(x: &[f32], q: &mut [i8], terms: &mut [BlockTerms]) {
         assert!(crate::isa::Isa::Avx2.is_supported());
-        // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
-        unsafe { quantize_block_avx2_impl(x, q) }
+        assert!(x.len() == q.len() && x.len() == terms.len() * ACTIVATION_BLOCK);
+        let blocks = x.chunks_exact(ACTIVATION_BLOCK);
+        for ((x, q), t) in blocks.zip(q.chunks_exact_mut(ACTIVATION_BLOCK)).zip(terms) {
+            let (x, q) = (x.try_into().unwrap(), q.try_into().unwrap());
+            // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
+            let (scale, half_sums) = unsafe { quantize_block_avx2_impl(x, q) };
+            *t = BlockTerms { scale, half_sums };
+        }
     }
 
     #[target_feature(enable = "avx2")]
@@ -1632,7 +1775,8 @@ mod neon {
 #[cfg(test)]
 mod tests {
     use super::{
-        quantize_block, quantize_block_scalar, round_half_even_in_range, ACTIVATION_BLOCK,
+        quantize_block_scalar, quantize_blocks, round_half_even_in_range, BlockTerms,
+        ACTIVATION_BLOCK,
     };
     use crate::isa::Isa;
 
@@ -1668,18 +1812,44 @@ mod tests {
                 ((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale
             }));
         }
-        for b in &blocks {
-            let mut want = [0i8; ACTIVATION_BLOCK];
-            let (d, sums) = quantize_block_scalar(b, &mut want);
-            for isa in Isa::supported_for_tests() {
-                let mut got = [0i8; ACTIVATION_BLOCK];
-                let (gd, gsums) = quantize_block(isa, b, &mut got);
-                assert_eq!(
-                    (gd.to_bits(), gsums, got),
-                    (d.to_bits(), sums, want),
-                    "{isa} {b:?}"
-                );
+        let mut want = vec![0i8; blocks.len() * ACTIVATION_BLOCK];
+        let mut want_terms = Vec::with_capacity(blocks.len());
+        for (b, q) in blocks.iter().zip(want.chunks_exact_mut(ACTIVATION_BLOCK)) {
+            let (scale, half_sums) = quantize_block_scalar(b, q.try_into().unwrap());
+            want_terms.push(BlockTerms { scale, half_sums });
+        }
+        let x = blocks.concat();
+        for isa in Isa::supported_for_tests() {
+            // Runs of every length up to 70 blocks from the first 20 offsets, so every special
+            // block passes through every position of the kernels' groups of blocks.
+            for start in 0..20 {
+                for len in 0..70 {
+                    let span = start..start + len;
+                    let values = span.start * ACTIVATION_BLOCK..span.end * ACTIVATION_BLOCK;
+                    let mut got = vec![0i8; values.len()];
+                    let mut terms = vec![BlockTerms::default(); span.len()];
+                    quantize_blocks(isa, &x[values.clone()], &mut got, &mut terms);
+                    assert_eq!(got, want[values], "{isa} {span:?}");
+                    assert_terms_eq(&terms, &want_terms[span], isa);
+                }
             }
+            let mut got = vec![0i8; x.len()];
+            let mut terms = vec![BlockTerms::default(); blocks.len()];
+            quantize_blocks(isa, &x, &mut got, &mut terms);
+            assert!(got == want, "{isa}");
+            assert_terms_eq(&terms, &want_terms, isa);
+        }
+    }
+
+    /// Scales compared by their bits.
+    fn assert_terms_eq(got: &[BlockTerms], want: &[BlockTerms], isa: Isa) {
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let (g, w) = (
+                (g.scale.to_bits(), g.half_sums),
+                (w.scale.to_bits(), w.half_sums),
+            );
+            assert_eq!(g, w, "{isa} block {i}");
         }
     }
 
