@@ -904,20 +904,28 @@ fn quantize_blocks(isa: Isa, x: &[f32], q: &mut [i8], terms: &mut [BlockTerms]) 
         Isa::Avx512 => x86::quantize_blocks_avx512(x, q, terms),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::quantize_blocks_avx2(x, q, terms),
-        _ => {
-            let blocks = x.chunks_exact(ACTIVATION_BLOCK);
-            for ((x, q), t) in blocks.zip(q.chunks_exact_mut(ACTIVATION_BLOCK)).zip(terms) {
-                let x = x.try_into().expect("whole blocks");
-                let q = q.try_into().expect("whole blocks");
-                let (scale, half_sums) = quantize_block_scalar(x, q);
-                *t = BlockTerms { scale, half_sums };
-            }
-        }
+        _ => block_by_block(x, q, terms, quantize_block_scalar),
     }
 }
 
-/// The scalar reference of [`quantize_blocks`], one block: `d = max|x| / 127` (NaN inputs ignored),
-/// `q = x · (1/d)` clamped to ±127 and rounded half to even (0 where that is NaN, as for
+/// [`quantize_blocks`] with a one-block quantizer (returning the scale and the half sums).
+fn block_by_block(
+    x: &[f32],
+    q: &mut [i8],
+    terms: &mut [BlockTerms],
+    mut quantize: impl FnMut(&[f32; ACTIVATION_BLOCK], &mut [i8; ACTIVATION_BLOCK]) -> (f32, [i32; 2]),
+) {
+    let blocks = x.chunks_exact(ACTIVATION_BLOCK);
+    for ((x, q), t) in blocks.zip(q.chunks_exact_mut(ACTIVATION_BLOCK)).zip(terms) {
+        let x = x.try_into().expect("whole blocks");
+        let q = q.try_into().expect("whole blocks");
+        let (scale, half_sums) = quantize(x, q);
+        *t = BlockTerms { scale, half_sums };
+    }
+}
+
+/// The scalar reference of [`quantize_blocks`], one block: `d = max|x| / 127` (NaN inputs
+/// ignored), `q = x · (1/d)` clamped to ±127 and rounded half to even (0 where that is NaN, as for
 /// infinite inputs, and everywhere when d = 0).
 fn quantize_block_scalar(
     x: &[f32; ACTIVATION_BLOCK],
@@ -1018,8 +1026,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{
-        check_operands, BlockTerms, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK, MAX_PANELS,
-        MAX_TOKENS, PANEL_ROWS, QUAD_BYTES,
+        block_by_block, check_operands, BlockTerms, Dots, PanelsRef, TokenRef, ACTIVATION_BLOCK,
+        MAX_PANELS, MAX_TOKENS, PANEL_ROWS, QUAD_BYTES,
     };
 
     /// [`super::quantize_blocks`] on AVX-512: the same values as the scalar reference (the
@@ -1041,14 +1049,10 @@ mod x86 {
             done += 16;
         }
         let rest = done * ACTIVATION_BLOCK;
-        let blocks = x[rest..].chunks_exact(ACTIVATION_BLOCK);
-        let codes = q[rest..].chunks_exact_mut(ACTIVATION_BLOCK);
-        for ((x, q), t) in blocks.zip(codes).zip(&mut terms[done..]) {
-            let (x, q) = (x.try_into().unwrap(), q.try_into().unwrap());
+        block_by_block(&x[rest..], &mut q[rest..], &mut terms[done..], |x, q| {
             // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
-            let (scale, half_sums) = unsafe { quantize_block_avx512_impl(x, q) };
-            *t = BlockTerms { scale, half_sums };
-        }
+            unsafe { quantize_block_avx512_impl(x, q) }
+        });
     }
 
     /// The codes of 16 activations `x` with the inverse of their block's scale: `x · inverse`
@@ -1209,14 +1213,10 @@ mod x86 {
     /// [`super::quantize_blocks`] on AVX2, block by block (as [`quantize_blocks_avx512`]).
     pub(super) fn quantize_blocks_avx2(x: &[f32], q: &mut [i8], terms: &mut [BlockTerms]) {
         assert!(crate::isa::Isa::Avx2.is_supported());
-        assert!(x.len() == q.len() && x.len() == terms.len() * ACTIVATION_BLOCK);
-        let blocks = x.chunks_exact(ACTIVATION_BLOCK);
-        for ((x, q), t) in blocks.zip(q.chunks_exact_mut(ACTIVATION_BLOCK)).zip(terms) {
-            let (x, q) = (x.try_into().unwrap(), q.try_into().unwrap());
+        block_by_block(x, q, terms, |x, q| {
             // SAFETY: features checked; 32 floats read, 32 bytes written (array types).
-            let (scale, half_sums) = unsafe { quantize_block_avx2_impl(x, q) };
-            *t = BlockTerms { scale, half_sums };
-        }
+            unsafe { quantize_block_avx2_impl(x, q) }
+        });
     }
 
     #[target_feature(enable = "avx2")]

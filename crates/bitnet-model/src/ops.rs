@@ -1,7 +1,7 @@
 //! Element-wise and row-wise operations of the forward pass, each written to reproduce
 //! ggml's CPU arithmetic (bitnet.cpp / llama.cpp) as measured in the oracle README §5:
-//! RMSNorm summing squares in f64 (`bitnet_kernels::norm`), RoPE angles by repeated f32 multiplication, softmax with an
-//! f64 sum, and the F16 roundings of the attention path.
+//! RMSNorm summing squares in f64 (`bitnet_kernels::norm`), RoPE angles by repeated f32
+//! multiplication, softmax with an f64 sum, and the F16 roundings of the attention path.
 
 use bitnet_kernels::exp;
 
