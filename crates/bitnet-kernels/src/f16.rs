@@ -220,10 +220,23 @@ mod x86 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    /// How far ahead (in halves) the row is prefetched: 1 KiB. The 2B-4T head alone
-    /// (`benches/ternary.rs` `f16_head`, one thread, host C): 1 KiB 13.4–13.9 GB/s, 2 KiB (the
-    /// earlier value) 11.7–11.8, 4 KiB 10.7; in the model's decode +4–6%.
+    /// How far ahead (in halves) the row is prefetched where it is (see [`prefetch_ahead`]):
+    /// 1 KiB. The 2B-4T head alone (`benches/ternary.rs` `f16_head`, one thread, host C): 1 KiB
+    /// 13.4–13.9 GB/s, 2 KiB (the earlier value) 11.7–11.8, 4 KiB 10.7; in the model's decode
+    /// +4–6%.
     const PREFETCH_HALVES: usize = 512;
+
+    /// Whether the row dots prefetch their row ahead in software (`prefetcht0`), decided once
+    /// per process by the CPU's vendor, as measured (docs/PERFORMANCE.md):
+    /// - AMD (host B, Zen 4): no. The hardware prefetchers alone stream the rows at the memory
+    ///   wall; a `prefetcht0` per line, at any distance from 1 to 8 KiB, halved the head's rate
+    ///   on one thread (`f16_head`: 11 GiB/s with, 22–23 without; 2 threads 19–21 vs 25) and
+    ///   2B-4T decode with the F16 head ran 20–23 t/s with it, 26–29 without.
+    /// - others (host C, Intel): yes, 1 KiB ahead (the figures above).
+    fn prefetch_ahead() -> bool {
+        static PREFETCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *PREFETCH.get_or_init(|| !crate::isa::cpu_is_amd())
+    }
 
     /// Dot of one row with `x`.
     pub(super) fn row_dot_avx512(row: &[f16], x: &[f32]) -> f32 {
@@ -234,11 +247,18 @@ mod x86 {
         );
         assert!(row.len() == x.len());
         // SAFETY: features checked; the kernel reads cols halves and cols floats (checked).
-        unsafe { row_dot_avx512_impl(row, x) }
+        unsafe {
+            if prefetch_ahead() {
+                row_dot_avx512_impl::<true>(row, x)
+            } else {
+                row_dot_avx512_impl::<false>(row, x)
+            }
+        }
     }
 
+    /// `PREFETCH`: see [`prefetch_ahead`].
     #[target_feature(enable = "avx512f,fma,f16c")]
-    unsafe fn row_dot_avx512_impl(row: &[f16], x: &[f32]) -> f32 {
+    unsafe fn row_dot_avx512_impl<const PREFETCH: bool>(row: &[f16], x: &[f32]) -> f32 {
         let cols = x.len();
         let body = cols - cols % LANES;
         let w = row.as_ptr().cast::<u16>();
@@ -250,7 +270,9 @@ mod x86 {
             // the end (prefetches never fault), hence the wrapping pointer.
             unsafe {
                 let p = w.add(j);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_HALVES).cast());
+                if PREFETCH {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_HALVES).cast());
+                }
                 let x0 = _mm512_loadu_ps(x.as_ptr().add(j));
                 let x1 = _mm512_loadu_ps(x.as_ptr().add(j + 16));
                 let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
@@ -295,11 +317,18 @@ mod x86 {
         );
         assert!(row.len() == x.len());
         // SAFETY: features checked; the kernel reads cols halves and cols floats (checked).
-        unsafe { row_dot_avx2_impl(row, x) }
+        unsafe {
+            if prefetch_ahead() {
+                row_dot_avx2_impl::<true>(row, x)
+            } else {
+                row_dot_avx2_impl::<false>(row, x)
+            }
+        }
     }
 
+    /// `PREFETCH`: see [`prefetch_ahead`].
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_dot_avx2_impl(row: &[f16], x: &[f32]) -> f32 {
+    unsafe fn row_dot_avx2_impl<const PREFETCH: bool>(row: &[f16], x: &[f32]) -> f32 {
         let cols = x.len();
         let body = cols - cols % LANES;
         let w = row.as_ptr().cast::<u16>();
@@ -310,7 +339,9 @@ mod x86 {
             // the end (prefetches never fault), hence the wrapping pointer.
             unsafe {
                 let p = w.add(j);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_HALVES).cast());
+                if PREFETCH {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_HALVES).cast());
+                }
                 for (v, acc) in acc.iter_mut().enumerate() {
                     let xv = _mm256_loadu_ps(x.as_ptr().add(j + 8 * v));
                     let wv = _mm256_cvtph_ps(_mm_loadu_si128(p.add(8 * v).cast()));

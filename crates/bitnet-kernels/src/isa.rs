@@ -192,6 +192,18 @@ fn request_amx_tiles() -> bool {
     false
 }
 
+/// Whether the CPU's vendor string (CPUID leaf 0) is AMD's: some kernels tune their software
+/// prefetching by vendor, as measured on each (see `f16`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn cpu_is_amd() -> bool {
+    let leaf0 = std::arch::x86_64::__cpuid(0);
+    let vendor: Vec<u8> = [leaf0.ebx, leaf0.edx, leaf0.ecx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    vendor == b"AuthenticAMD"
+}
+
 /// Whether the AVX-512 tier's trit5 decode kernels (AVX-512 VBMI) can run here.
 fn trit5_vbmi_supported() -> bool {
     has_avx512() && x86_feature("avx512vbmi")
