@@ -393,6 +393,41 @@ fn from_values_picks_trit5_exactly_on_avx512_vbmi_with_per_tensor_scales() {
     );
 }
 
+/// One token over trit5 shares of many tiles (the one-token kernel takes a thread's share in runs
+/// of 16 tiles: here 1 to 3 threads' shares of 38 tiles, the last one partly rows past the end),
+/// with whole and partial last chunks, equals the definition on every ISA.
+#[test]
+fn trit5_one_token_over_many_tiles_equals_the_definition() {
+    let rows = 150;
+    for cols in [640, 768, 2560] {
+        let values: Vec<i8> = (0..rows * cols)
+            .map(|i| ((i * 7 + i / 13) % 3) as i8 - 1)
+            .collect();
+        let x: Vec<i8> = (0..cols).map(|j| ((j * 29) % 255) as i8).collect();
+        let matrix = TernaryMatrix::from_values_with_layout(
+            rows,
+            cols,
+            &values,
+            Scales::PerTensor(1.0),
+            TernaryLayout::Trit5,
+        )
+        .unwrap();
+        let expected = naive_dots(&values, rows, cols, &x, 1);
+        for pool in pools() {
+            for isa in Isa::supported_for_tests() {
+                let mut out = vec![i32::MIN; rows];
+                matrix.matmul_with_isa(isa, &x, 1, &mut out, &pool).unwrap();
+                assert_eq!(
+                    out,
+                    expected,
+                    "cols {cols} isa {isa} threads {}",
+                    pool.threads()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn trit5_packed_size_is_256_bytes_per_started_320_columns_per_tile() {
     // 2B-4T shapes: 2560 = 8 × 320 (2048 bytes per tile instead of 2560), 6912 = 21 × 320 + 192.

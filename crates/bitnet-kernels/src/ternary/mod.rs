@@ -481,6 +481,25 @@ impl TernaryMatrix {
                 for block_start in (0..batch).step_by(TOKEN_BLOCK) {
                     let block_end = batch.min(block_start + TOKEN_BLOCK);
                     let sums = &token_sums_ref[block_start..block_end];
+                    if direct && block_end - block_start == 1 {
+                        // One token: the share's tiles in runs through one kernel call each.
+                        let x = &x_q[block_start * cols..(block_start + 1) * cols];
+                        let tile_len = self.tile_bytes();
+                        for run in my_tiles.clone().step_by(RUN_TILES) {
+                            let run_end = my_tiles.end.min(run + RUN_TILES);
+                            let mut dots = [0i32; RUN_TILES * ROW_TILE];
+                            let dots = &mut dots[..(run_end - run) * ROW_TILE];
+                            let weights = &self.packed_bytes()[run * tile_len..run_end * tile_len];
+                            trit5_run_code_dots_vbmi(weights, x, cols, dots);
+                            for (i, &dot) in dots.iter().enumerate() {
+                                let row = run * ROW_TILE + i;
+                                if row < rows {
+                                    sink(block_start * rows + row, dot - sums[0]);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     for tile in my_tiles.clone() {
                         let emit = |r: usize, t: usize, dot: i32| {
                             let row = tile * ROW_TILE + r;
@@ -648,6 +667,22 @@ fn trit5_code_dots_vbmi(
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (weights, x, cols, remaining);
+        unreachable!("the AVX-512 VBMI kernel exists only on x86-64")
+    }
+}
+
+/// Tiles per call of [`trit5_run_code_dots_vbmi`] (their sums fit a small stack array).
+const RUN_TILES: usize = 16;
+
+/// Raw code dots `Σ c·q` of the rows of consecutive trit5 tiles (`dots.len() / 4` of them, `dots`
+/// indexed by row from the first tile's) for one token (AVX-512 VBMI; callers check
+/// [`vbmi_present`]).
+fn trit5_run_code_dots_vbmi(weights: &[u8], x: &[i8], cols: usize, dots: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::avx512_vbmi::tile_run_code_dots(weights, x, cols, dots);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (weights, x, cols, dots);
         unreachable!("the AVX-512 VBMI kernel exists only on x86-64")
     }
 }

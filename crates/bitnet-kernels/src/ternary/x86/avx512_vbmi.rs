@@ -183,6 +183,88 @@ unsafe fn tile_code_dots_impl<const T: usize>(
     out
 }
 
+/// `dots[4·i + r] = Σ_j c[r][j] · x[j]` for the 4 rows of each of the consecutive trit5 tiles
+/// in `weights` (`dots.len() / 4` of them) and one token: [`tile_code_dots::<1>`] tile after
+/// tile, with the tables loaded once and each tile's 4 sums reduced together (one-token decode
+/// calls this for a thread's whole share, so the per-tile work is only the products).
+pub(in crate::ternary) fn tile_run_code_dots(
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+    dots: &mut [i32],
+) {
+    assert!(
+        features_present(),
+        "AVX-512 VBMI kernel called on a CPU without it"
+    );
+    let tiles = dots.len() / ROW_TILE;
+    assert!(
+        cols.is_multiple_of(128)
+            && dots.len() == tiles * ROW_TILE
+            && weights.len() == tiles * tile_bytes(cols)
+            && x.len() >= cols
+    );
+    // SAFETY: the features were checked above; the kernel reads `tiles · tile_bytes(cols)` bytes
+    // of `weights`, `cols` bytes of `x` and writes `4 · tiles` sums, all checked.
+    unsafe { tile_run_code_dots_impl(weights.as_ptr(), x.as_ptr(), cols, dots) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn tile_run_code_dots_impl(w: *const u8, x: *const i8, cols: usize, dots: &mut [i32]) {
+    let decoder = Decoder::new();
+    let full = cols / CHUNK_COLS;
+    let tile_len = tile_bytes(cols);
+    for (tile, out) in dots.chunks_exact_mut(ROW_TILE).enumerate() {
+        // SAFETY: tile < dots.len() / 4, so the tile's bytes lie within `weights` (checked by the
+        // caller); chunks and activations as in `tile_code_dots_impl`.
+        unsafe {
+            let w = w.add(tile * tile_len);
+            let mut acc = [[[_mm512_setzero_si512(); 1]; ROW_TILE]; 2];
+            for chunk in 0..full {
+                chunk_code_dots::<STREAMS, 1>(&decoder, w, x, cols, chunk, &mut acc);
+            }
+            match (cols - full * CHUNK_COLS) / 64 {
+                1 => chunk_code_dots::<1, 1>(&decoder, w, x, cols, full, &mut acc),
+                2 => chunk_code_dots::<2, 1>(&decoder, w, x, cols, full, &mut acc),
+                3 => chunk_code_dots::<3, 1>(&decoder, w, x, cols, full, &mut acc),
+                4 => chunk_code_dots::<4, 1>(&decoder, w, x, cols, full, &mut acc),
+                _ => {}
+            }
+            let rows: [__m512i; ROW_TILE] =
+                std::array::from_fn(|r| _mm512_add_epi32(acc[0][r][0], acc[1][r][0]));
+            _mm_storeu_si128(out.as_mut_ptr().cast(), sum_4_rows(rows));
+        }
+    }
+}
+
+/// The lane sums of 4 accumulators as the 4 lanes of one vector (integer sums: the grouping
+/// does not change them): pairs of rows interleaved and added, then the 128-bit quarters.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sum_4_rows(rows: [__m512i; ROW_TILE]) -> __m128i {
+    // Per 128-bit quarter: [r0 r1 r0 r1] and [r2 r3 r2 r3] partial sums, then [r0 r1 r2 r3].
+    let r01 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(rows[0], rows[1]),
+        _mm512_unpackhi_epi32(rows[0], rows[1]),
+    );
+    let r23 = _mm512_add_epi32(
+        _mm512_unpacklo_epi32(rows[2], rows[3]),
+        _mm512_unpackhi_epi32(rows[2], rows[3]),
+    );
+    let quarters = _mm512_add_epi32(
+        _mm512_unpacklo_epi64(r01, r23),
+        _mm512_unpackhi_epi64(r01, r23),
+    );
+    let halves = _mm256_add_epi32(
+        _mm512_castsi512_si256(quarters),
+        _mm512_extracti64x4_epi64::<1>(quarters),
+    );
+    _mm_add_epi32(
+        _mm256_castsi256_si128(halves),
+        _mm256_extracti128_si256::<1>(halves),
+    )
+}
+
 /// Adds the code dots of the first `M` streams of chunk `chunk` to the 4 rows' accumulators of
 /// `T` tokens (stream `s` to set `s mod 2` for one token, set 0 otherwise).
 ///
