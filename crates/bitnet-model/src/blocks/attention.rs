@@ -160,15 +160,18 @@ impl Pass<'_, '_> {
             .map(|(seg, plan)| plan.pos0 + seg.tokens.len())
             .collect();
         let causal = cfg.causal;
-        // One chunk per token (all its heads), handed out dynamically: later tokens attend to
-        // more positions, so a static split would leave one thread with most of the work.
-        let out_rows: Vec<std::sync::Mutex<&mut [f32]>> = self
+        // One chunk per token and KV group (the query heads sharing it), handed out dynamically:
+        // later tokens attend to more positions, so a static split would leave one thread with
+        // most of the work, and one token alone (decode) still spreads over the threads.
+        let n_kv = cfg.n_head_kv;
+        let out_groups: Vec<std::sync::Mutex<&mut [f32]>> = self
             .attn
-            .chunks_exact_mut(q_dim)
+            .chunks_exact_mut(group * hd)
             .map(std::sync::Mutex::new)
             .collect();
-        self.pool.run(rows.len(), &|r| {
-            let mut row = out_rows[r].lock().unwrap_or_else(|p| p.into_inner());
+        self.pool.run(rows.len() * n_kv, &|chunk| {
+            let (r, g) = (chunk / n_kv, chunk % n_kv);
+            let mut o_group = out_groups[chunk].lock().unwrap_or_else(|p| p.into_inner());
             let (s, i) = rows[r];
             let (plan, (k_all, v_all)) = (&plans[s], kv[s]);
             let rounding = plan.rounding;
@@ -184,34 +187,31 @@ impl Pass<'_, '_> {
             let span = hi - lo;
             let mut scores = vec![0.0f32; group * span];
             let mut qs = vec![0.0f32; group * hd];
-            for g in 0..cfg.n_head_kv {
-                let heads = g * group..(g + 1) * group;
-                qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
-                if rounding.q_f16 {
-                    bitnet_kernels::f16::round_to_f16_in_place(&mut qs);
-                }
-                let rows_of = |data| CachedRows {
-                    data,
-                    stride: kv_dim,
-                    offset: g * hd,
-                    head_dim: hd,
-                };
-                attention_scores(&qs, rows_of(k_all), lo..hi, score_scale, &mut scores);
-                for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
-                    if let Some(max_bias) = cfg.alibi_max_bias {
-                        let slope = cfg.alibi_slope(max_bias, heads.start + gi);
-                        for (j, v) in (lo..hi).zip(sc.iter_mut()) {
-                            *v += slope * -((p - j) as f32);
-                        }
-                    }
-                    if let Some(cap) = cfg.attn_logit_softcap {
-                        ops::soft_cap(sc, cap);
-                    }
-                    bitnet_kernels::exp::softmax_in_place(sc, rounding.p_f16);
-                }
-                let o_group = &mut row[heads.start * hd..heads.end * hd];
-                attention_values(&scores, rows_of(v_all), lo..hi, o_group);
+            let heads = g * group..(g + 1) * group;
+            qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
+            if rounding.q_f16 {
+                bitnet_kernels::f16::round_to_f16_in_place(&mut qs);
             }
+            let rows_of = |data| CachedRows {
+                data,
+                stride: kv_dim,
+                offset: g * hd,
+                head_dim: hd,
+            };
+            attention_scores(&qs, rows_of(k_all), lo..hi, score_scale, &mut scores);
+            for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
+                if let Some(max_bias) = cfg.alibi_max_bias {
+                    let slope = cfg.alibi_slope(max_bias, heads.start + gi);
+                    for (j, v) in (lo..hi).zip(sc.iter_mut()) {
+                        *v += slope * -((p - j) as f32);
+                    }
+                }
+                if let Some(cap) = cfg.attn_logit_softcap {
+                    ops::soft_cap(sc, cap);
+                }
+                bitnet_kernels::exp::softmax_in_place(sc, rounding.p_f16);
+            }
+            attention_values(&scores, rows_of(v_all), lo..hi, &mut o_group);
         });
     }
 
