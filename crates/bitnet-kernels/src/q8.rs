@@ -230,6 +230,26 @@ impl Q8Matrix {
             pool.run_row_groups(rows, ROWS_PER_CALL, &|first, count| {
                 let qs = &self.qs[first * cols..(first + count) * cols];
                 let ws = &self.scales[first * blocks..(first + count) * blocks];
+                #[cfg(target_arch = "x86_64")]
+                if isa == Isa::Avx512 && batch > 1 {
+                    // Several tokens: each row's bytes split once per group of tokens.
+                    let mut dots = [0f32; x86::MAX_TOKENS];
+                    for r in 0..count {
+                        let q = &qs[r * cols..(r + 1) * cols];
+                        let w = &ws[r * blocks..(r + 1) * blocks];
+                        for b0 in (0..batch).step_by(x86::MAX_TOKENS) {
+                            let n = x86::MAX_TOKENS.min(batch - b0);
+                            let xq = &x_qs[b0 * cols..(b0 + n) * cols];
+                            let xs = &x_scales[b0 * blocks..(b0 + n) * blocks];
+                            x86::row_dots_avx512(q, w, xq, xs, &mut dots[..n]);
+                            for (t, &dot) in dots[..n].iter().enumerate() {
+                                out[(b0 + t) * rows + first + r]
+                                    .store(dot.to_bits(), Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    return;
+                }
                 for b in 0..batch {
                     let xq = &x_qs[b * cols..(b + 1) * cols];
                     let xs = &x_scales[b * blocks..(b + 1) * blocks];
@@ -315,98 +335,182 @@ mod x86 {
     /// How far ahead (in bytes of codes) the weights are prefetched.
     const PREFETCH_BYTES: usize = 8192;
 
+    /// Most tokens one call of [`row_dots_avx512`] takes (an accumulator and a scale register
+    /// each).
+    pub(super) const MAX_TOKENS: usize = 8;
+
     pub(super) fn row_dot_avx512(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
+        let mut dot = [0f32; 1];
+        row_dots_avx512(q, w, xq, xs, &mut dot);
+        dot[0]
+    }
+
+    /// `dots[t]` = the row's dot with token `t` of `xq` / `xs` (`dots.len()` ≤ [`MAX_TOKENS`]
+    /// tokens, one after another): each 64 bytes of the row are loaded and split into |w| and
+    /// sign once for all the tokens, and every token's lanes take exactly the operations of a
+    /// token alone.
+    pub(super) fn row_dots_avx512(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32], dots: &mut [f32]) {
         assert!(
             is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512vnni")
                 && is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")
         );
-        assert!(q.len() == xq.len() && q.len() == Q8_BLOCK * w.len() && w.len() == xs.len());
-        // SAFETY: features checked; every block index read is < w.len() = q.len()/32 (checked).
-        unsafe { row_dot_avx512_impl(q, w, xq, xs) }
+        let tokens = dots.len();
+        assert!((1..=MAX_TOKENS).contains(&tokens));
+        assert!(q.len() == Q8_BLOCK * w.len());
+        assert!(xq.len() == tokens * q.len() && xs.len() == tokens * w.len());
+        // SAFETY: features checked; every block index read is < w.len() = q.len()/32 of the row
+        // and of each token's row of xq / xs (checked).
+        unsafe {
+            match tokens {
+                1 => row_dots_avx512_impl::<1>(q, w, xq, xs, dots),
+                2 => row_dots_avx512_impl::<2>(q, w, xq, xs, dots),
+                3 => row_dots_avx512_impl::<3>(q, w, xq, xs, dots),
+                4 => row_dots_avx512_impl::<4>(q, w, xq, xs, dots),
+                5 => row_dots_avx512_impl::<5>(q, w, xq, xs, dots),
+                6 => row_dots_avx512_impl::<6>(q, w, xq, xs, dots),
+                7 => row_dots_avx512_impl::<7>(q, w, xq, xs, dots),
+                _ => row_dots_avx512_impl::<8>(q, w, xq, xs, dots),
+            }
+        }
     }
+
+    /// Where lanes 0–7 and 8–15 find the scales of blocks `2p` and `2p + 1` of an 8-block
+    /// scale group, for each pair `p`.
+    static PAIR_SCALE_LANES: [[i32; 16]; 4] = {
+        let mut lanes = [[0i32; 16]; 4];
+        let mut p = 0;
+        while p < 4 {
+            let mut l = 0;
+            while l < 16 {
+                lanes[p][l] = (2 * p + l / 8) as i32;
+                l += 1;
+            }
+            p += 1;
+        }
+        lanes
+    };
 
     /// Two blocks per 512-bit step: the dot of block `b` lands in lanes 0–7 and that of block
     /// `b + 1` in lanes 8–15, exactly the lanes (and per-lane operations) of the one-block-per-
-    /// 256-bit order, with half the instructions.
+    /// 256-bit order, with half the instructions. The scales `d_w · d_x` of 8 blocks are one
+    /// register per token, from which each pair's lanes are permuted.
+    ///
+    /// # Safety
+    /// The CPU features of the attribute; `q` holds `32 · w.len()` codes, `xq` and `xs` hold
+    /// `T` tokens' codes and scales of the same length one after another, `dots` `T` floats.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn row_dot_avx512_impl(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
-        let mut acc = _mm512_setzero_ps();
+    unsafe fn row_dots_avx512_impl<const T: usize>(
+        q: &[i8],
+        w: &[f16],
+        xq: &[i8],
+        xs: &[f32],
+        dots: &mut [f32],
+    ) {
         let blocks = w.len();
-        let mut scales = [0f32; 8];
+        let cols = q.len();
+        let mut acc = [_mm512_setzero_ps(); T];
+        let mut scales = [_mm512_setzero_ps(); T];
         let mut b = 0;
-        while b + 2 <= blocks {
-            // SAFETY: b + 2 <= blocks, so bytes 32b..32b+64 of q and xq are in bounds, and a
-            // group of 8 scales is only loaded when b + 8 <= blocks (else scalar, in bounds).
+        while b < blocks {
+            // SAFETY: b < blocks: bytes 32b..32b+32 (and +64 when b + 2 <= blocks) of the row
+            // and of each token's codes are in bounds, and the scale groups read within the
+            // row's and each token's blocks (see `scale_group`).
             unsafe {
                 if b % 8 == 0 {
-                    block_scales(w, xs, b, &mut scales);
+                    let wd = scale_group(w, b);
+                    for t in 0..T {
+                        let xd = scale_group_f32(&xs[t * blocks..(t + 1) * blocks], b);
+                        scales[t] = _mm512_castps256_ps512(_mm256_mul_ps(wd, xd));
+                    }
                 }
+                let lanes = _mm512_loadu_si512(PAIR_SCALE_LANES[b % 8 / 2].as_ptr().cast());
                 let wp = q.as_ptr().add(b * Q8_BLOCK);
-                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
-                let wv = _mm512_loadu_si512(wp.cast());
-                let xv = _mm512_loadu_si512(xq.as_ptr().add(b * Q8_BLOCK).cast());
-                // |w| (unsigned) × x·sign(w): x negated where w < 0 (where w = 0, |w| = 0).
-                let x_signed =
-                    _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-                let dot =
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), x_signed);
-                let scale = _mm512_mask_mov_ps(
-                    _mm512_set1_ps(scales[b % 8]),
-                    0xFF00,
-                    _mm512_set1_ps(scales[b % 8 + 1]),
-                );
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
+                if b + 2 <= blocks {
+                    _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
+                    let wv = _mm512_loadu_si512(wp.cast());
+                    let negative = _mm512_movepi8_mask(wv);
+                    let magnitude = _mm512_abs_epi8(wv);
+                    for t in 0..T {
+                        let xv =
+                            _mm512_loadu_si512(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
+                        // |w| (unsigned) × x·sign(w): x negated where w < 0 (where w = 0,
+                        // |w| = 0).
+                        let x_signed =
+                            _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
+                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), magnitude, x_signed);
+                        let scale = _mm512_permutexvar_ps(lanes, scales[t]);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[t]);
+                    }
+                } else {
+                    // The last block of an odd count: lanes 0–7 only.
+                    let wv = _mm256_loadu_si256(wp.cast());
+                    for t in 0..T {
+                        let xv =
+                            _mm256_loadu_si256(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
+                        let dot = _mm256_dpbusd_epi32(
+                            _mm256_setzero_si256(),
+                            _mm256_sign_epi8(wv, wv),
+                            _mm256_sign_epi8(xv, wv),
+                        );
+                        acc[t] = _mm512_mask3_fmadd_ps(
+                            _mm512_cvtepi32_ps(_mm512_zextsi256_si512(dot)),
+                            _mm512_permutexvar_ps(lanes, scales[t]),
+                            acc[t],
+                            0x00FF,
+                        );
+                    }
+                }
             }
             b += 2;
         }
-        if b < blocks {
-            // The last block of an odd count: lanes 0–7 only.
-            // SAFETY: b < blocks: bytes 32b..32b+32 are in bounds; scales as above.
-            unsafe {
-                if b % 8 == 0 {
-                    block_scales(w, xs, b, &mut scales);
-                }
-                let wv = _mm256_loadu_si256(q.as_ptr().add(b * Q8_BLOCK).cast());
-                let xv = _mm256_loadu_si256(xq.as_ptr().add(b * Q8_BLOCK).cast());
-                let dot = _mm256_dpbusd_epi32(
-                    _mm256_setzero_si256(),
-                    _mm256_sign_epi8(wv, wv),
-                    _mm256_sign_epi8(xv, wv),
-                );
-                acc = _mm512_mask3_fmadd_ps(
-                    _mm512_cvtepi32_ps(_mm512_zextsi256_si512(dot)),
-                    _mm512_set1_ps(scales[b % 8]),
-                    acc,
-                    0x00FF,
-                );
-            }
+        for (dot, acc) in dots.iter_mut().zip(acc) {
+            *dot = fold_512(acc);
         }
-        fold_512(acc)
+    }
+
+    /// The weight scales of blocks `first..first + 8` widened to f32 (zeros past the row's end).
+    #[target_feature(enable = "avx,f16c")]
+    #[inline]
+    fn scale_group(w: &[f16], first: usize) -> __m256 {
+        if first + 8 <= w.len() {
+            // SAFETY: 8 halves from `first` are in bounds (checked just above).
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(first).cast())) }
+        } else {
+            let mut group = [0f32; 8];
+            for (g, w) in group.iter_mut().zip(&w[first..]) {
+                *g = w.to_f32();
+            }
+            // SAFETY: reads the 8 floats of `group`.
+            unsafe { _mm256_loadu_ps(group.as_ptr()) }
+        }
+    }
+
+    /// The activation scales of blocks `first..first + 8` (zeros past the row's end).
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn scale_group_f32(xs: &[f32], first: usize) -> __m256 {
+        let mut group = [0f32; 8];
+        if first + 8 <= xs.len() {
+            // SAFETY: 8 floats from `first` are in bounds (checked just above).
+            return unsafe { _mm256_loadu_ps(xs.as_ptr().add(first)) };
+        }
+        group[..xs.len() - first].copy_from_slice(&xs[first..]);
+        // SAFETY: reads the 8 floats of `group`.
+        unsafe { _mm256_loadu_ps(group.as_ptr()) }
     }
 
     /// `d_w · d_x` for blocks `first..first + 8` (fewer at the end of the row) into `scales`.
     #[target_feature(enable = "avx,f16c")]
     #[inline]
     fn block_scales(w: &[f16], xs: &[f32], first: usize, scales: &mut [f32; 8]) {
-        if first + 8 <= w.len() {
-            // SAFETY: 8 halves and 8 floats from `first` are in bounds (checked just above).
-            unsafe {
-                let halves = _mm_loadu_si128(w.as_ptr().add(first).cast());
-                let product = _mm256_mul_ps(
-                    _mm256_cvtph_ps(halves),
-                    _mm256_loadu_ps(xs.as_ptr().add(first)),
-                );
-                _mm256_storeu_ps(scales.as_mut_ptr(), product);
-            }
-        } else {
-            for (k, scale) in scales.iter_mut().enumerate().take(w.len() - first) {
-                *scale = w[first + k].to_f32() * xs[first + k];
-            }
-        }
+        let product = _mm256_mul_ps(scale_group(w, first), scale_group_f32(xs, first));
+        // SAFETY: writes the 8 floats of `scales`.
+        unsafe { _mm256_storeu_ps(scales.as_mut_ptr(), product) };
     }
 
     pub(super) fn row_dot_avx2(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
