@@ -494,11 +494,11 @@ mod x86 {
     #[target_feature(enable = "avx")]
     #[inline]
     fn scale_group_f32(xs: &[f32], first: usize) -> __m256 {
-        let mut group = [0f32; 8];
         if first + 8 <= xs.len() {
             // SAFETY: 8 floats from `first` are in bounds (checked just above).
             return unsafe { _mm256_loadu_ps(xs.as_ptr().add(first)) };
         }
+        let mut group = [0f32; 8];
         group[..xs.len() - first].copy_from_slice(&xs[first..]);
         // SAFETY: reads the 8 floats of `group`.
         unsafe { _mm256_loadu_ps(group.as_ptr()) }

@@ -407,7 +407,7 @@ impl BpeEncoder {
             SymbolEncoding::Utf8 {
                 escape_spaces: true,
             } => {
-                escaped = text.replace(' ', crate::spm::SPACE_MARK);
+                escaped = text.replace(' ', crate::score_merges::SPACE_MARK);
                 escaped.as_str()
             }
             _ => text,

@@ -3,8 +3,8 @@
 //! space-prefix rules, and per-token decoding to bytes.
 
 use crate::bpe::{BpeEncoder, ByteLevelDecoder, SymbolEncoding};
+use crate::score_merges::{byte_token_value, ScoreMergeEncoder, SPACE_MARK};
 use crate::special::{Fragment, SpecialTokens};
-use crate::spm::{byte_token_value, SpmEncoder, SPACE_MARK};
 use crate::ugm::{UgmEncoder, UgmOptions};
 use crate::vocab::ResolvedFlags;
 use crate::wordpiece::{WordPieceEncoder, WordPieceOptions};
@@ -49,7 +49,7 @@ impl Default for EncodeOptions {
 
 enum Encoder {
     Bpe(Box<BpeEncoder>),
-    Spm(Box<SpmEncoder>),
+    ScoreMerges(Box<ScoreMergeEncoder>),
     Ugm(Box<UgmEncoder>),
     WordPiece(Box<WordPieceEncoder>),
     /// A `tokenizer.json`: `parsing` splits out added tokens, `literal` treats special ones as text.
@@ -199,7 +199,11 @@ impl Tokenizer {
                 (Encoder::Bpe(Box::new(encoder)), pieces)
             }
             VocabKind::Spm => (
-                Encoder::Spm(Box::new(SpmEncoder::new(&spec.tokens, &spec.scores, unk))),
+                Encoder::ScoreMerges(Box::new(ScoreMergeEncoder::new(
+                    &spec.tokens,
+                    &spec.scores,
+                    unk,
+                ))),
                 PieceStyle::SentencePiece,
             ),
             VocabKind::Ugm => {
@@ -396,7 +400,7 @@ impl Tokenizer {
                 Fragment::Text(text) => {
                     match &self.encoder {
                         Encoder::Bpe(bpe) => bpe.encode(text, &mut out)?,
-                        Encoder::Spm(spm) => {
+                        Encoder::ScoreMerges(spm) => {
                             let mut escaped = String::with_capacity(text.len() + 4);
                             if self.flags.add_space_prefix && after_special {
                                 escaped.push_str(SPACE_MARK);

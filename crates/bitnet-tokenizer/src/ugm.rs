@@ -4,7 +4,7 @@
 //! rules (`▁` for spaces, optional space prefix, optional merging of space runs), and the Viterbi
 //! search for the segmentation with the highest sum of piece scores.
 
-use crate::spm::SPACE_MARK;
+use crate::score_merges::SPACE_MARK;
 use crate::{Result, TokenType, TokenizerError};
 use std::collections::{HashMap, HashSet};
 

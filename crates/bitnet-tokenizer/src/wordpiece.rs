@@ -10,7 +10,7 @@
 //! `tokenizers` crate's own BERT normalizer, pre-tokenizer and WordPiece model, so that a GGUF file
 //! and its `tokenizer.json` encode alike.
 
-use crate::spm::SPACE_MARK;
+use crate::score_merges::SPACE_MARK;
 use crate::{Result, TokenType, TokenizerError};
 use std::collections::BTreeMap;
 use tokenizers::models::wordpiece::WordPiece;

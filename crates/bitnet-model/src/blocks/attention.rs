@@ -185,33 +185,42 @@ impl Pass<'_, '_> {
             // row is loaded once per group; every dot and sum is the same arithmetic as one head
             // at a time.
             let span = hi - lo;
-            let mut scores = vec![0.0f32; group * span];
-            let mut qs = vec![0.0f32; group * hd];
-            let heads = g * group..(g + 1) * group;
-            qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
-            if rounding.q_f16 {
-                bitnet_kernels::f16::round_to_f16_in_place(&mut qs);
+            // Each pool thread's scores and queries, reused from chunk to chunk.
+            thread_local! {
+                static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+                    const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
             }
-            let rows_of = |data| CachedRows {
-                data,
-                stride: kv_dim,
-                offset: g * hd,
-                head_dim: hd,
-            };
-            attention_scores(&qs, rows_of(k_all), lo..hi, score_scale, &mut scores);
-            for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
-                if let Some(max_bias) = cfg.alibi_max_bias {
-                    let slope = cfg.alibi_slope(max_bias, heads.start + gi);
-                    for (j, v) in (lo..hi).zip(sc.iter_mut()) {
-                        *v += slope * -((p - j) as f32);
+            SCRATCH.with_borrow_mut(|(scores, qs)| {
+                scores.clear();
+                scores.resize(group * span, 0.0);
+                qs.clear();
+                qs.resize(group * hd, 0.0);
+                let heads = g * group..(g + 1) * group;
+                qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
+                if rounding.q_f16 {
+                    bitnet_kernels::f16::round_to_f16_in_place(qs);
+                }
+                let rows_of = |data| CachedRows {
+                    data,
+                    stride: kv_dim,
+                    offset: g * hd,
+                    head_dim: hd,
+                };
+                attention_scores(qs, rows_of(k_all), lo..hi, score_scale, scores);
+                for (gi, sc) in scores.chunks_exact_mut(span).enumerate() {
+                    if let Some(max_bias) = cfg.alibi_max_bias {
+                        let slope = cfg.alibi_slope(max_bias, heads.start + gi);
+                        for (j, v) in (lo..hi).zip(sc.iter_mut()) {
+                            *v += slope * -((p - j) as f32);
+                        }
                     }
+                    if let Some(cap) = cfg.attn_logit_softcap {
+                        ops::soft_cap(sc, cap);
+                    }
+                    bitnet_kernels::exp::softmax_in_place(sc, rounding.p_f16);
                 }
-                if let Some(cap) = cfg.attn_logit_softcap {
-                    ops::soft_cap(sc, cap);
-                }
-                bitnet_kernels::exp::softmax_in_place(sc, rounding.p_f16);
-            }
-            attention_values(&scores, rows_of(v_all), lo..hi, &mut o_group);
+                attention_values(scores, rows_of(v_all), lo..hi, &mut o_group);
+            });
         });
     }
 

@@ -156,24 +156,8 @@ unsafe fn tile_code_dots_impl<const T: usize>(
     // One token: two accumulator sets (even and odd streams) halve the `vpdpbusd` latency
     // chains; several tokens already give independent chains (the odd set stays unused).
     let mut acc = [[[_mm512_setzero_si512(); T]; ROW_TILE]; 2];
-    let full = cols / CHUNK_COLS;
-    for chunk in 0..full {
-        // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and t·cols + chunk·320 +
-        // 320 <= T·cols activations.
-        unsafe { chunk_code_dots::<STREAMS, T>(&decoder, w, x, cols, chunk, &mut acc) };
-    }
-    // Only the streams holding columns < cols: activations past `cols` are never read.
-    // SAFETY: the last chunk's 256 bytes lie within tile_bytes(cols) and its first `m` streams'
-    // activations end at full·320 + 64·m = cols (for every token).
-    unsafe {
-        match (cols - full * CHUNK_COLS) / 64 {
-            1 => chunk_code_dots::<1, T>(&decoder, w, x, cols, full, &mut acc),
-            2 => chunk_code_dots::<2, T>(&decoder, w, x, cols, full, &mut acc),
-            3 => chunk_code_dots::<3, T>(&decoder, w, x, cols, full, &mut acc),
-            4 => chunk_code_dots::<4, T>(&decoder, w, x, cols, full, &mut acc),
-            _ => {}
-        }
-    }
+    // SAFETY: the caller's bounds are the helper's.
+    unsafe { tile_chunks_code_dots::<T>(&decoder, w, x, cols, &mut acc) };
     let mut out = [[0i32; T]; ROW_TILE];
     for r in 0..ROW_TILE {
         for t in 0..T {
@@ -181,6 +165,40 @@ unsafe fn tile_code_dots_impl<const T: usize>(
         }
     }
     out
+}
+
+/// Adds one tile's code dots over all its columns to `acc` for `T` tokens: the whole chunks, then
+/// only the streams of the last chunk that hold columns < `cols` (activations past `cols` are
+/// never read).
+///
+/// # Safety
+/// `w` points at one tile's `tile_bytes(cols)` bytes and `x` at `T·cols` activations; the CPU
+/// has the module's features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+#[inline]
+unsafe fn tile_chunks_code_dots<const T: usize>(
+    decoder: &Decoder,
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+    acc: &mut [[[__m512i; T]; ROW_TILE]; 2],
+) {
+    let full = cols / CHUNK_COLS;
+    // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and t·cols + chunk·320 + 320
+    // <= T·cols activations; the last chunk's 256 bytes lie within tile_bytes(cols) and its first
+    // `m` streams' activations end at full·320 + 64·m = cols (for every token).
+    unsafe {
+        for chunk in 0..full {
+            chunk_code_dots::<STREAMS, T>(decoder, w, x, cols, chunk, acc);
+        }
+        match (cols - full * CHUNK_COLS) / 64 {
+            1 => chunk_code_dots::<1, T>(decoder, w, x, cols, full, acc),
+            2 => chunk_code_dots::<2, T>(decoder, w, x, cols, full, acc),
+            3 => chunk_code_dots::<3, T>(decoder, w, x, cols, full, acc),
+            4 => chunk_code_dots::<4, T>(decoder, w, x, cols, full, acc),
+            _ => {}
+        }
+    }
 }
 
 /// `dots[4·i + r] = Σ_j c[r][j] · x[j]` for the 4 rows of each of the consecutive trit5 tiles
@@ -212,7 +230,6 @@ pub(in crate::ternary) fn tile_run_code_dots(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
 unsafe fn tile_run_code_dots_impl(w: *const u8, x: *const i8, cols: usize, dots: &mut [i32]) {
     let decoder = Decoder::new();
-    let full = cols / CHUNK_COLS;
     let tile_len = tile_bytes(cols);
     for (tile, out) in dots.chunks_exact_mut(ROW_TILE).enumerate() {
         // SAFETY: tile < dots.len() / 4, so the tile's bytes lie within `weights` (checked by the
@@ -220,16 +237,7 @@ unsafe fn tile_run_code_dots_impl(w: *const u8, x: *const i8, cols: usize, dots:
         unsafe {
             let w = w.add(tile * tile_len);
             let mut acc = [[[_mm512_setzero_si512(); 1]; ROW_TILE]; 2];
-            for chunk in 0..full {
-                chunk_code_dots::<STREAMS, 1>(&decoder, w, x, cols, chunk, &mut acc);
-            }
-            match (cols - full * CHUNK_COLS) / 64 {
-                1 => chunk_code_dots::<1, 1>(&decoder, w, x, cols, full, &mut acc),
-                2 => chunk_code_dots::<2, 1>(&decoder, w, x, cols, full, &mut acc),
-                3 => chunk_code_dots::<3, 1>(&decoder, w, x, cols, full, &mut acc),
-                4 => chunk_code_dots::<4, 1>(&decoder, w, x, cols, full, &mut acc),
-                _ => {}
-            }
+            tile_chunks_code_dots::<1>(&decoder, w, x, cols, &mut acc);
             let rows: [__m512i; ROW_TILE] =
                 std::array::from_fn(|r| _mm512_add_epi32(acc[0][r][0], acc[1][r][0]));
             _mm_storeu_si128(out.as_mut_ptr().cast(), sum_4_rows(rows));

@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashMap};
 /// The SentencePiece whitespace marker.
 pub(crate) const SPACE_MARK: &str = "\u{2581}";
 
-pub(crate) struct SpmEncoder {
+pub(crate) struct ScoreMergeEncoder {
     token_to_id: HashMap<String, u32>,
     scores: Vec<f32>,
     byte_tokens: [Option<u32>; 256],
@@ -52,7 +52,7 @@ impl Ord for Bigram {
     }
 }
 
-impl SpmEncoder {
+impl ScoreMergeEncoder {
     pub(crate) fn new(tokens: &[String], scores: &[f32], unk: Option<u32>) -> Self {
         let mut token_to_id = HashMap::with_capacity(tokens.len());
         for (id, text) in tokens.iter().enumerate() {
@@ -71,7 +71,7 @@ impl SpmEncoder {
                         .and_then(|s| token_to_id.get(s).copied())
                 });
         }
-        SpmEncoder {
+        ScoreMergeEncoder {
             token_to_id,
             scores: scores.to_vec(),
             byte_tokens,
