@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use bitnet_kernels::ternary::TernaryLayout;
 use bitnet_kernels::{
-    active_isa, matvec_f16, quantize_activations, Q8Matrix, Scales, TernaryMatrix, ThreadPool,
+    active_isa, matmul_f16, matvec_f16, quantize_activations, Q8Matrix, Scales, TernaryMatrix,
+    ThreadPool,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
@@ -138,7 +139,12 @@ fn bench_f16_head(c: &mut Criterion) {
     let x: Vec<f32> = (0..cols)
         .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
         .collect();
-    let mut out = vec![0f32; rows];
+    // Batched decode: 8 sequences in flight, one token each.
+    let batch = 8;
+    let x8: Vec<f32> = (0..batch * cols)
+        .map(|j| ((j * 13 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let mut out = vec![0f32; batch * rows];
     let mut group = c.benchmark_group("f16_head");
     group
         .sample_size(10)
@@ -149,7 +155,11 @@ fn bench_f16_head(c: &mut Criterion) {
         let pool = ThreadPool::new(threads);
         group.bench_function(
             BenchmarkId::new("2560to128256", format!("t{threads}")),
-            |b| b.iter(|| matvec_f16(&w, rows, cols, &x, &mut out, &pool).expect("head")),
+            |b| b.iter(|| matvec_f16(&w, rows, cols, &x, &mut out[..rows], &pool).expect("head")),
+        );
+        group.bench_function(
+            BenchmarkId::new("2560to128256_b8", format!("t{threads}")),
+            |b| b.iter(|| matmul_f16(&w, rows, cols, &x8, batch, &mut out, &pool).expect("head")),
         );
     }
     group.finish();
@@ -167,7 +177,7 @@ fn bench_f16_head(c: &mut Criterion) {
         let pool = ThreadPool::new(threads);
         group.bench_function(
             BenchmarkId::new("2560to128256", format!("t{threads}")),
-            |b| b.iter(|| q8.matmul(&x, 1, &mut out, &pool).expect("q8 head")),
+            |b| b.iter(|| q8.matmul(&x, 1, &mut out[..rows], &pool).expect("q8 head")),
         );
     }
     group.finish();

@@ -5,6 +5,11 @@
 //! accumulators, `w·x + acc` per step, the halving fold, then the tail in order), so a token's
 //! output has the same bits in a batch as alone.
 //!
+//! Rows go in pairs, [`PAIR_TOKENS`] tokens per pass: each activation load then serves two rows
+//! (2 rows × 4 tokens × 2 accumulators fill 16 registers). With one row per pass the kernel was
+//! bound by its activation loads (one per multiply-add): 8 tokens over 2B-4T's 128256 × 2560 F16
+//! head took 97 ms on one thread of host B (Zen 4), 80 ms in row pairs.
+//!
 //! The rows of a group are walked in column panels of [`PANEL_COLS`]: every row of the group
 //! takes the panel's columns before any row moves on, so the panel's activations (8 tokens × 512
 //! floats = 16 KiB) are read from L1 by all the rows instead of streaming from L2 for each row
@@ -110,18 +115,31 @@ unsafe fn group_dots_impl<const T: usize>(
     let mut start = 0;
     while start < body {
         let end = body.min(start + PANEL_COLS);
-        for (r, acc) in acc[..count].iter_mut().enumerate() {
-            // SAFETY: columns start..end <= body of row r < count and of each token's row of x.
-            unsafe {
-                panel::<T>(
-                    block.as_ptr().add(r * cols),
-                    x.as_ptr(),
-                    cols,
-                    start,
-                    end,
-                    acc,
-                )
-            };
+        let panel = Panel {
+            block,
+            x,
+            cols,
+            start,
+            end,
+        };
+        // Row pairs in passes of PAIR_TOKENS tokens; a single token or a last odd row alone.
+        let pairs = if T >= 2 { count / 2 } else { 0 };
+        for pair in 0..pairs {
+            for first_token in (0..T).step_by(PAIR_TOKENS) {
+                // SAFETY: rows 2·pair + 1 < count and tokens below T, as the panel requires.
+                unsafe {
+                    match T - first_token {
+                        1 => panel.accumulate::<2, 1, T>(2 * pair, first_token, &mut acc),
+                        2 => panel.accumulate::<2, 2, T>(2 * pair, first_token, &mut acc),
+                        3 => panel.accumulate::<2, 3, T>(2 * pair, first_token, &mut acc),
+                        _ => panel.accumulate::<2, PAIR_TOKENS, T>(2 * pair, first_token, &mut acc),
+                    }
+                }
+            }
+        }
+        for r in 2 * pairs..count {
+            // SAFETY: row r < count and tokens below T.
+            unsafe { panel.accumulate::<1, T, T>(r, 0, &mut acc) };
         }
         start = end;
     }
@@ -134,47 +152,74 @@ unsafe fn group_dots_impl<const T: usize>(
     }
 }
 
-/// Accumulates columns `start..end` (multiples of 32) of one row into its `T` tokens' lanes.
-///
-/// # Safety
-/// As [`group_dots_impl`]; `row` points at `cols` halves, `x` at `T` rows of `cols` floats, and
-/// `end <= cols`.
-#[target_feature(enable = "avx512f,fma,f16c")]
-#[inline]
-unsafe fn panel<const T: usize>(
-    row: *const f16,
-    x: *const f32,
+/// Tokens per pass over a row pair: 2 rows × 4 tokens × 2 accumulators fill 16 registers.
+const PAIR_TOKENS: usize = 4;
+
+/// Columns `start..end` (multiples of 32, `end` at most the 32-lane body) of a row group.
+struct Panel<'a> {
+    block: &'a [f16],
+    x: &'a [f32],
     cols: usize,
     start: usize,
     end: usize,
-    acc_in_memory: &mut Accumulators<T>,
-) {
-    let w = row.cast::<u16>();
-    // The next panel of this row is prefetched while the other rows of the group take this one;
-    // from the last panel, the first of the same row of the next group (a thread's groups are
-    // consecutive rows).
-    let next_group = (ROWS_PER_CALL - 1) * cols;
-    let mut acc = *acc_in_memory;
-    let mut j = start;
-    while j < end {
-        // SAFETY: j + 32 <= end <= cols for the row and for each token's row of x; the prefetch
-        // address may lie past the end (prefetches never fault), hence the wrapping pointer.
-        unsafe {
-            let ahead = if j + PANEL_COLS < cols {
-                PANEL_COLS
-            } else {
-                PANEL_COLS + next_group
-            };
-            _mm_prefetch::<_MM_HINT_T0>(w.add(j).wrapping_add(ahead).cast());
-            let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(j).cast()));
-            let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(j + 16).cast()));
-            for (t, acc) in acc.iter_mut().enumerate() {
-                let xt = x.add(t * cols + j);
-                acc[0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[0]);
-                acc[1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt.add(16)), acc[1]);
+}
+
+impl Panel<'_> {
+    /// Accumulates the panel's columns of rows `first_row..first_row + R` into the lanes of
+    /// tokens `first_token..first_token + U`: every 32 weights are widened once for the `U`
+    /// tokens and every 32 activations loaded once for the `R` rows.
+    ///
+    /// # Safety
+    /// AVX-512F, FMA and F16C must be present; `first_row + R` rows lie in the block and
+    /// `first_token + U <= T` tokens in `x`.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    #[inline]
+    unsafe fn accumulate<const R: usize, const U: usize, const T: usize>(
+        &self,
+        first_row: usize,
+        first_token: usize,
+        acc_in_memory: &mut [Accumulators<T>; ROWS_PER_CALL],
+    ) {
+        let cols = self.cols;
+        let w = self.block.as_ptr().cast::<u16>();
+        let x = self.x.as_ptr();
+        // The next panel of these rows is prefetched while the other rows of the group take this
+        // one; from the last panel, the first of the same rows of the next group (a thread's
+        // groups are consecutive rows).
+        let next_group = (ROWS_PER_CALL - 1) * cols;
+        let mut acc: [[[__m512; 2]; U]; R] = std::array::from_fn(|r| {
+            std::array::from_fn(|t| acc_in_memory[first_row + r][first_token + t])
+        });
+        let mut j = self.start;
+        while j < self.end {
+            // SAFETY: j + 32 <= end <= cols for each row and each token's row of x; the prefetch
+            // address may lie past the end (prefetches never fault), hence the wrapping pointer.
+            unsafe {
+                let ahead = if j + PANEL_COLS < cols {
+                    PANEL_COLS
+                } else {
+                    PANEL_COLS + next_group
+                };
+                let mut weights = [[_mm512_setzero_ps(); 2]; R];
+                for (r, lanes) in weights.iter_mut().enumerate() {
+                    let at = w.add((first_row + r) * cols + j);
+                    _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(ahead).cast());
+                    lanes[0] = _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()));
+                    lanes[1] = _mm512_cvtph_ps(_mm256_loadu_si256(at.add(16).cast()));
+                }
+                for t in 0..U {
+                    let xt = x.add((first_token + t) * cols + j);
+                    let (x0, x1) = (_mm512_loadu_ps(xt), _mm512_loadu_ps(xt.add(16)));
+                    for r in 0..R {
+                        acc[r][t][0] = _mm512_fmadd_ps(weights[r][0], x0, acc[r][t][0]);
+                        acc[r][t][1] = _mm512_fmadd_ps(weights[r][1], x1, acc[r][t][1]);
+                    }
+                }
             }
+            j += LANES;
         }
-        j += LANES;
+        for (r, acc) in acc.iter().enumerate() {
+            acc_in_memory[first_row + r][first_token..first_token + U].copy_from_slice(acc);
+        }
     }
-    *acc_in_memory = acc;
 }
