@@ -116,7 +116,8 @@ fn bench_ternary(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
     let two_bit = SHAPES.map(|(rows, cols, name)| (rows, cols, name, TernaryLayout::TwoBit));
-    // Prefill over trit5 unpacks each tile once per 64 tokens: it should cost about the same.
+    // Prefill over trit5 unpacks each tile once per 128 tokens (`TOKEN_BLOCK`): it should cost
+    // about the same.
     let trit5 = (6912, 2560, "trit5_2560to6912", TernaryLayout::Trit5);
     for (rows, cols, name, layout) in two_bit.into_iter().chain([trit5]) {
         let m = matrix(rows, cols, layout);

@@ -209,9 +209,18 @@ proptest! {
 
 #[test]
 fn real_model_shapes_equal_the_definition() {
-    // The 2B-4T shapes' column counts (2560, 6912) and the tiny model's (256, 768, 128).
+    // The 2B-4T shapes' column counts (2560, 6912) and the tiny model's (256, 768, 128); a
+    // prefill of 300 tokens spans several of the kernels' token blocks (a tile is unpacked once
+    // per block).
     let pool = ThreadPool::new(2);
-    for &(rows, cols, batch) in &[(9, 2560, 5), (6, 6912, 3), (4, 768, 2), (7, 128, 4)] {
+    let shapes = [
+        (9, 2560, 5),
+        (6, 6912, 3),
+        (4, 768, 2),
+        (7, 128, 4),
+        (5, 640, 300),
+    ];
+    for &(rows, cols, batch) in &shapes {
         let values: Vec<i8> = (0..rows * cols)
             .map(|i| ((i * 7 + i / 13) % 3) as i8 - 1)
             .collect();
