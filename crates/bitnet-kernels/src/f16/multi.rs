@@ -187,7 +187,7 @@ impl Panel<'_> {
         // one; from the last panel, the first of the same rows of the next group (a thread's
         // groups are consecutive rows).
         let next_group = (ROWS_PER_CALL - 1) * cols;
-        let mut acc: [[[__m512; 2]; U]; R] = std::array::from_fn(|r| {
+        let mut acc: [Accumulators<U>; R] = std::array::from_fn(|r| {
             std::array::from_fn(|t| acc_in_memory[first_row + r][first_token + t])
         });
         let mut j = self.start;

@@ -193,10 +193,9 @@ impl Pass<'_, '_> {
             SCRATCH.with_borrow_mut(|(scores, qs)| {
                 scores.clear();
                 scores.resize(group * span, 0.0);
-                qs.clear();
-                qs.resize(group * hd, 0.0);
                 let heads = g * group..(g + 1) * group;
-                qs.copy_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
+                qs.clear();
+                qs.extend_from_slice(&q[r * q_dim + heads.start * hd..r * q_dim + heads.end * hd]);
                 if rounding.q_f16 {
                     bitnet_kernels::f16::round_to_f16_in_place(qs);
                 }
