@@ -78,10 +78,13 @@ impl<T: PlainNumber> CacheAligned<T> {
     }
 
     /// `len` elements (their values: whatever the buffer held, zero where it grew), to be
-    /// overwritten by the caller.
+    /// overwritten by the caller. The storage only grows: a buffer shared by calls of different
+    /// sizes is not zero-filled again each time it goes back to the larger one.
     pub fn resize(&mut self, len: usize) -> &mut [T] {
-        let bytes = len * size_of::<T>();
-        self.lines.resize(bytes.div_ceil(64), CacheLine([0; 64]));
+        let lines = (len * size_of::<T>()).div_ceil(64);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, CacheLine([0; 64]));
+        }
         self.len = len;
         self.as_mut_slice()
     }

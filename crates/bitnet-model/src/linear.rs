@@ -32,6 +32,13 @@ pub fn is_ternary(ty: GgmlType) -> bool {
     )
 }
 
+thread_local! {
+    /// The BitLinear buffers of the calling thread, grown to its largest product and reused by
+    /// every ternary layer (a fresh one per call zero-filled `batch × rows` words each time).
+    static BITLINEAR_SCRATCH: std::cell::RefCell<BitLinearScratch> =
+        std::cell::RefCell::new(BitLinearScratch::new());
+}
+
 /// One linear layer's weights.
 #[derive(Debug)]
 pub enum Linear {
@@ -324,8 +331,8 @@ impl Linear {
             }
             Linear::Ternary { matrix, scale } => {
                 // BitLinear (FORMATS.md §2), the kernels' trace-checked path.
-                matrix
-                    .bitlinear(x, batch, out, &mut BitLinearScratch::new(), pool)
+                BITLINEAR_SCRATCH
+                    .with_borrow_mut(|scratch| matrix.bitlinear(x, batch, out, scratch, pool))
                     .map_err(|e| ModelError::Kernel(e.to_string()))?;
                 *scale
             }

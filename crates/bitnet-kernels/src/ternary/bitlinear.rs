@@ -5,8 +5,10 @@
 use crate::error::KernelError;
 use crate::isa::Isa;
 use crate::memory::CacheAligned;
-use crate::pool::ThreadPool;
+use crate::pool::{atomic_f32_view, ThreadPool};
 use crate::quantize::quantize_activations_with_isa;
+
+use std::sync::atomic::Ordering;
 
 use super::{Scales, TernaryMatrix};
 
@@ -16,7 +18,6 @@ pub struct BitLinearScratch {
     /// Cache-line aligned: the kernels load them 64 bytes at a time.
     codes: CacheAligned<i8>,
     activation_scales: Vec<f32>,
-    dots: Vec<i32>,
     scaled: Vec<f32>,
 }
 
@@ -63,7 +64,6 @@ impl TernaryMatrix {
         let BitLinearScratch {
             codes,
             activation_scales,
-            dots,
             scaled,
         } = scratch;
         let codes = codes.resize(x.len());
@@ -78,18 +78,18 @@ impl TernaryMatrix {
         let rows = self.rows();
         match self.scales() {
             Scales::PerTensor(weight_scale) => {
+                // Rescaled by whichever pool thread computed each product, as it is stored.
                 let weight_scale = *weight_scale;
-                dots.resize(out.len(), 0);
-                self.matmul_with_isa(isa, codes, batch, dots, pool)?;
-                for ((out, dots), &a) in out
-                    .chunks_exact_mut(rows)
-                    .zip(dots.chunks_exact(rows))
-                    .zip(activation_scales.iter())
-                {
-                    for (o, &d) in out.iter_mut().zip(dots) {
-                        *o = (d as f32 / a) * weight_scale;
+                self.check_operands(isa, codes, batch, out.len())?;
+                let activation_scales = &activation_scales[..];
+                let out = atomic_f32_view(out);
+                self.integer_products(isa, codes, batch, pool, |b, index, d, valid| {
+                    let a = activation_scales[b];
+                    let y = d.map(|d| ((d as f32 / a) * weight_scale).to_bits());
+                    for (slot, y) in out[index..index + valid].iter().zip(y) {
+                        slot.store(y, Ordering::Relaxed)
                     }
-                }
+                });
             }
             Scales::PerBlock { .. } => {
                 scaled.resize(out.len(), 0.0);

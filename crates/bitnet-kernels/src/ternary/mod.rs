@@ -26,7 +26,8 @@
 //! into `vpdpbusd`, each row's bytes once per group of up to 8 tokens (5–8 tokens two rows at a
 //! time, so that 16 accumulators leave registers for the decoding); larger batches and the other
 //! ISAs first unpack a tile into the 2-bit layout (a per-thread buffer) and run the 2-bit kernels
-//! on it, so a tile is unpacked once per group of up to 64 tokens.
+//! on it, so a tile is unpacked once per group of up to 128 tokens (`TOKEN_BLOCK`; the AVX-512
+//! kernel takes such a group in one call).
 //!
 //! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
 //! 2-bit, so trit5 pays off where weights stream from DRAM at under ~36 GB/s per core (it reads
@@ -420,21 +421,25 @@ impl TernaryMatrix {
         }
         self.check_operands(isa, x_q, batch, out.len())?;
         let out = atomic_i32_view(out);
-        self.integer_products(isa, x_q, batch, pool, |index, d| {
-            out[index].store(d, Ordering::Relaxed)
+        self.integer_products(isa, x_q, batch, pool, |_, index, d, valid| {
+            for (slot, d) in out[index..index + valid].iter().zip(d) {
+                slot.store(d, Ordering::Relaxed)
+            }
         });
         Ok(())
     }
 
-    /// Computes every `D[b][r]` (operands already checked) and hands `(b·rows + r, D)` to `sink`,
-    /// from whichever pool thread computed it.
+    /// Computes every `D[b][r]` (operands already checked) and hands them to `sink` a row tile at
+    /// a time, from whichever pool thread computed them: `(b, b·rows + r, [D[b][r + i]; 4],
+    /// valid)` for the tile's first row `r`, only the first `valid` of the 4 being rows of the
+    /// matrix (the last tile may be padded).
     fn integer_products(
         &self,
         isa: Isa,
         x_q: &[i8],
         batch: usize,
         pool: &ThreadPool,
-        sink: impl Fn(usize, i32) + Sync,
+        sink: impl Fn(usize, usize, [i32; ROW_TILE], usize) + Sync,
     ) {
         let trit5 = self.layout == TernaryLayout::Trit5;
         // Decode and batched decode (up to DIRECT_TRIT5_TOKENS tokens) read trit5 bytes directly
@@ -480,6 +485,7 @@ impl TernaryMatrix {
                 if trit5 && !direct && unpacked.len() < cols / 64 {
                     unpacked.resize(cols / 64, Line([0; 64]));
                 }
+                let mut block_dots = [[0i32; ROW_TILE]; TOKEN_BLOCK];
                 for block_start in (0..batch).step_by(TOKEN_BLOCK) {
                     let block_end = batch.min(block_start + TOKEN_BLOCK);
                     let sums = &token_sums_ref[block_start..block_end];
@@ -493,54 +499,46 @@ impl TernaryMatrix {
                             let dots = &mut dots[..(run_end - run) * ROW_TILE];
                             let weights = &self.packed_bytes()[run * tile_len..run_end * tile_len];
                             trit5_run_code_dots_vbmi(weights, x, cols, dots);
-                            for (i, &dot) in dots.iter().enumerate() {
-                                let row = run * ROW_TILE + i;
-                                if row < rows {
-                                    sink(block_start * rows + row, dot - sums[0]);
-                                }
+                            for (i, dots) in dots.chunks_exact(ROW_TILE).enumerate() {
+                                let row = (run + i) * ROW_TILE;
+                                let d = std::array::from_fn(|r| dots[r] - sums[0]);
+                                let valid = ROW_TILE.min(rows - row);
+                                sink(block_start, block_start * rows + row, d, valid);
                             }
                         }
                         continue;
                     }
                     for tile in my_tiles.clone() {
-                        let emit = |r: usize, t: usize, dot: i32| {
-                            let row = tile * ROW_TILE + r;
-                            if row < rows {
-                                sink((block_start + t) * rows + row, dot - sums[t]);
-                            }
-                        };
+                        // `dots[t]`: token `block_start + t`'s code dots of the tile's 4 rows.
+                        let dots = &mut block_dots[..block_end - block_start];
                         if direct {
-                            let mut b = block_start;
-                            while b < block_end {
-                                let x = &x_q[b * cols..];
-                                let (dots, n) =
-                                    trit5_code_dots_vbmi(self.tile(tile), x, cols, block_end - b);
-                                for (r, row_dots) in dots.iter().enumerate() {
-                                    for (t, &dot) in row_dots[..n].iter().enumerate() {
-                                        emit(r, b - block_start + t, dot);
-                                    }
+                            let mut t = 0;
+                            while t < dots.len() {
+                                let x = &x_q[(block_start + t) * cols..];
+                                let (tile_dots, n) =
+                                    trit5_code_dots_vbmi(self.tile(tile), x, cols, dots.len() - t);
+                                for (i, out) in dots[t..t + n].iter_mut().enumerate() {
+                                    *out = std::array::from_fn(|r| tile_dots[r][i]);
                                 }
-                                b += n;
+                                t += n;
                             }
-                            continue;
-                        }
-                        let weights = if trit5 {
-                            let out = &mut lines_as_bytes_mut(&mut unpacked)[..cols];
-                            unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
-                            &*out
                         } else {
-                            self.tile(tile)
-                        };
-                        let mut b = block_start;
-                        while b < block_end {
-                            let x = &x_q[b * cols..];
-                            let (dots, n) = tile_code_dots(isa, weights, x, cols, block_end - b);
-                            for (r, row_dots) in dots.iter().enumerate() {
-                                for (t, &dot) in row_dots[..n].iter().enumerate() {
-                                    emit(r, b - block_start + t, dot);
-                                }
-                            }
-                            b += n;
+                            let weights = if trit5 {
+                                let out = &mut lines_as_bytes_mut(&mut unpacked)[..cols];
+                                unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
+                                &*out
+                            } else {
+                                self.tile(tile)
+                            };
+                            let x = &x_q[block_start * cols..];
+                            tile_block_code_dots(isa, weights, x, cols, dots);
+                        }
+                        let row = tile * ROW_TILE;
+                        let valid = ROW_TILE.min(rows - row);
+                        for (t, dots) in dots.iter().enumerate() {
+                            let b = block_start + t;
+                            let d = dots.map(|d| d - sums[t]);
+                            sink(b, b * rows + row, d, valid);
                         }
                     }
                 }
@@ -574,8 +572,11 @@ impl TernaryMatrix {
         self.check_operands(isa, x_q, batch, out.len())?;
         if let Scales::PerTensor(scale) = self.scales {
             let out = atomic_f32_view(out);
-            self.integer_products(isa, x_q, batch, pool, |index, d| {
-                out[index].store((d as f32 * scale).to_bits(), Ordering::Relaxed)
+            self.integer_products(isa, x_q, batch, pool, |_, index, d, valid| {
+                let y = d.map(|d| (d as f32 * scale).to_bits());
+                for (slot, y) in out[index..index + valid].iter().zip(y) {
+                    slot.store(y, Ordering::Relaxed)
+                }
             });
             return Ok(());
         }
@@ -701,7 +702,8 @@ fn unpack_trit5_tile(vbmi: bool, weights: &[u8], cols: usize, out: &mut [u8]) {
 }
 
 /// Raw code dots `Σ c·q` (indexed `[row][token]`) of one row tile for the widest token tile the
-/// ISA supports (up to `remaining` tokens); returns them and the number of tokens done.
+/// ISA supports (up to `remaining` tokens); returns them and the number of tokens done (AVX2,
+/// NEON and scalar: the AVX-512 kernel takes a whole token block, see [`tile_block_code_dots`]).
 fn tile_code_dots(
     isa: Isa,
     weights: &[u8],
@@ -718,13 +720,6 @@ fn tile_code_dots(
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => match remaining {
-            4.. => (widen(x86::avx512::tile_code_dots::<4>(weights, x, cols)), 4),
-            3 => (widen(x86::avx512::tile_code_dots::<3>(weights, x, cols)), 3),
-            2 => (widen(x86::avx512::tile_code_dots::<2>(weights, x, cols)), 2),
-            _ => (widen(x86::avx512::tile_code_dots::<1>(weights, x, cols)), 1),
-        },
-        #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => match remaining {
             2.. => (widen(x86::avx2::tile_code_dots::<2>(weights, x, cols)), 2),
             _ => (widen(x86::avx2::tile_code_dots::<1>(weights, x, cols)), 1),
@@ -739,6 +734,31 @@ fn tile_code_dots(
             4.. => (widen(scalar::tile_code_dots::<4>(weights, x, cols)), 4),
             _ => (widen(scalar::tile_code_dots::<1>(weights, x, cols)), 1),
         },
+    }
+}
+
+/// `out[t] = [Σ_j c[r][j] · x[t·cols + j] for r in 0..4]`: raw code dots of one row tile for
+/// `out.len()` consecutive tokens.
+fn tile_block_code_dots(
+    isa: Isa,
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+    out: &mut [[i32; ROW_TILE]],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // One call per token block: the wrapper's per-call work, for every 4 tokens, was ~5% of
+        // a 128-token prefill.
+        return x86::avx512::tile_block_code_dots(weights, x, cols, out);
+    }
+    let mut b = 0;
+    while b < out.len() {
+        let (dots, n) = tile_code_dots(isa, weights, &x[b * cols..], cols, out.len() - b);
+        for (t, out) in out[b..b + n].iter_mut().enumerate() {
+            *out = std::array::from_fn(|r| dots[r][t]);
+        }
+        b += n;
     }
 }
 

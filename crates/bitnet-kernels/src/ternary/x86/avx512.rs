@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::super::{CHUNK_COLS, GROUP_COLS, ROW_TILE};
-use super::hsum_epi32_256;
+use super::sum_4_rows;
 use crate::order::x86::fold_512;
 
 /// How far ahead of the current chunk weights are prefetched.
@@ -18,28 +18,73 @@ fn features_present() -> bool {
         && is_x86_feature_detected!("avx512vnni")
 }
 
-/// `Σ_j c[r][j] · x[t·cols + j]` for the 4 rows of a tile and `T` consecutive tokens.
-pub(in crate::ternary) fn tile_code_dots<const T: usize>(
+/// `out[t] = [Σ_j c[r][j] · x[t·cols + j] for r in 0..4]` for the 4 rows of a tile and
+/// `out.len()` consecutive tokens (prefill: one call per tile and token block, 4 tokens per pass).
+pub(in crate::ternary) fn tile_block_code_dots(
     weights: &[u8],
     x: &[i8],
     cols: usize,
-) -> [[i32; T]; ROW_TILE] {
+    out: &mut [[i32; ROW_TILE]],
+) {
     assert!(
         features_present(),
         "AVX-512 VNNI kernel called on a CPU without it"
     );
-    assert!(cols.is_multiple_of(128) && weights.len() == cols && x.len() >= T * cols);
+    let tokens = out.len();
+    assert!(cols.is_multiple_of(128) && weights.len() == cols && x.len() >= tokens * cols);
     // SAFETY: the features were checked above; the kernel reads `cols` bytes of `weights` and
-    // `T·cols` bytes of `x`, both checked.
-    unsafe { tile_code_dots_impl::<T>(weights.as_ptr(), x.as_ptr(), cols) }
+    // `tokens·cols` bytes of `x`, and writes `tokens` entries of `out`, all checked.
+    unsafe { tile_block_code_dots_impl(weights.as_ptr(), x.as_ptr(), cols, out) }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_code_dots_impl<const T: usize>(
+unsafe fn tile_block_code_dots_impl(
     w: *const u8,
     x: *const i8,
     cols: usize,
-) -> [[i32; T]; ROW_TILE] {
+    out: &mut [[i32; ROW_TILE]],
+) {
+    /// Token `t`'s 4 row sums, reduced together, into `out[t]`.
+    #[target_feature(enable = "avx512f")]
+    fn store<const T: usize>(acc: [[__m512i; T]; ROW_TILE], out: &mut [[i32; ROW_TILE]]) {
+        for (t, out) in out.iter_mut().take(T).enumerate() {
+            let sums = sum_4_rows(std::array::from_fn(|r| acc[r][t]));
+            // SAFETY: `out` is 4 i32 (16 bytes); the store is unaligned.
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), sums) };
+        }
+    }
+    let tokens = out.len();
+    let mut t = 0;
+    while t < tokens {
+        // SAFETY: tokens t.. are within the `tokens·cols` activations the caller checked.
+        let xt = unsafe { x.add(t * cols) };
+        let out = &mut out[t..];
+        // SAFETY: the tile's `cols` bytes and the `n <= tokens - t` tokens' activations from `t`
+        // are within the checked lengths.
+        t += unsafe {
+            match tokens - t {
+                4.. => store(tile_accumulators::<4>(w, xt, cols), out),
+                3 => store(tile_accumulators::<3>(w, xt, cols), out),
+                2 => store(tile_accumulators::<2>(w, xt, cols), out),
+                _ => store(tile_accumulators::<1>(w, xt, cols), out),
+            }
+            (tokens - t).min(4)
+        };
+    }
+}
+
+/// The 4 rows × `T` tokens accumulators of one tile (their lane sums are the code dots).
+///
+/// # Safety
+/// `w` points at one tile's `cols` bytes and `x` at `T·cols` activations; the CPU has the
+/// module's features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn tile_accumulators<const T: usize>(
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+) -> [[__m512i; T]; ROW_TILE] {
     let mask = _mm512_set1_epi8(3);
     // Two accumulator sets when few tokens share the tile, to break the vpdpbusd latency chain.
     let mut acc = [[_mm512_setzero_si512(); T]; ROW_TILE];
@@ -87,16 +132,19 @@ unsafe fn tile_code_dots_impl<const T: usize>(
             shift_step!(6, 3);
         }
     }
-    let mut out = [[0i32; T]; ROW_TILE];
     for r in 0..ROW_TILE {
         for t in 0..T {
-            out[r][t] = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[r][t], acc_odd[r][t]));
+            acc[r][t] = _mm512_add_epi32(acc[r][t], acc_odd[r][t]);
         }
     }
-    if !cols.is_multiple_of(CHUNK_COLS) {
-        let tail = full * CHUNK_COLS;
-        let mask = _mm256_set1_epi8(3);
-        let mut acc = [[_mm256_setzero_si256(); T]; ROW_TILE];
+    if cols.is_multiple_of(CHUNK_COLS) {
+        return acc;
+    }
+    // The 128-column tail in 256-bit registers, added to the low halves of the 512-bit ones.
+    let tail = full * CHUNK_COLS;
+    let mask = _mm256_set1_epi8(3);
+    let mut tail_acc = [[_mm256_setzero_si256(); T]; ROW_TILE];
+    {
         // SAFETY: the tail holds 4 × 32 bytes at `tail` (cols = tail + 128) and activations are
         // read at t·cols + tail + 32·s + 32 <= T·cols.
         unsafe {
@@ -117,7 +165,7 @@ unsafe fn tile_code_dots_impl<const T: usize>(
                     for t in 0..T {
                         let a = _mm256_loadu_si256(xp.add(t * cols + 32 * $s).cast());
                         for r in 0..ROW_TILE {
-                            acc[r][t] = _mm256_dpbusd_epi32(acc[r][t], codes[r], a);
+                            tail_acc[r][t] = _mm256_dpbusd_epi32(tail_acc[r][t], codes[r], a);
                         }
                     }
                 }};
@@ -127,13 +175,13 @@ unsafe fn tile_code_dots_impl<const T: usize>(
             shift_step!(4, 2);
             shift_step!(6, 3);
         }
-        for r in 0..ROW_TILE {
-            for t in 0..T {
-                out[r][t] += hsum_epi32_256(acc[r][t]);
-            }
+    }
+    for r in 0..ROW_TILE {
+        for t in 0..T {
+            acc[r][t] = _mm512_add_epi32(acc[r][t], _mm512_zextsi256_si512(tail_acc[r][t]));
         }
     }
-    out
+    acc
 }
 
 /// `Σ_g (Σ_{j∈g} c·q − Σ_{j∈g} q) · s[r][g]` over 32-column groups, 4 rows, one token.

@@ -9,6 +9,7 @@ use std::arch::x86_64::*;
 
 use super::super::trit5::{tile_bytes, CHUNK_BYTES, CHUNK_COLS, STREAMS};
 use super::super::{CHUNK_COLS as TWO_BIT_CHUNK_COLS, ROW_TILE};
+use super::sum_4_rows;
 
 /// How far ahead of the current chunk weights are prefetched: 1 KiB (4 chunks of a tile), about
 /// the latency × bandwidth of one core's stream. 2B-4T decode on host C (Sapphire Rapids-class,
@@ -243,34 +244,6 @@ unsafe fn tile_run_code_dots_impl(w: *const u8, x: *const i8, cols: usize, dots:
             _mm_storeu_si128(out.as_mut_ptr().cast(), sum_4_rows(rows));
         }
     }
-}
-
-/// The lane sums of 4 accumulators as the 4 lanes of one vector (integer sums: the grouping
-/// does not change them): pairs of rows interleaved and added, then the 128-bit quarters.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn sum_4_rows(rows: [__m512i; ROW_TILE]) -> __m128i {
-    // Per 128-bit quarter: [r0 r1 r0 r1] and [r2 r3 r2 r3] partial sums, then [r0 r1 r2 r3].
-    let r01 = _mm512_add_epi32(
-        _mm512_unpacklo_epi32(rows[0], rows[1]),
-        _mm512_unpackhi_epi32(rows[0], rows[1]),
-    );
-    let r23 = _mm512_add_epi32(
-        _mm512_unpacklo_epi32(rows[2], rows[3]),
-        _mm512_unpackhi_epi32(rows[2], rows[3]),
-    );
-    let quarters = _mm512_add_epi32(
-        _mm512_unpacklo_epi64(r01, r23),
-        _mm512_unpackhi_epi64(r01, r23),
-    );
-    let halves = _mm256_add_epi32(
-        _mm512_castsi512_si256(quarters),
-        _mm512_extracti64x4_epi64::<1>(quarters),
-    );
-    _mm_add_epi32(
-        _mm256_castsi256_si128(halves),
-        _mm256_extracti128_si256::<1>(halves),
-    )
 }
 
 /// Adds the code dots of the first `M` streams of chunk `chunk` to the 4 rows' accumulators of
