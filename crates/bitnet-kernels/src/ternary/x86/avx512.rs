@@ -144,37 +144,35 @@ unsafe fn tile_accumulators<const T: usize>(
     let tail = full * CHUNK_COLS;
     let mask = _mm256_set1_epi8(3);
     let mut tail_acc = [[_mm256_setzero_si256(); T]; ROW_TILE];
-    {
-        // SAFETY: the tail holds 4 × 32 bytes at `tail` (cols = tail + 128) and activations are
-        // read at t·cols + tail + 32·s + 32 <= T·cols.
-        unsafe {
-            let wp = w.add(tail);
-            let xp = x.add(tail);
-            let raw = [
-                _mm256_loadu_si256(wp.cast()),
-                _mm256_loadu_si256(wp.add(32).cast()),
-                _mm256_loadu_si256(wp.add(64).cast()),
-                _mm256_loadu_si256(wp.add(96).cast()),
-            ];
-            macro_rules! shift_step {
-                ($shift:literal, $s:literal) => {{
-                    let mut codes = [mask; ROW_TILE];
+    // SAFETY: the tail holds 4 × 32 bytes at `tail` (cols = tail + 128) and activations are
+    // read at t·cols + tail + 32·s + 32 <= T·cols.
+    unsafe {
+        let wp = w.add(tail);
+        let xp = x.add(tail);
+        let raw = [
+            _mm256_loadu_si256(wp.cast()),
+            _mm256_loadu_si256(wp.add(32).cast()),
+            _mm256_loadu_si256(wp.add(64).cast()),
+            _mm256_loadu_si256(wp.add(96).cast()),
+        ];
+        macro_rules! shift_step {
+            ($shift:literal, $s:literal) => {{
+                let mut codes = [mask; ROW_TILE];
+                for r in 0..ROW_TILE {
+                    codes[r] = _mm256_and_si256(_mm256_srli_epi16::<$shift>(raw[r]), mask);
+                }
+                for t in 0..T {
+                    let a = _mm256_loadu_si256(xp.add(t * cols + 32 * $s).cast());
                     for r in 0..ROW_TILE {
-                        codes[r] = _mm256_and_si256(_mm256_srli_epi16::<$shift>(raw[r]), mask);
+                        tail_acc[r][t] = _mm256_dpbusd_epi32(tail_acc[r][t], codes[r], a);
                     }
-                    for t in 0..T {
-                        let a = _mm256_loadu_si256(xp.add(t * cols + 32 * $s).cast());
-                        for r in 0..ROW_TILE {
-                            tail_acc[r][t] = _mm256_dpbusd_epi32(tail_acc[r][t], codes[r], a);
-                        }
-                    }
-                }};
-            }
-            shift_step!(0, 0);
-            shift_step!(2, 1);
-            shift_step!(4, 2);
-            shift_step!(6, 3);
+                }
+            }};
         }
+        shift_step!(0, 0);
+        shift_step!(2, 1);
+        shift_step!(4, 2);
+        shift_step!(6, 3);
     }
     for r in 0..ROW_TILE {
         for t in 0..T {
