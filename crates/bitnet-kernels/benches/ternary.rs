@@ -7,7 +7,8 @@
 //!   its own, 20% smaller, bytes), the rest the 2-bit layout.
 //! - `ternary_matmul_b128/*`: prefill, 128 tokens; throughput in elements = int8 MACs.
 //! - `f16_head/*`: the F16 tied head 128256 × 2560 (657 MB, always from DRAM);
-//!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB).
+//!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB); its `_warm` entry: 4096 of its
+//!   rows (10 MB, cache-resident), the kernel's own rate.
 //!
 //! Run: `cargo bench -p bitnet-kernels -- --quick` (BITNET_ISA picks the instruction set).
 
@@ -167,6 +168,8 @@ fn bench_f16_head(c: &mut Criterion) {
 
     // The same head quantized to Q8_0 (349 MB instead of 657 MB).
     let q8 = Q8Matrix::quantize_f16(&w, rows, cols).expect("q8 head");
+    let warm_rows = 4096;
+    let q8_warm = Q8Matrix::quantize_f16(&w[..warm_rows * cols], warm_rows, cols).expect("q8 rows");
     drop(w);
     let mut group = c.benchmark_group("q8_0_head");
     group
@@ -181,6 +184,15 @@ fn bench_f16_head(c: &mut Criterion) {
             |b| b.iter(|| q8.matmul(&x, 1, &mut out[..rows], &pool).expect("q8 head")),
         );
     }
+    group.throughput(Throughput::Bytes(q8_warm.stored_len() as u64));
+    let pool = ThreadPool::new(1);
+    group.bench_function(BenchmarkId::new("2560to4096_warm", "t1"), |b| {
+        b.iter(|| {
+            q8_warm
+                .matmul(&x, 1, &mut out[..warm_rows], &pool)
+                .expect("q8 rows")
+        })
+    });
     group.finish();
 }
 

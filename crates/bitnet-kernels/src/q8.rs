@@ -209,7 +209,7 @@ impl Q8Matrix {
             Isa::Avx512 => KernelId::Q8Avx512Matvec,
         });
         ACTIVATIONS.with(|cell| {
-            let (x_qs, x_scales) = &mut *cell.borrow_mut();
+            let (x_qs, x_scales, x_offsets) = &mut *cell.borrow_mut();
             x_qs.clear();
             x_qs.resize(x.len(), 0);
             x_scales.clear();
@@ -223,6 +223,17 @@ impl Q8Matrix {
                 quantize_q8_0(block, q, &mut half_scales)?;
                 *s = half_scales[0].to_f32();
             }
+            if isa == Isa::Avx512 {
+                // −128 · (the sum of each 4 codes): the AVX-512 kernel's `(w + 128) · x` dots
+                // start from it, which leaves exactly `Σ w·x`.
+                x_offsets.clear();
+                x_offsets.extend(
+                    x_qs.chunks_exact(4)
+                        .map(|quad| -128 * quad.iter().map(|&c| i32::from(c)).sum::<i32>()),
+                );
+            }
+            #[cfg(target_arch = "x86_64")]
+            let x_offsets = &x_offsets[..];
             let (x_qs, x_scales) = (&x_qs[..], &x_scales[..]);
             let out = atomic_f32_view(out);
             let (rows, cols) = (self.rows, self.cols);
@@ -231,17 +242,21 @@ impl Q8Matrix {
                 let qs = &self.qs[first * cols..(first + count) * cols];
                 let ws = &self.scales[first * blocks..(first + count) * blocks];
                 #[cfg(target_arch = "x86_64")]
-                if isa == Isa::Avx512 && batch > 1 {
-                    // Several tokens: each row's bytes split once per group of tokens.
+                if isa == Isa::Avx512 {
+                    // A row at a time (one sequential stream from memory), its bytes loaded
+                    // once per group of up to 8 tokens.
                     let mut dots = [0f32; x86::MAX_TOKENS];
                     for r in 0..count {
                         let q = &qs[r * cols..(r + 1) * cols];
                         let w = &ws[r * blocks..(r + 1) * blocks];
                         for b0 in (0..batch).step_by(x86::MAX_TOKENS) {
                             let n = x86::MAX_TOKENS.min(batch - b0);
-                            let xq = &x_qs[b0 * cols..(b0 + n) * cols];
-                            let xs = &x_scales[b0 * blocks..(b0 + n) * blocks];
-                            x86::row_dots_avx512(q, w, xq, xs, &mut dots[..n]);
+                            let tokens = x86::Tokens {
+                                codes: &x_qs[b0 * cols..(b0 + n) * cols],
+                                scales: &x_scales[b0 * blocks..(b0 + n) * blocks],
+                                offsets: &x_offsets[b0 * cols / 4..(b0 + n) * cols / 4],
+                            };
+                            x86::row_dots_avx512(q, w, &tokens, &mut dots[..n]);
                             for (t, &dot) in dots[..n].iter().enumerate() {
                                 out[(b0 + t) * rows + first + r]
                                     .store(dot.to_bits(), Ordering::Relaxed);
@@ -265,11 +280,14 @@ impl Q8Matrix {
 }
 
 thread_local! {
-    /// Per-thread scratch for the quantized activations and their f32 block scales.
-    static ACTIVATIONS: RefCell<(Vec<i8>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread scratch for the quantized activations, their f32 block scales and (AVX-512)
+    /// their quad offsets.
+    static ACTIVATIONS: RefCell<(Vec<i8>, Vec<f32>, Vec<i32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// Dots of `count` (≤ 4) consecutive rows with one quantized activation row.
+/// Dots of `count` (≤ 4) consecutive rows with one quantized activation row (every ISA but
+/// AVX-512, which takes `x86::row_dots_avx512` for any batch).
 fn rows_dot(
     isa: Isa,
     qs: &[i8],
@@ -287,8 +305,6 @@ fn rows_dot(
             &ws[r * blocks..(r + 1) * blocks],
         );
         dots[r] = match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::row_dot_avx512(q, w, xq, xs),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::row_dot_avx2(q, w, xq, xs),
             #[cfg(target_arch = "aarch64")]
@@ -323,8 +339,9 @@ fn row_dot_scalar(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! Q8_0 row dots: `|w|` (unsigned) × `x·sign(w)` (signed) byte products, one block per
-    //! 256-bit half, scaled per block into f32 lanes (lanes 0–7 even blocks, 8–15 odd ones).
+    //! Q8_0 row dots, one block per 256-bit half, scaled per block into f32 lanes (lanes 0–7
+    //! even blocks, 8–15 odd ones): AVX-512 multiplies `w + 128` (unsigned) by `x` and starts
+    //! from `-128 · Σx`; AVX2 multiplies `|w|` (unsigned) by `x·sign(w)`.
 
     use crate::order::x86::{fold_256x2, fold_512};
     use half::f16;
@@ -332,24 +349,29 @@ mod x86 {
 
     use super::Q8_BLOCK;
 
-    /// How far ahead (in bytes of codes) the weights are prefetched.
-    const PREFETCH_BYTES: usize = 8192;
+    /// How far ahead (in bytes of codes) the weights are prefetched, and the scales as many
+    /// blocks ahead. Into L2 (`prefetcht1`): the 2B-4T head (`q8_0_head`) on host B (Zen 4)
+    /// streamed 16–18 GiB/s on one thread and 27–31 at two with `prefetcht0` 8 KiB ahead of the
+    /// codes (the earlier choice) or none, 19–23 / 29–42 with `prefetcht1` 8–32 KiB ahead, and
+    /// 23.8–24.1 / 43–44 (as fast as the F16 head) with 16 KiB and the scales prefetched too.
+    const PREFETCH_BYTES: usize = 16384;
 
     /// Most tokens one call of [`row_dots_avx512`] takes (an accumulator and a scale register
     /// each).
     pub(super) const MAX_TOKENS: usize = 8;
 
-    pub(super) fn row_dot_avx512(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32]) -> f32 {
-        let mut dot = [0f32; 1];
-        row_dots_avx512(q, w, xq, xs, &mut dot);
-        dot[0]
+    /// One group of up to [`MAX_TOKENS`] quantized tokens, one after another: codes, f32 block
+    /// scales, and offsets (`-128 ·` the sum of each 4 codes).
+    pub(super) struct Tokens<'a> {
+        pub(super) codes: &'a [i8],
+        pub(super) scales: &'a [f32],
+        pub(super) offsets: &'a [i32],
     }
 
-    /// `dots[t]` = the row's dot with token `t` of `xq` / `xs` (`dots.len()` ≤ [`MAX_TOKENS`]
-    /// tokens, one after another): each 64 bytes of the row are loaded and split into |w| and
-    /// sign once for all the tokens, and every token's lanes take exactly the operations of a
-    /// token alone.
-    pub(super) fn row_dots_avx512(q: &[i8], w: &[f16], xq: &[i8], xs: &[f32], dots: &mut [f32]) {
+    /// `dots[t]` = the row's dot with token `t` of `tokens` (`dots.len()` ≤ [`MAX_TOKENS`]):
+    /// each 64 bytes of the row are loaded and offset once for all the tokens, and every token's
+    /// lanes take exactly the operations of a token alone.
+    pub(super) fn row_dots_avx512(q: &[i8], w: &[f16], tokens: &Tokens<'_>, dots: &mut [f32]) {
         assert!(
             is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -359,22 +381,23 @@ mod x86 {
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")
         );
-        let tokens = dots.len();
-        assert!((1..=MAX_TOKENS).contains(&tokens));
+        let n = dots.len();
+        assert!((1..=MAX_TOKENS).contains(&n));
         assert!(q.len() == Q8_BLOCK * w.len());
-        assert!(xq.len() == tokens * q.len() && xs.len() == tokens * w.len());
+        assert!(tokens.codes.len() == n * q.len() && tokens.scales.len() == n * w.len());
+        assert!(tokens.offsets.len() == n * q.len() / 4);
         // SAFETY: features checked; every block index read is < w.len() = q.len()/32 of the row
-        // and of each token's row of xq / xs (checked).
+        // and of each token's codes, scales and offsets (lengths checked).
         unsafe {
-            match tokens {
-                1 => row_dots_avx512_impl::<1>(q, w, xq, xs, dots),
-                2 => row_dots_avx512_impl::<2>(q, w, xq, xs, dots),
-                3 => row_dots_avx512_impl::<3>(q, w, xq, xs, dots),
-                4 => row_dots_avx512_impl::<4>(q, w, xq, xs, dots),
-                5 => row_dots_avx512_impl::<5>(q, w, xq, xs, dots),
-                6 => row_dots_avx512_impl::<6>(q, w, xq, xs, dots),
-                7 => row_dots_avx512_impl::<7>(q, w, xq, xs, dots),
-                _ => row_dots_avx512_impl::<8>(q, w, xq, xs, dots),
+            match n {
+                1 => row_dots_avx512_impl::<1>(q, w, tokens, dots),
+                2 => row_dots_avx512_impl::<2>(q, w, tokens, dots),
+                3 => row_dots_avx512_impl::<3>(q, w, tokens, dots),
+                4 => row_dots_avx512_impl::<4>(q, w, tokens, dots),
+                5 => row_dots_avx512_impl::<5>(q, w, tokens, dots),
+                6 => row_dots_avx512_impl::<6>(q, w, tokens, dots),
+                7 => row_dots_avx512_impl::<7>(q, w, tokens, dots),
+                _ => row_dots_avx512_impl::<8>(q, w, tokens, dots),
             }
         }
     }
@@ -397,76 +420,85 @@ mod x86 {
 
     /// Two blocks per 512-bit step: the dot of block `b` lands in lanes 0–7 and that of block
     /// `b + 1` in lanes 8–15, exactly the lanes (and per-lane operations) of the one-block-per-
-    /// 256-bit order, with half the instructions. The scales `d_w · d_x` of 8 blocks are one
-    /// register per token, from which each pair's lanes are permuted.
+    /// 256-bit order, with half the instructions. The codes are offset to `w + 128` (unsigned)
+    /// and `vpdpbusd` starts from the token's offsets, so each lane's integer is exactly
+    /// `Σ w·x` of its 4 bytes. The scales `d_w · d_x` of 8 blocks are one register per token
+    /// (masked loads read zeros past the row's end), from which each pair's lanes are permuted.
     ///
     /// # Safety
-    /// The CPU features of the attribute; `q` holds `32 · w.len()` codes, `xq` and `xs` hold
-    /// `T` tokens' codes and scales of the same length one after another, `dots` `T` floats.
+    /// The CPU features of the attribute; `q` holds `32 · w.len()` codes, `tokens` holds `T`
+    /// tokens of the same length, `dots` `T` floats.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn row_dots_avx512_impl<const T: usize>(
         q: &[i8],
         w: &[f16],
-        xq: &[i8],
-        xs: &[f32],
+        tokens: &Tokens<'_>,
         dots: &mut [f32],
     ) {
         let blocks = w.len();
         let cols = q.len();
+        let (xq, xs, xo) = (tokens.codes, tokens.scales, tokens.offsets);
+        let flip = _mm512_set1_epi8(i8::MIN);
+        // SAFETY: each load reads one 16-lane row of the table.
+        let lanes: [__m512i; 4] = std::array::from_fn(|p| unsafe {
+            _mm512_loadu_si512(PAIR_SCALE_LANES[p].as_ptr().cast())
+        });
         let mut acc = [_mm512_setzero_ps(); T];
-        let mut scales = [_mm512_setzero_ps(); T];
-        let mut b = 0;
-        while b < blocks {
-            // SAFETY: b < blocks: bytes 32b..32b+32 (and +64 when b + 2 <= blocks) of the row
-            // and of each token's codes are in bounds, and the scale groups read within the
-            // row's and each token's blocks (see `scale_group`).
+        let mut first = 0;
+        while first < blocks {
+            // SAFETY: the masked loads read blocks first..first + present (< blocks) of the row's
+            // and each token's scales; block b < blocks reads bytes 32b..32b + 32 (+ 64 when
+            // b + 2 <= blocks) of the row and of each token's codes, and offsets 8b..8b + 8
+            // (+ 16) of each token's.
             unsafe {
-                if b % 8 == 0 {
-                    let wd = scale_group(w, b);
-                    for t in 0..T {
-                        let xd = scale_group_f32(&xs[t * blocks..(t + 1) * blocks], b);
-                        scales[t] = _mm512_castps256_ps512(_mm256_mul_ps(wd, xd));
-                    }
+                let ahead = w.as_ptr().wrapping_add(first + PREFETCH_BYTES / Q8_BLOCK);
+                _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
+                let present = (0xFFu32 >> (8 - (blocks - first).min(8))) as __mmask8;
+                let wd =
+                    _mm256_cvtph_ps(_mm_maskz_loadu_epi16(present, w.as_ptr().add(first).cast()));
+                let mut scales = [_mm512_setzero_ps(); T];
+                for t in 0..T {
+                    let xd = _mm256_maskz_loadu_ps(present, xs.as_ptr().add(t * blocks + first));
+                    scales[t] = _mm512_castps256_ps512(_mm256_mul_ps(wd, xd));
                 }
-                let lanes = _mm512_loadu_si512(PAIR_SCALE_LANES[b % 8 / 2].as_ptr().cast());
-                let wp = q.as_ptr().add(b * Q8_BLOCK);
-                if b + 2 <= blocks {
-                    _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
-                    let wv = _mm512_loadu_si512(wp.cast());
-                    let negative = _mm512_movepi8_mask(wv);
-                    let magnitude = _mm512_abs_epi8(wv);
-                    for t in 0..T {
-                        let xv =
-                            _mm512_loadu_si512(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
-                        // |w| (unsigned) × x·sign(w): x negated where w < 0 (where w = 0,
-                        // |w| = 0).
-                        let x_signed =
-                            _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);
-                        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), magnitude, x_signed);
-                        let scale = _mm512_permutexvar_ps(lanes, scales[t]);
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[t]);
-                    }
-                } else {
-                    // The last block of an odd count: lanes 0–7 only.
-                    let wv = _mm256_loadu_si256(wp.cast());
-                    for t in 0..T {
-                        let xv =
-                            _mm256_loadu_si256(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
-                        let dot = _mm256_dpbusd_epi32(
-                            _mm256_setzero_si256(),
-                            _mm256_sign_epi8(wv, wv),
-                            _mm256_sign_epi8(xv, wv),
+                for p in 0..4 {
+                    let b = first + 2 * p;
+                    let wp = q.as_ptr().add(b * Q8_BLOCK);
+                    if b + 2 <= blocks {
+                        _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(PREFETCH_BYTES).cast());
+                        let wv = _mm512_xor_si512(_mm512_loadu_si512(wp.cast()), flip);
+                        for t in 0..T {
+                            let xv =
+                                _mm512_loadu_si512(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
+                            let offset =
+                                _mm512_loadu_si512(xo.as_ptr().add(t * cols / 4 + 8 * b).cast());
+                            let dot = _mm512_dpbusd_epi32(offset, wv, xv);
+                            let scale = _mm512_permutexvar_ps(lanes[p], scales[t]);
+                            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[t]);
+                        }
+                    } else if b < blocks {
+                        // The last block of an odd count: lanes 0–7 only.
+                        let wv = _mm256_xor_si256(
+                            _mm256_loadu_si256(wp.cast()),
+                            _mm512_castsi512_si256(flip),
                         );
-                        acc[t] = _mm512_mask3_fmadd_ps(
-                            _mm512_cvtepi32_ps(_mm512_zextsi256_si512(dot)),
-                            _mm512_permutexvar_ps(lanes, scales[t]),
-                            acc[t],
-                            0x00FF,
-                        );
+                        for t in 0..T {
+                            let xv =
+                                _mm256_loadu_si256(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
+                            let offset =
+                                _mm256_loadu_si256(xo.as_ptr().add(t * cols / 4 + 8 * b).cast());
+                            let dot = _mm256_dpbusd_epi32(offset, wv, xv);
+                            acc[t] = _mm512_mask3_fmadd_ps(
+                                _mm512_cvtepi32_ps(_mm512_zextsi256_si512(dot)),
+                                _mm512_permutexvar_ps(lanes[p], scales[t]),
+                                acc[t],
+                                0x00FF,
+                            );
+                        }
                     }
                 }
             }
-            b += 2;
+            first += 8;
         }
         for (dot, acc) in dots.iter_mut().zip(acc) {
             *dot = fold_512(acc);
@@ -537,7 +569,7 @@ mod x86 {
                     block_scales(w, xs, b, &mut scales);
                 }
                 let wp = q.as_ptr().add(b * Q8_BLOCK);
-                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
+                _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(PREFETCH_BYTES).cast());
                 let wv = _mm256_loadu_si256(wp.cast());
                 let xv = _mm256_loadu_si256(xq.as_ptr().add(b * Q8_BLOCK).cast());
                 // |w| ≤ 128 and |x| ≤ 127: pair sums ≤ 32512, no i16 saturation.
