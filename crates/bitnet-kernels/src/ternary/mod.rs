@@ -19,10 +19,12 @@
 //! # Trit5 layout (5 weights per byte, 1.6 bits per weight: 20% fewer bytes streamed per token)
 //! Inside a tile, each 320-column chunk `k` holds 4 × 64 bytes (row 0's 64 bytes, then row 1's,
 //! …); byte `b` of a row's 64 holds the codes of columns `320k + 64s + b` (s = 0..5) as
-//! `Σ_s c_s · 3^s` (3^5 = 243 ≤ 256). A tile takes `256 · ceil(cols / 320)` bytes: the last chunk
+//! `84·c_4 + Σ_{s<4} c_s · 3^s` (at most 248; 84 so that `c_4` is a function of the byte's top 6
+//! bits). A tile takes `256 · ceil(cols / 320)` bytes: the last chunk
 //! may hold only `m = (cols mod 320) / 64` streams, the missing ones stored as code 1 (weight 0)
 //! and never multiplied (no activation past `cols` is read). Decode and batched decode (up to 15
-//! tokens) decode the codes with byte table lookups (AVX-512 VBMI `vpermi2b` / `vpermb`) straight
+//! tokens) decode the codes with byte table lookups (AVX-512 VBMI `vpermi2b` / `vpermb`: codes 0–3
+//! as 2-bit fields of one lookup, code 4 from another), then shifts and masks, straight
 //! into `vpdpbusd`, each row's bytes once per group of up to 8 tokens (5–8 tokens two rows at a
 //! time, so that 16 accumulators leave registers for the decoding); larger batches and the other
 //! ISAs first unpack a tile into the 2-bit layout (a per-thread buffer) and run the 2-bit kernels

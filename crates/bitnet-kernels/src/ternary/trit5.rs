@@ -12,12 +12,15 @@ pub(super) const CHUNK_COLS: usize = 320;
 pub(super) const CHUNK_BYTES: usize = ROW_TILE * 64;
 /// Streams (codes) per byte.
 pub(super) const STREAMS: usize = 5;
-/// The byte of five zero weights (all codes 1): 1 + 3 + 9 + 27 + 81.
-pub(super) const ZERO_BYTE: u8 = 121;
+/// Multiplier of code 4 in a byte: codes 0–3 take `r = c0 + 3·c1 + 9·c2 + 27·c3 < 81`, and
+/// `v = 84·c4 + r` (at most 248). 84 rather than 81 so that `c4` is a function of `v >> 2` (a
+/// 64-entry lookup in the SIMD kernels).
+const HIGH_STEP: usize = 84;
+/// The byte of five zero weights (all codes 1): 84 + 1 + 3 + 9 + 27.
+pub(super) const ZERO_BYTE: u8 = 124;
 
-/// `DIGITS.0[s][v]` = base-3 digit `s` of `v` (the code of stream `s` in byte `v`); bytes ≥ 243
-/// never occur in a packed matrix. Aligned so the SIMD kernels load each 64-byte quarter whole.
-#[repr(C, align(64))]
+/// `DIGITS.0[s][v]` = the code of stream `s` in byte `v` (bytes `84·c4 + r` with `r ≥ 81`, or
+/// above 248, never occur in a packed matrix).
 pub(super) struct DigitTables(pub(super) [[u8; 256]; STREAMS]);
 
 pub(super) static DIGITS: DigitTables = DigitTables(digit_tables());
@@ -26,13 +29,14 @@ const fn digit_tables() -> [[u8; 256]; STREAMS] {
     let mut tables = [[0u8; 256]; STREAMS];
     let mut v = 0;
     while v < 256 {
-        let mut rest = v;
+        let mut rest = v % HIGH_STEP;
         let mut s = 0;
-        while s < STREAMS {
+        while s < STREAMS - 1 {
             tables[s][v] = (rest % 3) as u8;
             rest /= 3;
             s += 1;
         }
+        tables[STREAMS - 1][v] = (v / HIGH_STEP % 3) as u8;
         v += 1;
     }
     tables
@@ -55,8 +59,8 @@ pub(super) fn code_position_trit5(r: usize, col: usize) -> (usize, usize) {
 }
 
 /// Writes the codes of one row (`r`-th of its tile) into a trit5 tile already filled with
-/// [`ZERO_BYTE`]: the byte holding columns `320k + 64s + b` becomes `Σ_s (t + 1) · 3^s`, the
-/// streams past `cols` keeping code 1.
+/// [`ZERO_BYTE`]: the byte holding columns `320k + 64s + b` (codes `c_s = t + 1`) becomes
+/// `84·c4 + Σ_{s<4} c_s · 3^s`, the streams past `cols` keeping code 1.
 pub(super) fn pack_row(r: usize, values: &[i8], tile: &mut [u8]) {
     let cols = values.len();
     for chunk in 0..cols.div_ceil(CHUNK_COLS) {
@@ -64,16 +68,17 @@ pub(super) fn pack_row(r: usize, values: &[i8], tile: &mut [u8]) {
         let base = chunk * CHUNK_COLS;
         let out = &mut tile[chunk * CHUNK_BYTES + r * 64..chunk * CHUNK_BYTES + r * 64 + 64];
         for (b, byte) in out.iter_mut().enumerate() {
-            let mut packed = 0u8;
-            for s in (0..STREAMS).rev() {
-                let code = if s < streams {
+            let code = |s: usize| {
+                if s < streams {
                     (values[base + 64 * s + b] + 1) as u8
                 } else {
                     1
-                };
-                packed = packed * 3 + code;
-            }
-            *byte = packed;
+                }
+            };
+            let low = (0..STREAMS - 1)
+                .rev()
+                .fold(0, |packed, s| packed * 3 + code(s));
+            *byte = HIGH_STEP as u8 * code(STREAMS - 1) + low;
         }
     }
 }

@@ -1,5 +1,5 @@
-//! AVX-512 VBMI kernels over the trit5 layout: a byte's 5 codes come from table lookups
-//! (`vpermi2b` for the byte mod 27, then one `vpermb` per code; see [`DecodeTables`]), then are
+//! AVX-512 VBMI kernels over the trit5 layout: a byte's 5 codes come from two table lookups
+//! (`vpermi2b` for codes 0–3 as 2-bit fields, `vpermb` for code 4; see [`DecodeTables`]), then are
 //! multiplied with int8 activations by `vpdpbusd` (the one-token decode kernel) or shifted into
 //! the 2-bit layout (the unpacking of a tile for the batched kernels).
 
@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::trit5::{tile_bytes, CHUNK_BYTES, CHUNK_COLS, STREAMS};
+use super::super::trit5::{tile_bytes, CHUNK_BYTES, CHUNK_COLS, DIGITS, STREAMS};
 use super::super::{CHUNK_COLS as TWO_BIT_CHUNK_COLS, ROW_TILE};
 use super::sum_4_rows;
 
@@ -30,44 +30,37 @@ pub(in crate::ternary) fn features_present() -> bool {
 
 /// The decoding tables, as bytes (64-byte aligned rows).
 ///
-/// A byte `v = Σ c_s · 3^s` is split as `v = 27·w + y` (y < 27, w < 9): `y` comes from one
-/// 256-entry lookup (`MOD27`, two `vpermi2b` blended on bit 7); `c0..c2` are `vpermb` lookups of
-/// `y` (`LOW_DIGITS`); and `e = (v − y) >> 2 = ⌊27w / 4⌋` takes 9 distinct values below 64, so
-/// `c3, c4` are `vpermb` lookups of `e` (`HIGH_DIGITS`). (`vpermb` reads only index bits 0..5,
-/// so the bits a 16-bit shift brings in from the neighbouring byte are ignored.)
+/// A byte `v = 84·c4 + r` (`r = c0 + 3·c1 + 9·c2 + 27·c3 < 81`, see the trit5 module) gives
+/// `PACKED[v] = c0 | c1 << 2 | c2 << 4 | c3 << 6`, one 256-entry lookup (two `vpermi2b` blended
+/// on bit 7), from which codes 0–3 come out by a shift and a mask each, as in the 2-bit layout;
+/// and, 84 being a multiple of 4, `c4 = ⌊v / 84⌋` is a function of `v >> 2` (< 63): one `vpermb`
+/// (`HIGH`; `vpermb` reads only index bits 0..5, so the bits a 16-bit shift brings in from the
+/// neighbouring byte are ignored). Three byte permutes per 64 bytes where base-3 digits took
+/// seven: on Zen 4 they share an execution port with `vpdpbusd`.
 #[repr(C, align(64))]
 struct DecodeTables {
-    mod27: [u8; 256],
-    low_digits: [[u8; 64]; 3],
-    high_digits: [[u8; 64]; 2],
+    packed: [u8; 256],
+    high: [u8; 64],
 }
 
 static DECODE_TABLES: DecodeTables = decode_tables();
 
 const fn decode_tables() -> DecodeTables {
     let mut tables = DecodeTables {
-        mod27: [0; 256],
-        low_digits: [[0; 64]; 3],
-        high_digits: [[0; 64]; 2],
+        packed: [0; 256],
+        high: [0; 64],
     };
     let mut v = 0;
     while v < 256 {
-        tables.mod27[v] = (v % 27) as u8;
+        let mut packed = 0;
+        let mut s = 0;
+        while s < STREAMS - 1 {
+            packed |= DIGITS.0[s][v] << (2 * s);
+            s += 1;
+        }
+        tables.packed[v] = packed;
+        tables.high[v >> 2] = DIGITS.0[STREAMS - 1][v];
         v += 1;
-    }
-    let mut y = 0;
-    while y < 27 {
-        tables.low_digits[0][y] = (y % 3) as u8;
-        tables.low_digits[1][y] = (y / 3 % 3) as u8;
-        tables.low_digits[2][y] = (y / 9) as u8;
-        y += 1;
-    }
-    let mut w = 0;
-    while w < 9 {
-        let e = 27 * w / 4;
-        tables.high_digits[0][e] = (w % 3) as u8;
-        tables.high_digits[1][e] = (w / 3) as u8;
-        w += 1;
     }
     tables
 }
@@ -75,9 +68,16 @@ const fn decode_tables() -> DecodeTables {
 /// [`DECODE_TABLES`] in registers.
 #[derive(Clone, Copy)]
 struct Decoder {
-    mod27: [__m512i; 4],
-    low_digits: [__m512i; 3],
-    high_digits: [__m512i; 2],
+    packed: [__m512i; 4],
+    high: __m512i,
+    two_bits: __m512i,
+}
+
+/// One 64-byte row block split for decoding: `PACKED` of each byte, and its code 4.
+#[derive(Clone, Copy)]
+struct Fields {
+    packed: __m512i,
+    high: __m512i,
 }
 
 impl Decoder {
@@ -88,32 +88,37 @@ impl Decoder {
         unsafe {
             let load = |p: *const u8| _mm512_loadu_si512(p.cast());
             Decoder {
-                mod27: [0, 1, 2, 3].map(|q| load(t.mod27.as_ptr().add(64 * q))),
-                low_digits: [0, 1, 2].map(|s| load(t.low_digits[s].as_ptr())),
-                high_digits: [0, 1].map(|s| load(t.high_digits[s].as_ptr())),
+                packed: [0, 1, 2, 3].map(|q| load(t.packed.as_ptr().add(64 * q))),
+                high: load(t.high.as_ptr()),
+                two_bits: _mm512_set1_epi8(3),
             }
         }
     }
 
-    /// `y = v mod 27` of 64 packed bytes.
+    /// The fields of 64 packed bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     #[inline]
-    fn low27(&self, raw: __m512i) -> __m512i {
-        let low_half = _mm512_permutex2var_epi8(self.mod27[0], raw, self.mod27[1]);
-        let high_half = _mm512_permutex2var_epi8(self.mod27[2], raw, self.mod27[3]);
-        _mm512_mask_blend_epi8(_mm512_movepi8_mask(raw), low_half, high_half)
+    fn fields(&self, raw: __m512i) -> Fields {
+        let low_half = _mm512_permutex2var_epi8(self.packed[0], raw, self.packed[1]);
+        let high_half = _mm512_permutex2var_epi8(self.packed[2], raw, self.packed[3]);
+        Fields {
+            packed: _mm512_mask_blend_epi8(_mm512_movepi8_mask(raw), low_half, high_half),
+            high: _mm512_permutexvar_epi8(_mm512_srli_epi16::<2>(raw), self.high),
+        }
     }
 
-    /// The codes of stream `s` of 64 packed bytes, given `y` = [`Decoder::low27`] of them.
+    /// The codes of stream `s` of 64 packed bytes, given their [`Decoder::fields`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     #[inline]
-    fn stream(&self, raw: __m512i, y: __m512i, s: usize) -> __m512i {
-        if s < 3 {
-            _mm512_permutexvar_epi8(y, self.low_digits[s])
-        } else {
-            let e = _mm512_srli_epi16::<2>(_mm512_sub_epi8(raw, y));
-            _mm512_permutexvar_epi8(e, self.high_digits[s - 3])
-        }
+    fn stream(&self, fields: Fields, s: usize) -> __m512i {
+        let field = match s {
+            0 => fields.packed,
+            1 => _mm512_srli_epi16::<2>(fields.packed),
+            2 => _mm512_srli_epi16::<4>(fields.packed),
+            3 => _mm512_srli_epi16::<6>(fields.packed),
+            _ => return fields.high,
+        };
+        _mm512_and_si512(field, self.two_bits)
     }
 }
 
@@ -127,7 +132,7 @@ impl Decoder {
 unsafe fn block_codes(decoder: &Decoder, w: *const u8, r: usize, g: usize) -> __m512i {
     // SAFETY: in bounds by the caller's contract.
     let raw = unsafe { _mm512_loadu_si512(w.add((g / STREAMS) * CHUNK_BYTES + 64 * r).cast()) };
-    decoder.stream(raw, decoder.low27(raw), g % STREAMS)
+    decoder.stream(decoder.fields(raw), g % STREAMS)
 }
 
 /// `Σ_j c[r][j] · x[t·cols + j]` for the 4 rows of a trit5 tile and `T` consecutive tokens
@@ -272,17 +277,13 @@ unsafe fn chunk_code_dots<const M: usize, const T: usize>(
             let ahead = wp.wrapping_add(PREFETCH_BYTES + 64 * line);
             _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
         }
-        let mut raw = [_mm512_setzero_si512(); ROW_TILE];
-        let mut low = [_mm512_setzero_si512(); ROW_TILE];
-        for r in 0..ROW_TILE {
-            raw[r] = _mm512_loadu_si512(wp.add(64 * r).cast());
-            low[r] = decoder.low27(raw[r]);
-        }
+        let fields: [Fields; ROW_TILE] =
+            std::array::from_fn(|r| decoder.fields(_mm512_loadu_si512(wp.add(64 * r).cast())));
         for s in 0..M {
             let set = if T == 1 { s % 2 } else { 0 };
             let mut codes = [_mm512_setzero_si512(); ROW_TILE];
             for r in 0..ROW_TILE {
-                codes[r] = decoder.stream(raw[r], low[r], s);
+                codes[r] = decoder.stream(fields[r], s);
             }
             for t in 0..T {
                 let a = _mm512_loadu_si512(xp.add(t * cols + 64 * s).cast());
@@ -393,18 +394,19 @@ unsafe fn pair_chunk_code_dots<const M: usize, const T: usize>(
                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
             }
         }
-        let mut raw = [_mm512_setzero_si512(); 2];
-        let mut low = [_mm512_setzero_si512(); 2];
+        let mut fields = [Fields {
+            packed: _mm512_setzero_si512(),
+            high: _mm512_setzero_si512(),
+        }; 2];
         for r in 0..2 {
-            raw[r] = _mm512_loadu_si512(wp.add(64 * (2 * pair + r)).cast());
-            low[r] = decoder.low27(raw[r]);
+            fields[r] = decoder.fields(_mm512_loadu_si512(wp.add(64 * (2 * pair + r)).cast()));
         }
         for s in 0..M {
             // (A loop, not a closure: a closure would not inherit the target features, and
             // the decoding would be an out-of-line call.)
             let mut codes = [_mm512_setzero_si512(); 2];
             for r in 0..2 {
-                codes[r] = decoder.stream(raw[r], low[r], s);
+                codes[r] = decoder.stream(fields[r], s);
             }
             for t in 0..T {
                 let a = _mm512_loadu_si512(xp.add(t * cols + 64 * s).cast());
@@ -439,21 +441,23 @@ unsafe fn unpack_tile_impl(w: *const u8, cols: usize, out: *mut u8) {
     }
     let full = cols / TWO_BIT_CHUNK_COLS;
     for r in 0..ROW_TILE {
-        // Blocks in column order: trit5 chunk g / 5 is loaded and split (v mod 27) once for its 5
+        // Blocks in column order: trit5 chunk g / 5 is loaded and split into fields once for its 5
         // streams; 2-bit chunk k collects blocks 4k..4k + 4 at shifts 0, 2, 4, 6 (codes are 2
         // bits wide, so the 16-bit shifts carry nothing into the neighbouring byte).
-        let (mut raw, mut low) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut fields = Fields {
+            packed: _mm512_setzero_si512(),
+            high: _mm512_setzero_si512(),
+        };
         let mut bytes = _mm512_setzero_si512();
         for g in 0..4 * full {
             let stream = g % STREAMS;
             if stream == 0 {
                 // SAFETY: g < cols / 64, so chunk g / 5 of the row lies within the tile.
-                raw = unsafe {
+                fields = decoder.fields(unsafe {
                     _mm512_loadu_si512(w.add((g / STREAMS) * CHUNK_BYTES + 64 * r).cast())
-                };
-                low = decoder.low27(raw);
+                });
             }
-            let codes = decoder.stream(raw, low, stream);
+            let codes = decoder.stream(fields, stream);
             let shift = _mm_cvtsi32_si128(2 * (g % 4) as i32);
             bytes = _mm512_or_si512(bytes, _mm512_sll_epi16(codes, shift));
             if g % 4 == 3 {
