@@ -463,8 +463,8 @@ mod x86 {
                 }
                 for p in 0..4 {
                     let b = first + 2 * p;
-                    let wp = q.as_ptr().add(b * Q8_BLOCK);
                     if b + 2 <= blocks {
+                        let wp = q.as_ptr().add(b * Q8_BLOCK);
                         _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(PREFETCH_BYTES).cast());
                         let wv = _mm512_xor_si512(_mm512_loadu_si512(wp.cast()), flip);
                         for t in 0..T {
@@ -478,6 +478,7 @@ mod x86 {
                         }
                     } else if b < blocks {
                         // The last block of an odd count: lanes 0–7 only.
+                        let wp = q.as_ptr().add(b * Q8_BLOCK);
                         let wv = _mm256_xor_si256(
                             _mm256_loadu_si256(wp.cast()),
                             _mm512_castsi512_si256(flip),
