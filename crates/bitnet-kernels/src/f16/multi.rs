@@ -19,6 +19,7 @@
 
 use half::f16;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use std::sync::atomic::Ordering;
 
@@ -33,8 +34,13 @@ pub(super) const MAX_TOKENS: usize = 8;
 /// L1, a third of the 48 KiB of current x86 cores.
 const PANEL_COLS: usize = 512;
 
-/// One row's accumulators for `T` tokens: the 32 lanes of each token as two 16-float registers.
-type Accumulators<const T: usize> = [[__m512; 2]; T];
+/// One token's 32 lanes of one row as two 16-float registers.
+type Lanes = [__m512; 2];
+
+/// The accumulators of a row group between its panels, per row and token; each is written by
+/// the first panel before any later panel reads it (an array of zeros would be a 4 KiB `memset`
+/// per group).
+type GroupAccumulators<const T: usize> = [[MaybeUninit<Lanes>; T]; ROWS_PER_CALL];
 
 /// `out[b·rows + r] = row r · token b` for 2–31 tokens, threaded over rows: each row's weights
 /// are widened once for up to [`MAX_TOKENS`] tokens (the same bits as one token at a time).
@@ -111,7 +117,7 @@ unsafe fn group_dots_impl<const T: usize>(
 ) {
     let cols = block.len() / count;
     let body = cols - cols % LANES;
-    let mut acc = [[[_mm512_setzero_ps(); 2]; T]; ROWS_PER_CALL];
+    let mut acc: GroupAccumulators<T> = [[MaybeUninit::uninit(); T]; ROWS_PER_CALL];
     let mut start = 0;
     while start < body {
         let end = body.min(start + PANEL_COLS);
@@ -121,6 +127,7 @@ unsafe fn group_dots_impl<const T: usize>(
             cols,
             start,
             end,
+            first: start == 0,
         };
         // Row pairs in passes of PAIR_TOKENS tokens; a single token or a last odd row alone.
         let pairs = if T >= 2 { count / 2 } else { 0 };
@@ -147,7 +154,13 @@ unsafe fn group_dots_impl<const T: usize>(
         let row = &block[r * cols..(r + 1) * cols];
         for (t, acc) in acc.iter().enumerate() {
             let xt = &x[t * cols..(t + 1) * cols];
-            dots[r][t] = dot_tail(fold_512x2(acc[0], acc[1]), &row[body..], &xt[body..]);
+            let [lo, hi] = if body == 0 {
+                [_mm512_setzero_ps(); 2]
+            } else {
+                // SAFETY: the first panel (body > 0) wrote every row's and token's lanes.
+                unsafe { acc.assume_init() }
+            };
+            dots[r][t] = dot_tail(fold_512x2(lo, hi), &row[body..], &xt[body..]);
         }
     }
 }
@@ -162,6 +175,8 @@ struct Panel<'a> {
     cols: usize,
     start: usize,
     end: usize,
+    /// Whether this is the group's first panel (the accumulators start at zero).
+    first: bool,
 }
 
 impl Panel<'_> {
@@ -178,17 +193,26 @@ impl Panel<'_> {
         &self,
         first_row: usize,
         first_token: usize,
-        acc_in_memory: &mut [Accumulators<T>; ROWS_PER_CALL],
+        acc_in_memory: &mut GroupAccumulators<T>,
     ) {
         let cols = self.cols;
         let w = self.block.as_ptr().cast::<u16>();
         let x = self.x.as_ptr();
-        // The next panel of these rows is prefetched while the other rows of the group take this
-        // one; from the last panel, the first of the same rows of the next group (a thread's
-        // groups are consecutive rows).
+        // The next panel of these rows is prefetched (into L2) while the other rows of the group
+        // take this one; from the last panel, the first of the same rows of the next group (a
+        // thread's groups are consecutive rows). Host B (Zen 4), `f16_head/2560to128256_b8`:
+        // `prefetcht1` 65.2 / 33.3 ms on 1 / 2 threads, `prefetcht0` 70.2 / 34.6, none 98.7 / 52.9;
+        // two panels ahead or half a panel ahead was slower with either hint.
         let next_group = (ROWS_PER_CALL - 1) * cols;
-        let mut acc: [Accumulators<U>; R] = std::array::from_fn(|r| {
-            std::array::from_fn(|t| acc_in_memory[first_row + r][first_token + t])
+        let mut acc: [[Lanes; U]; R] = std::array::from_fn(|r| {
+            std::array::from_fn(|t| {
+                if self.first {
+                    [_mm512_setzero_ps(); 2]
+                } else {
+                    // SAFETY: the first panel wrote these rows' and tokens' lanes.
+                    unsafe { acc_in_memory[first_row + r][first_token + t].assume_init() }
+                }
+            })
         });
         let mut j = self.start;
         while j < self.end {
@@ -203,7 +227,7 @@ impl Panel<'_> {
                 let mut weights = [[_mm512_setzero_ps(); 2]; R];
                 for (r, lanes) in weights.iter_mut().enumerate() {
                     let at = w.add((first_row + r) * cols + j);
-                    _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(ahead).cast());
+                    _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(ahead).cast());
                     lanes[0] = _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()));
                     lanes[1] = _mm512_cvtph_ps(_mm256_loadu_si256(at.add(16).cast()));
                 }
@@ -219,7 +243,9 @@ impl Panel<'_> {
             j += LANES;
         }
         for (r, acc) in acc.iter().enumerate() {
-            acc_in_memory[first_row + r][first_token..first_token + U].copy_from_slice(acc);
+            for (t, &lanes) in acc.iter().enumerate() {
+                acc_in_memory[first_row + r][first_token + t].write(lanes);
+            }
         }
     }
 }

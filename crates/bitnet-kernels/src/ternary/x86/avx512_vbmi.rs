@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)] // SIMD lanes and tiles read best as indexed loops.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::super::trit5::{tile_bytes, CHUNK_BYTES, CHUNK_COLS, DIGITS, STREAMS};
 use super::super::{CHUNK_COLS as TWO_BIT_CHUNK_COLS, ROW_TILE};
@@ -338,13 +339,21 @@ unsafe fn tile_code_dots_row_pairs_impl<const T: usize>(
     cols: usize,
 ) -> [[i32; T]; ROW_TILE] {
     let decoder = Decoder::new();
-    let mut acc = [[[_mm512_setzero_si512(); T]; 2]; ROW_TILE / 2];
+    // Each pair's accumulators start as zero registers in the first panel: an array of zeros
+    // here would be a 2 KiB `memset` per call (5% of an 8-token decode step on host B).
+    let zero = [[_mm512_setzero_si512(); T]; 2];
+    let mut acc = [MaybeUninit::<[[__m512i; T]; 2]>::uninit(); ROW_TILE / 2];
     let full = cols / CHUNK_COLS;
     let mut start = 0;
     while start < full {
         let end = full.min(start + PAIR_PANEL_CHUNKS);
         for (pair, acc) in acc.iter_mut().enumerate() {
-            let mut regs = *acc;
+            // SAFETY: after the first panel every pair's accumulators have been written.
+            let mut regs = if start == 0 {
+                zero
+            } else {
+                unsafe { acc.assume_init() }
+            };
             for chunk in start..end {
                 // SAFETY: chunk·256 + 256 <= tile_bytes(cols) bytes of weights and t·cols +
                 // chunk·320 + 320 <= T·cols activations.
@@ -352,28 +361,34 @@ unsafe fn tile_code_dots_row_pairs_impl<const T: usize>(
                     pair_chunk_code_dots::<STREAMS, T>(&decoder, w, x, cols, chunk, pair, &mut regs)
                 };
             }
-            *acc = regs;
+            acc.write(regs);
         }
         start = end;
     }
     // Only the streams holding columns < cols: activations past `cols` are never read.
-    for (pair, acc) in acc.iter_mut().enumerate() {
+    let mut out = [[0i32; T]; ROW_TILE];
+    for (pair, acc) in acc.iter().enumerate() {
+        let mut regs = if full == 0 {
+            zero
+        } else {
+            // SAFETY: the first panel (full > 0) wrote every pair's accumulators.
+            unsafe { acc.assume_init() }
+        };
         // SAFETY: the last chunk's 256 bytes lie within tile_bytes(cols) and its first `m`
         // streams' activations end at full·320 + 64·m = cols (for every token).
         unsafe {
             match (cols - full * CHUNK_COLS) / 64 {
-                1 => pair_chunk_code_dots::<1, T>(&decoder, w, x, cols, full, pair, acc),
-                2 => pair_chunk_code_dots::<2, T>(&decoder, w, x, cols, full, pair, acc),
-                3 => pair_chunk_code_dots::<3, T>(&decoder, w, x, cols, full, pair, acc),
-                4 => pair_chunk_code_dots::<4, T>(&decoder, w, x, cols, full, pair, acc),
+                1 => pair_chunk_code_dots::<1, T>(&decoder, w, x, cols, full, pair, &mut regs),
+                2 => pair_chunk_code_dots::<2, T>(&decoder, w, x, cols, full, pair, &mut regs),
+                3 => pair_chunk_code_dots::<3, T>(&decoder, w, x, cols, full, pair, &mut regs),
+                4 => pair_chunk_code_dots::<4, T>(&decoder, w, x, cols, full, pair, &mut regs),
                 _ => {}
             }
         }
-    }
-    let mut out = [[0i32; T]; ROW_TILE];
-    for r in 0..ROW_TILE {
-        for t in 0..T {
-            out[r][t] = _mm512_reduce_add_epi32(acc[r / 2][r % 2][t]);
+        for (r, regs) in regs.iter().enumerate() {
+            for (t, &lanes) in regs.iter().enumerate() {
+                out[2 * pair + r][t] = _mm512_reduce_add_epi32(lanes);
+            }
         }
     }
     out
