@@ -127,7 +127,6 @@ unsafe fn group_dots_impl<const T: usize>(
             cols,
             start,
             end,
-            first: start == 0,
         };
         // Row pairs in passes of PAIR_TOKENS tokens; a single token or a last odd row alone.
         let pairs = if T >= 2 { count / 2 } else { 0 };
@@ -175,8 +174,6 @@ struct Panel<'a> {
     cols: usize,
     start: usize,
     end: usize,
-    /// Whether this is the group's first panel (the accumulators start at zero).
-    first: bool,
 }
 
 impl Panel<'_> {
@@ -206,7 +203,8 @@ impl Panel<'_> {
         let next_group = (ROWS_PER_CALL - 1) * cols;
         let mut acc: [[Lanes; U]; R] = std::array::from_fn(|r| {
             std::array::from_fn(|t| {
-                if self.first {
+                if self.start == 0 {
+                    // The group's first panel: the accumulators start at zero.
                     [_mm512_setzero_ps(); 2]
                 } else {
                     // SAFETY: the first panel wrote these rows' and tokens' lanes.
