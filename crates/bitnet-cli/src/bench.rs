@@ -40,7 +40,8 @@ pub struct BenchArgs {
     threads: Vec<usize>,
     /// Sequences decoded together in the tg test (comma-separated): each step runs one
     /// batched forward pass with one new token per sequence, as the server's continuous
-    /// batching does; t/s is then the aggregate over all sequences.
+    /// batching does; t/s is then the aggregate over all sequences. With any value above 1 the
+    /// model is loaded as `serve --parallel` above 1 loads it (2-bit copies of trit5 matrices).
     #[arg(
         short = 'b',
         long = "batch",
@@ -109,7 +110,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let Some(path) = args.model.as_ref() else {
         bail!("give a model with -m FILE (or --bandwidth for the memory benchmark)");
     };
-    let (file, model) = crate::load::load_model(path, &args.load)?;
+    let (file, model) =
+        crate::load::load_model(path, &args.load, args.batch.iter().any(|&b| b > 1))?;
     let size_bytes: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
     let n_params: u64 = file.tensors().iter().map(|t| t.n_elements).sum();
     let arch = file.architecture().unwrap_or("?").to_string();

@@ -67,7 +67,7 @@ struct Metrics {
 /// Runs `bitnet chat`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let model_path = crate::load::model_or_default(args.model.as_deref())?;
-    let (file, model) = crate::load::load_model(&model_path, &args.load)?;
+    let (file, model) = crate::load::load_model(&model_path, &args.load, false)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     if args.load.strict && args.template.is_none() && tokenizer.chat_template().is_none() {
         bail!(

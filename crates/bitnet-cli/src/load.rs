@@ -96,8 +96,14 @@ pub fn default_context(model: &Model) -> usize {
     }
 }
 
-/// Opens `path` and loads the model in it (with `--strict`, after its checks).
-pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Model)> {
+/// Opens `path` and loads the model in it (with `--strict`, after its checks); with
+/// `batched_decode` (several sequences decoded together) the ternary matrices also keep what
+/// batched steps read fastest ([`LoadOptions::batched_decode`]).
+pub fn load_model(
+    path: &Path,
+    args: &LoadArgs,
+    batched_decode: bool,
+) -> anyhow::Result<(GgufFile, Model)> {
     check_isa_choice()?;
     if args.strict {
         check_isa()?;
@@ -112,6 +118,7 @@ pub fn load_model(path: &Path, args: &LoadArgs) -> anyhow::Result<(GgufFile, Mod
         head: args.head,
         gpu,
         cache_type: args.cache_type,
+        batched_decode,
     };
     let model =
         Model::load_with(&file, options).with_context(|| format!("loading {}", path.display()))?;

@@ -35,7 +35,7 @@ pub struct PerplexityArgs {
 
 /// Runs `bitnet perplexity`.
 pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
-    let (file, model) = crate::load::load_model(&args.model, &args.load)?;
+    let (file, model) = crate::load::load_model(&args.model, &args.load, false)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;

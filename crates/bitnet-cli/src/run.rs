@@ -51,7 +51,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let model_path = crate::load::model_or_default(args.model.as_deref())?;
     let load_start = Instant::now();
-    let (file, model) = crate::load::load_model(&model_path, &args.load)?;
+    let (file, model) = crate::load::load_model(&model_path, &args.load, false)?;
     let tokenizer = Tokenizer::from_gguf(&file).context("reading the tokenizer")?;
     let load_s = load_start.elapsed().as_secs_f64();
     let pool = crate::load::thread_pool(args.threads);

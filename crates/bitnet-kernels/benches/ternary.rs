@@ -5,6 +5,7 @@
 //!   (compare its GB/s with the ~25 / ~31 GB/s streaming-read bandwidth at 1 / 2 threads).
 //!   `trit5_*` entries: the same products over the trit5 layout (1.6 bits per weight; GB/s of
 //!   its own, 20% smaller, bytes), the rest the 2-bit layout.
+//! - `ternary_matmul_b8/*`: batched decode, 8 tokens (cache-warm); throughput in int8 MACs.
 //! - `ternary_matmul_b128/*`: prefill, 128 tokens; throughput in elements = int8 MACs.
 //! - `f16_head/*`: the F16 tied head 128256 × 2560 (657 MB, always from DRAM);
 //!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB); its `_warm` entry: 4096 of its
@@ -111,6 +112,28 @@ fn bench_ternary(c: &mut Criterion) {
     }
 
     let pool = ThreadPool::new(2);
+    // Batched decode: 8 sequences in flight, one token each (compute-bound: every byte decoded
+    // once serves 8 tokens).
+    let mut group = c.benchmark_group("ternary_matmul_b8_t2");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for (layout, name) in [
+        (TernaryLayout::TwoBit, "2560to6912"),
+        (TernaryLayout::Trit5, "trit5_2560to6912"),
+    ] {
+        let m = matrix(6912, 2560, layout);
+        let batch = 8;
+        let x = activations(batch, 2560);
+        let mut out = vec![0i32; batch * 6912];
+        group.throughput(Throughput::Elements((6912 * 2560 * batch) as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| m.matmul(&x, batch, &mut out, &pool).expect("matmul"))
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("ternary_matmul_b128_t2");
     group
         .sample_size(10)

@@ -115,7 +115,8 @@ proptest! {
 
     /// The trit5 layout on every ISA, batch and thread count against the 2-bit layout's scalar
     /// products (integer and per-tensor scaled), over every `cols mod 320` residue (cols = 128k,
-    /// k = 1..=13: residues 128, 256, 64, 192, 0, …), and its values and packed size.
+    /// k = 1..=13: residues 128, 256, 64, 192, 0, …), and its values and packed size; with and
+    /// without the 2-bit copy that batched products read.
     #[test]
     fn trit5_equals_two_bit_scalar_on_every_isa((rows, cols, batch, values, x) in trit5_case()) {
         let scales = Scales::PerTensor(0.375);
@@ -139,14 +140,26 @@ proptest! {
         two_bit
             .matmul_scaled_with_isa(Isa::Scalar, &x, batch, &mut expected_scaled, &serial)
             .unwrap();
+        // The same matrix with the 2-bit copy that batched products read.
+        let mut with_copy = trit5.clone();
+        with_copy.keep_two_bit_copy();
+        prop_assert_eq!(with_copy.two_bit_copy_len(), two_bit.packed_len());
+        prop_assert_eq!(with_copy.packed_len(), trit5.packed_len());
         for pool in pools() {
             for isa in Isa::supported_for_tests() {
-                let mut out = vec![i32::MIN; batch * rows];
-                trit5.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
-                prop_assert_eq!(&out, &expected, "isa {} threads {}", isa, pool.threads());
-                let mut scaled = vec![f32::NAN; batch * rows];
-                trit5.matmul_scaled_with_isa(isa, &x, batch, &mut scaled, &pool).unwrap();
-                prop_assert_eq!(&scaled, &expected_scaled, "isa {} threads {}", isa, pool.threads());
+                for (matrix, copy) in [(&trit5, false), (&with_copy, true)] {
+                    let mut out = vec![i32::MIN; batch * rows];
+                    matrix.matmul_with_isa(isa, &x, batch, &mut out, &pool).unwrap();
+                    prop_assert_eq!(
+                        &out, &expected, "isa {} threads {} copy {}", isa, pool.threads(), copy
+                    );
+                    let mut scaled = vec![f32::NAN; batch * rows];
+                    matrix.matmul_scaled_with_isa(isa, &x, batch, &mut scaled, &pool).unwrap();
+                    prop_assert_eq!(
+                        &scaled, &expected_scaled, "isa {} threads {} copy {}", isa,
+                        pool.threads(), copy
+                    );
+                }
             }
         }
     }

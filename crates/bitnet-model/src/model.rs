@@ -44,6 +44,8 @@ pub struct Model {
     head: Linear,
     /// The GPU the linears run on (`None`: the CPU).
     gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
+    /// Bytes of the 2-bit copies of trit5 matrices ([`LoadOptions::batched_decode`]).
+    two_bit_copy_bytes: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -107,6 +109,11 @@ pub struct LoadOptions {
     pub gpu: Option<std::sync::Arc<bitnet_gpu::GpuContext>>,
     /// The element type of the caches [`Model::new_cache`] makes (checked at load).
     pub cache_type: KvPrecision,
+    /// Several sequences will be decoded together (a server's slots, a batched benchmark): the
+    /// ternary matrices stored 5 weights per byte (trit5) also keep a 2-bit copy, which every
+    /// product of 2 or more tokens reads (the same results; 25% more ternary bytes held, one
+    /// token still reads the smaller trit5 bytes; see `TernaryMatrix::keep_two_bit_copy`).
+    pub batched_decode: bool,
 }
 
 impl Model {
@@ -274,7 +281,7 @@ impl Model {
         }
         weights::check_no_unused_tensors(file, &config, &used)?;
         options.cache_type.check(&config)?;
-        Ok(Model {
+        let mut model = Model {
             cache_type: options.cache_type,
             config,
             embedding,
@@ -285,7 +292,55 @@ impl Model {
             output_norm_b,
             head,
             gpu: options.gpu,
-        })
+            two_bit_copy_bytes: 0,
+        };
+        if options.batched_decode {
+            let mut bytes = 0;
+            for linear in model.block_linears_mut() {
+                if let Linear::Ternary { matrix, .. } = linear {
+                    matrix.keep_two_bit_copy();
+                    bytes += matrix.two_bit_copy_len();
+                }
+            }
+            model.two_bit_copy_bytes = bytes;
+        }
+        Ok(model)
+    }
+
+    /// Every linear of the blocks (experts included; the head is not a block's).
+    fn block_linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        let gated = self.layers.iter_mut().flat_map(|l| {
+            let moe = l.moe.iter_mut().flat_map(|moe| {
+                std::iter::once(&mut moe.router).chain(moe.experts.iter_mut().flatten())
+            });
+            [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.ffn_gate,
+                &mut l.ffn_up,
+                &mut l.ffn_down,
+            ]
+            .into_iter()
+            .chain(moe)
+        });
+        let plain = self.plain_layers.iter_mut().flat_map(|l| {
+            [
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.ffn_up,
+                &mut l.ffn_down,
+            ]
+        });
+        gated.chain(plain)
+    }
+
+    /// Bytes of the 2-bit copies [`LoadOptions::batched_decode`] kept (0 without).
+    pub fn two_bit_copy_bytes(&self) -> usize {
+        self.two_bit_copy_bytes
     }
 
     /// The GPU the BitLinears and the head run on, if the model was loaded onto one.

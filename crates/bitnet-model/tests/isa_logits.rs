@@ -5,12 +5,14 @@
 //! with Q8_0 and BF16 KV caches, and SmolLM2-135M, whose Q4_1 weights run on the int8 code
 //! kernels and Q8_0 head on the Q8_0 kernels, with F16 and Q8_0 KV caches and with its head
 //! requantized to Q6_K), and in every tier
-//! `Model::forward_batch` gives each segment exactly the logits `Model::forward` gives it alone.
+//! `Model::forward_batch` gives each segment exactly the logits `Model::forward` gives it alone,
+//! also with the 2-bit copies a model loaded for batched decode keeps.
 //! The ISA is chosen once per process, so each tier runs in a child process of this test binary.
 
 use std::process::Command;
 
 use bitnet_gguf::GgufFile;
+use bitnet_kernels::ternary::{Scales, TernaryLayout};
 use bitnet_kernels::{Isa, ThreadPool};
 use bitnet_model::{BatchSegment, HeadFormat, KvPrecision, LoadOptions, Model};
 
@@ -26,16 +28,19 @@ fn bits(values: &[f32]) -> Vec<u32> {
 }
 
 fn open(path: std::path::PathBuf, head: HeadFormat, cache_type: KvPrecision) -> Model {
-    let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Model::load_with(
-        &file,
+    open_with(
+        path,
         LoadOptions {
             head,
             cache_type,
             ..Default::default()
         },
     )
-    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn open_with(path: std::path::PathBuf, options: LoadOptions) -> Model {
+    let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Model::load_with(&file, options).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Token ids below `vocab`, spread over it.
@@ -153,6 +158,30 @@ fn print_logits_digest_under_forced_isa() {
         let batched = batched_equals_alone(&model, &pool);
         println!("BATCHED {name} {:016x} {}", digest(&batched), batched.len());
     }
+    // Loaded for batched decode, where the ternary matrices are trit5 (AVX-512 VBMI) they keep
+    // 2-bit copies for the products of several tokens: the same logits, batched and alone.
+    let i2_s = bitnet_testdata::oracle("tiny-b158/gguf/tiny-b158-i2_s.gguf");
+    let with_copies = open_with(
+        i2_s.clone(),
+        LoadOptions {
+            batched_decode: true,
+            ..Default::default()
+        },
+    );
+    let trit5 = TernaryLayout::preferred(&Scales::PerTensor(1.0)) == TernaryLayout::Trit5;
+    assert_eq!(with_copies.two_bit_copy_bytes() > 0, trit5);
+    let plain = open(i2_s, HeadFormat::AsStored, KvPrecision::F16);
+    assert_eq!(plain.two_bit_copy_bytes(), 0);
+    assert_eq!(
+        bits(&batched_equals_alone(&with_copies, &pool)),
+        bits(&batched_equals_alone(&plain, &pool)),
+        "the 2-bit copies changed the batched logits"
+    );
+    assert_eq!(
+        bits(&prefill_then_decode(&with_copies, 32, 8, &pool)),
+        bits(&prefill_then_decode(&plain, 32, 8, &pool)),
+        "the 2-bit copies changed the prefill or decode logits"
+    );
     for (cache_type, head) in [
         (KvPrecision::F16, HeadFormat::AsStored),
         (KvPrecision::Q8_0, HeadFormat::AsStored),

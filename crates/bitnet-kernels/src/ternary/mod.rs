@@ -31,6 +31,15 @@
 //! on it, so a tile is unpacked once per group of up to 128 tokens (`TOKEN_BLOCK`; the AVX-512
 //! kernel takes such a group in one call).
 //!
+//! # The 2-bit copy for batched decode
+//! [`TernaryMatrix::keep_two_bit_copy`] makes a trit5 matrix also hold its weights in the 2-bit
+//! layout, which every product of 2 or more tokens then reads (one token still streams the trit5
+//! bytes): the byte lookups that decode trit5 cost more than the 2-bit shifts once a row's bytes
+//! serve several tokens, and batched products are bound by instructions, not by memory. For
+//! servers and batched runs (the copy adds 25% of the trit5 bytes). Host B (Zen 4), 8 tokens over
+//! 6912 × 2560 (`ternary_matmul_b8_t2`): 2-bit 398 G MACs/s, trit5 332; 2B-4T with 8 sequences
+//! in flight +9% (docs/PERFORMANCE.md). The integer sums, and so every output, are the same.
+//!
 //! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
 //! 2-bit, so trit5 pays off where weights stream from DRAM at under ~36 GB/s per core (it reads
 //! 20% fewer bytes); see `benches/ternary.rs`.
@@ -142,6 +151,9 @@ pub struct TernaryMatrix {
     /// PerBlock only: each row's scale for every 32 columns (`rows_padded × cols/32`, zero in
     /// padding rows), the form the kernels consume.
     group_scales: Vec<f32>,
+    /// The same weights in the 2-bit layout, for products of 2 or more tokens (see
+    /// [`TernaryMatrix::keep_two_bit_copy`]).
+    two_bit_copy: Option<Box<TernaryMatrix>>,
 }
 
 impl std::fmt::Debug for TernaryMatrix {
@@ -151,6 +163,7 @@ impl std::fmt::Debug for TernaryMatrix {
             .field("cols", &self.cols)
             .field("layout", &self.layout)
             .field("packed_bytes", &self.packed_len())
+            .field("two_bit_copy", &self.two_bit_copy.is_some())
             .finish()
     }
 }
@@ -302,7 +315,42 @@ impl TernaryMatrix {
             packed,
             scales,
             group_scales,
+            two_bit_copy: None,
         })
+    }
+
+    /// For batched decode: a trit5 matrix also keeps its weights in the 2-bit layout, and every
+    /// product of 2 or more tokens reads that copy (the same integer sums, fewer instructions;
+    /// see the module documentation). Adds 25% of the trit5 bytes; a 2-bit matrix is unchanged.
+    pub fn keep_two_bit_copy(&mut self) {
+        if self.layout != TernaryLayout::Trit5 || self.two_bit_copy.is_some() {
+            return;
+        }
+        let (cols, tiles) = (self.cols, self.row_tiles());
+        let vbmi = vbmi_present();
+        let mut packed = vec![Line([0; 64]); tiles * cols / 64];
+        for (tile, out) in lines_as_bytes_mut(&mut packed)
+            .chunks_exact_mut(cols)
+            .enumerate()
+        {
+            unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
+        }
+        self.two_bit_copy = Some(Box::new(TernaryMatrix {
+            rows: self.rows,
+            cols,
+            layout: TernaryLayout::TwoBit,
+            packed,
+            scales: self.scales.clone(),
+            group_scales: Vec::new(),
+            two_bit_copy: None,
+        }));
+    }
+
+    /// Bytes of the 2-bit copy kept for batched products (0 without one).
+    pub fn two_bit_copy_len(&self) -> usize {
+        self.two_bit_copy
+            .as_ref()
+            .map_or(0, |copy| copy.packed_len())
     }
 
     /// Output count.
@@ -443,6 +491,9 @@ impl TernaryMatrix {
         pool: &ThreadPool,
         sink: impl Fn(usize, usize, [i32; ROW_TILE], usize) + Sync,
     ) {
+        if let (2.., Some(copy)) = (batch, &self.two_bit_copy) {
+            return copy.integer_products(isa, x_q, batch, pool, sink);
+        }
         let trit5 = self.layout == TernaryLayout::Trit5;
         // Decode and batched decode (up to DIRECT_TRIT5_TOKENS tokens) read trit5 bytes directly
         // on VBMI; every other trit5 product (prefill, other ISAs) unpacks each tile to the 2-bit
