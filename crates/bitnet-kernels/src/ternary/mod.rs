@@ -38,7 +38,8 @@
 //! serve several tokens, and batched products are bound by instructions, not by memory. For
 //! servers and batched runs (the copy adds 25% of the trit5 bytes). Host B (Zen 4), 8 tokens over
 //! 6912 × 2560 (`ternary_matmul_b8_t2`): 2-bit 398 G MACs/s, trit5 332; 2B-4T with 8 sequences
-//! in flight +9% (docs/PERFORMANCE.md). The integer sums, and so every output, are the same.
+//! in flight +6.7% (median of 6 interleaved rounds, docs/PERFORMANCE.md). The integer sums, and
+//! so every output, are the same.
 //!
 //! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
 //! 2-bit, so trit5 pays off where weights stream from DRAM at under ~36 GB/s per core (it reads
