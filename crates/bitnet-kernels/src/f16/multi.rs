@@ -5,10 +5,13 @@
 //! accumulators, `w·x + acc` per step, the halving fold, then the tail in order), so a token's
 //! output has the same bits in a batch as alone.
 //!
-//! Rows go in pairs, [`PAIR_TOKENS`] tokens per pass: each activation load then serves two rows
-//! (2 rows × 4 tokens × 2 accumulators fill 16 registers). With one row per pass the kernel was
-//! bound by its activation loads (one per multiply-add): 8 tokens over 2B-4T's 128256 × 2560 F16
-//! head took 97 ms on one thread of host B (Zen 4), 80 ms in row pairs.
+//! A group's 4 rows go together, [`TOKENS_PER_PASS`] tokens per pass: each activation load then
+//! serves four rows (4 rows × 2 tokens × 2 accumulators fill 16 registers, the 4 rows' widened
+//! weights 8 more). The kernel is bound by its loads: 8 tokens over 2B-4T's 128256 × 2560 F16 head
+//! on one thread of host B (Zen 4) took 97 ms with one row per pass (an activation load per
+//! multiply-add), 66.6 ms with row pairs × 4 tokens (10 loads of 64 bytes per 16 multiply-adds),
+//! 59.9 ms with 4 rows × 2 tokens (8 loads: the weights are widened twice as often, which costs
+//! less than the loads), 89.5 ms with 4 rows × 1 token (one widening per multiply-add).
 //!
 //! The rows of a group are walked in column panels of [`PANEL_COLS`]: every row of the group
 //! takes the panel's columns before any row moves on, so the panel's activations (8 tokens × 512
@@ -128,24 +131,28 @@ unsafe fn group_dots_impl<const T: usize>(
             start,
             end,
         };
-        // Row pairs in passes of PAIR_TOKENS tokens; a single token or a last odd row alone.
-        let pairs = if T >= 2 { count / 2 } else { 0 };
-        for pair in 0..pairs {
-            for first_token in (0..T).step_by(PAIR_TOKENS) {
-                // SAFETY: rows 2·pair + 1 < count and tokens below T, as the panel requires.
+        if count == ROWS_PER_CALL {
+            // The whole group in passes of TOKENS_PER_PASS tokens (an odd last token alone).
+            for first_token in (0..T).step_by(TOKENS_PER_PASS) {
+                // SAFETY: the group's rows < count and tokens below T, as the panel requires.
                 unsafe {
-                    match T - first_token {
-                        1 => panel.accumulate::<2, 1, T>(2 * pair, first_token, &mut acc),
-                        2 => panel.accumulate::<2, 2, T>(2 * pair, first_token, &mut acc),
-                        3 => panel.accumulate::<2, 3, T>(2 * pair, first_token, &mut acc),
-                        _ => panel.accumulate::<2, PAIR_TOKENS, T>(2 * pair, first_token, &mut acc),
+                    if T - first_token == 1 {
+                        panel.accumulate::<ROWS_PER_CALL, 1, T>(0, first_token, &mut acc)
+                    } else {
+                        panel.accumulate::<ROWS_PER_CALL, TOKENS_PER_PASS, T>(
+                            0,
+                            first_token,
+                            &mut acc,
+                        )
                     }
                 }
             }
-        }
-        for r in 2 * pairs..count {
-            // SAFETY: row r < count and tokens below T.
-            unsafe { panel.accumulate::<1, T, T>(r, 0, &mut acc) };
+        } else {
+            // A matrix's last, shorter group: each row alone with every token.
+            for r in 0..count {
+                // SAFETY: row r < count and tokens below T.
+                unsafe { panel.accumulate::<1, T, T>(r, 0, &mut acc) };
+            }
         }
         start = end;
     }
@@ -164,8 +171,8 @@ unsafe fn group_dots_impl<const T: usize>(
     }
 }
 
-/// Tokens per pass over a row pair: 2 rows × 4 tokens × 2 accumulators fill 16 registers.
-const PAIR_TOKENS: usize = 4;
+/// Tokens per pass over a group's 4 rows: 4 rows × 2 tokens × 2 accumulators fill 16 registers.
+const TOKENS_PER_PASS: usize = 2;
 
 /// Columns `start..end` (multiples of 32, `end` at most the 32-lane body) of a row group.
 struct Panel<'a> {
@@ -195,11 +202,13 @@ impl Panel<'_> {
         let cols = self.cols;
         let w = self.block.as_ptr().cast::<u16>();
         let x = self.x.as_ptr();
-        // The next panel of these rows is prefetched (into L2) while the other rows of the group
-        // take this one; from the last panel, the first of the same rows of the next group (a
-        // thread's groups are consecutive rows). Host B (Zen 4), `f16_head/2560to128256_b8`:
-        // `prefetcht1` 65.2 / 33.3 ms on 1 / 2 threads, `prefetcht0` 70.2 / 34.6, none 98.7 / 52.9;
-        // two panels ahead or half a panel ahead was slower with either hint.
+        // The next panel of these rows is prefetched (into L2) while this one is taken, in every
+        // token pass; from the last panel, the first of the same rows of the next group (a
+        // thread's groups are consecutive rows). Host B (Zen 4), `f16_head/2560to128256_b8`, with
+        // row pairs × 4 tokens: `prefetcht1` 65.2 / 33.3 ms on 1 / 2 threads, `prefetcht0` 70.2 /
+        // 34.6, none 98.7 / 52.9; two panels ahead or half a panel ahead was slower with either
+        // hint. With 4 rows × 2 tokens: 59.9 / 30.6 ms, and 68.3 / 34.8 when only the first token
+        // pass prefetches.
         let next_group = (ROWS_PER_CALL - 1) * cols;
         let mut acc: [[Lanes; U]; R] = std::array::from_fn(|r| {
             std::array::from_fn(|t| {
