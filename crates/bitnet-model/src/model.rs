@@ -295,13 +295,22 @@ impl Model {
             two_bit_copy_bytes: 0,
         };
         if options.batched_decode {
-            let mut bytes = 0;
-            for linear in model.block_linears_mut() {
-                if let Linear::Ternary { matrix, .. } = linear {
-                    matrix.keep_two_bit_copy();
-                    bytes += matrix.two_bit_copy_len();
+            // Unpacked on every core, a share of the matrices each (as the layers load).
+            let mut matrices: Vec<&mut bitnet_kernels::TernaryMatrix> = model
+                .block_linears_mut()
+                .filter_map(|linear| match linear {
+                    Linear::Ternary { matrix, .. } => Some(matrix),
+                    _ => None,
+                })
+                .collect();
+            let threads = bitnet_kernels::pool::default_threads().max(1);
+            let share = matrices.len().div_ceil(threads).max(1);
+            std::thread::scope(|scope| {
+                for share in matrices.chunks_mut(share) {
+                    scope.spawn(move || share.iter_mut().for_each(|m| m.keep_two_bit_copy()));
                 }
-            }
+            });
+            let bytes = matrices.iter().map(|m| m.two_bit_copy_len()).sum();
             model.two_bit_copy_bytes = bytes;
         }
         Ok(model)
