@@ -9,7 +9,8 @@
 //! - `ternary_matmul_b128/*`: prefill, 128 tokens; throughput in elements = int8 MACs.
 //! - `f16_head/*`: the F16 tied head 128256 × 2560 (657 MB, always from DRAM);
 //!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB); its `_warm` entry: 4096 of its
-//!   rows (10 MB, cache-resident), the kernel's own rate.
+//!   rows (10 MB, cache-resident), the kernel's own rate; `_b8` entries: 8 tokens (batched
+//!   decode).
 //!
 //! Run: `cargo bench -p bitnet-kernels -- --quick` (BITNET_ISA picks the instruction set).
 
@@ -205,6 +206,10 @@ fn bench_f16_head(c: &mut Criterion) {
         group.bench_function(
             BenchmarkId::new("2560to128256", format!("t{threads}")),
             |b| b.iter(|| q8.matmul(&x, 1, &mut out[..rows], &pool).expect("q8 head")),
+        );
+        group.bench_function(
+            BenchmarkId::new("2560to128256_b8", format!("t{threads}")),
+            |b| b.iter(|| q8.matmul(&x8, batch, &mut out, &pool).expect("q8 head")),
         );
     }
     group.throughput(Throughput::Bytes(q8_warm.stored_len() as u64));

@@ -243,23 +243,38 @@ impl Q8Matrix {
                 let ws = &self.scales[first * blocks..(first + count) * blocks];
                 #[cfg(target_arch = "x86_64")]
                 if isa == Isa::Avx512 {
-                    // A row at a time (one sequential stream from memory), its bytes loaded
-                    // once per group of up to 8 tokens.
-                    let mut dots = [0f32; x86::MAX_TOKENS];
-                    for r in 0..count {
-                        let q = &qs[r * cols..(r + 1) * cols];
-                        let w = &ws[r * blocks..(r + 1) * blocks];
-                        for b0 in (0..batch).step_by(x86::MAX_TOKENS) {
-                            let n = x86::MAX_TOKENS.min(batch - b0);
+                    // One token: a row at a time (one sequential stream from memory). Several:
+                    // a whole group's rows together, TOKENS_PER_PASS tokens per pass, so each
+                    // activation load serves every row (a shorter last group a row at a time,
+                    // its bytes loaded once per MAX_TOKENS tokens).
+                    let rows_per_pass = if batch > 1 && count == ROWS_PER_CALL {
+                        ROWS_PER_CALL
+                    } else {
+                        1
+                    };
+                    let step = if rows_per_pass > 1 {
+                        x86::TOKENS_PER_PASS
+                    } else {
+                        x86::MAX_TOKENS
+                    };
+                    let mut dots = [[0f32; x86::MAX_TOKENS]; ROWS_PER_CALL];
+                    for r in (0..count).step_by(rows_per_pass) {
+                        let q = &qs[r * cols..(r + rows_per_pass) * cols];
+                        let w = &ws[r * blocks..(r + rows_per_pass) * blocks];
+                        for b0 in (0..batch).step_by(step) {
+                            let n = step.min(batch - b0);
                             let tokens = x86::Tokens {
                                 codes: &x_qs[b0 * cols..(b0 + n) * cols],
                                 scales: &x_scales[b0 * blocks..(b0 + n) * blocks],
                                 offsets: &x_offsets[b0 * cols / 4..(b0 + n) * cols / 4],
                             };
-                            x86::row_dots_avx512(q, w, &tokens, &mut dots[..n]);
-                            for (t, &dot) in dots[..n].iter().enumerate() {
-                                out[(b0 + t) * rows + first + r]
-                                    .store(dot.to_bits(), Ordering::Relaxed);
+                            let dots = &mut dots[..rows_per_pass];
+                            x86::rows_dots_avx512(q, w, &tokens, n, dots);
+                            for (i, dots) in dots.iter().enumerate() {
+                                for (t, &dot) in dots[..n].iter().enumerate() {
+                                    out[(b0 + t) * rows + first + r + i]
+                                        .store(dot.to_bits(), Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -287,7 +302,7 @@ thread_local! {
 }
 
 /// Dots of `count` (≤ 4) consecutive rows with one quantized activation row (every ISA but
-/// AVX-512, which takes `x86::row_dots_avx512` for any batch).
+/// AVX-512, which takes `x86::rows_dots_avx512` for any batch).
 fn rows_dot(
     isa: Isa,
     qs: &[i8],
@@ -356,7 +371,7 @@ mod x86 {
     /// 23.8–24.1 / 43–44 (as fast as the F16 head) with 16 KiB and the scales prefetched too.
     const PREFETCH_BYTES: usize = 16384;
 
-    /// Most tokens one call of [`row_dots_avx512`] takes (an accumulator and a scale register
+    /// Most tokens one call of [`rows_dots_avx512`] takes (an accumulator and a scale register
     /// each).
     pub(super) const MAX_TOKENS: usize = 8;
 
@@ -368,10 +383,21 @@ mod x86 {
         pub(super) offsets: &'a [i32],
     }
 
-    /// `dots[t]` = the row's dot with token `t` of `tokens` (`dots.len()` ≤ [`MAX_TOKENS`]):
-    /// each 64 bytes of the row are loaded and offset once for all the tokens, and every token's
-    /// lanes take exactly the operations of a token alone.
-    pub(super) fn row_dots_avx512(q: &[i8], w: &[f16], tokens: &Tokens<'_>, dots: &mut [f32]) {
+    /// Tokens per pass when a group's rows go together (as the F16 few-token kernel: 4 rows ×
+    /// 2 tokens keep 8 accumulators and 8 scale registers).
+    pub(super) const TOKENS_PER_PASS: usize = 2;
+
+    /// `dots[r][t]` = row `r`'s dot with token `t` of `tokens` (`n` ≤ [`MAX_TOKENS`] tokens; 1 or
+    /// 4 rows, each `q.len() / dots.len()` codes): each 64 bytes of a row are loaded and offset
+    /// once for all the tokens, each 64 bytes of a token's codes and offsets once for all the
+    /// rows, and every (row, token) lane takes exactly the operations of a row and token alone.
+    pub(super) fn rows_dots_avx512(
+        q: &[i8],
+        w: &[f16],
+        tokens: &Tokens<'_>,
+        n: usize,
+        dots: &mut [[f32; MAX_TOKENS]],
+    ) {
         assert!(
             is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -381,23 +407,33 @@ mod x86 {
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")
         );
-        let n = dots.len();
-        assert!((1..=MAX_TOKENS).contains(&n));
-        assert!(q.len() == Q8_BLOCK * w.len());
-        assert!(tokens.codes.len() == n * q.len() && tokens.scales.len() == n * w.len());
-        assert!(tokens.offsets.len() == n * q.len() / 4);
-        // SAFETY: features checked; every block index read is < w.len() = q.len()/32 of the row
-        // and of each token's codes, scales and offsets (lengths checked).
+        let rows = dots.len();
+        assert!((1..=MAX_TOKENS).contains(&n) && (rows == 1 || rows == 4));
+        assert!(rows == 1 || n <= TOKENS_PER_PASS);
+        assert!(q.len() == Q8_BLOCK * w.len() && w.len().is_multiple_of(rows));
+        // (Divisions by constants: dividing by `rows` in every call cost the one-token head a few
+        // percent.)
+        let (cols, blocks) = if rows == 4 {
+            (q.len() / 4, w.len() / 4)
+        } else {
+            (q.len(), w.len())
+        };
+        assert!(tokens.codes.len() == n * cols && tokens.scales.len() == n * blocks);
+        assert!(tokens.offsets.len() == n * cols / 4);
+        // SAFETY: features checked; every block index read is < blocks = cols/32 of each row and
+        // of each token's codes, scales and offsets (lengths checked).
         unsafe {
-            match n {
-                1 => row_dots_avx512_impl::<1>(q, w, tokens, dots),
-                2 => row_dots_avx512_impl::<2>(q, w, tokens, dots),
-                3 => row_dots_avx512_impl::<3>(q, w, tokens, dots),
-                4 => row_dots_avx512_impl::<4>(q, w, tokens, dots),
-                5 => row_dots_avx512_impl::<5>(q, w, tokens, dots),
-                6 => row_dots_avx512_impl::<6>(q, w, tokens, dots),
-                7 => row_dots_avx512_impl::<7>(q, w, tokens, dots),
-                _ => row_dots_avx512_impl::<8>(q, w, tokens, dots),
+            match (rows, n) {
+                (4, 1) => rows_dots_avx512_impl::<4, 1>(q, w, tokens, dots),
+                (4, _) => rows_dots_avx512_impl::<4, TOKENS_PER_PASS>(q, w, tokens, dots),
+                (_, 1) => rows_dots_avx512_impl::<1, 1>(q, w, tokens, dots),
+                (_, 2) => rows_dots_avx512_impl::<1, 2>(q, w, tokens, dots),
+                (_, 3) => rows_dots_avx512_impl::<1, 3>(q, w, tokens, dots),
+                (_, 4) => rows_dots_avx512_impl::<1, 4>(q, w, tokens, dots),
+                (_, 5) => rows_dots_avx512_impl::<1, 5>(q, w, tokens, dots),
+                (_, 6) => rows_dots_avx512_impl::<1, 6>(q, w, tokens, dots),
+                (_, 7) => rows_dots_avx512_impl::<1, 7>(q, w, tokens, dots),
+                _ => rows_dots_avx512_impl::<1, 8>(q, w, tokens, dots),
             }
         }
     }
@@ -422,87 +458,104 @@ mod x86 {
     /// `b + 1` in lanes 8–15, exactly the lanes (and per-lane operations) of the one-block-per-
     /// 256-bit order, with half the instructions. The codes are offset to `w + 128` (unsigned)
     /// and `vpdpbusd` starts from the token's offsets, so each lane's integer is exactly
-    /// `Σ w·x` of its 4 bytes. The scales `d_w · d_x` of 8 blocks are one register per token
-    /// (masked loads read zeros past the row's end), from which each pair's lanes are permuted.
+    /// `Σ w·x` of its 4 bytes. The scales `d_w · d_x` of 8 blocks are one register per (row,
+    /// token) (masked loads read zeros past the row's end), from which each pair's lanes are
+    /// permuted. `R` rows of `q.len() / R` codes, one after another.
     ///
     /// # Safety
-    /// The CPU features of the attribute; `q` holds `32 · w.len()` codes, `tokens` holds `T`
-    /// tokens of the same length, `dots` `T` floats.
+    /// The CPU features of the attribute; `q` holds `32 · w.len()` codes (`R` rows), `tokens`
+    /// holds `T` tokens of one row's length, `dots` `R` entries.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn row_dots_avx512_impl<const T: usize>(
+    unsafe fn rows_dots_avx512_impl<const R: usize, const T: usize>(
         q: &[i8],
         w: &[f16],
         tokens: &Tokens<'_>,
-        dots: &mut [f32],
+        dots: &mut [[f32; MAX_TOKENS]],
     ) {
-        let blocks = w.len();
-        let cols = q.len();
+        let blocks = w.len() / R;
+        let cols = q.len() / R;
         let (xq, xs, xo) = (tokens.codes, tokens.scales, tokens.offsets);
         let flip = _mm512_set1_epi8(i8::MIN);
         // SAFETY: each load reads one 16-lane row of the table.
         let lanes: [__m512i; 4] = std::array::from_fn(|p| unsafe {
             _mm512_loadu_si512(PAIR_SCALE_LANES[p].as_ptr().cast())
         });
-        let mut acc = [_mm512_setzero_ps(); T];
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
         let mut first = 0;
         while first < blocks {
-            // SAFETY: the masked loads read blocks first..first + present (< blocks) of the row's
-            // and each token's scales; block b < blocks reads bytes 32b..32b + 32 (+ 64 when
-            // b + 2 <= blocks) of the row and of each token's codes, and offsets 8b..8b + 8
+            // SAFETY: the masked loads read blocks first..first + present (< blocks) of each
+            // row's and each token's scales; block b < blocks reads bytes 32b..32b + 32 (+ 64
+            // when b + 2 <= blocks) of each row and of each token's codes, and offsets 8b..8b + 8
             // (+ 16) of each token's.
             unsafe {
-                let ahead = w.as_ptr().wrapping_add(first + PREFETCH_BYTES / Q8_BLOCK);
-                _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
                 let present = (0xFFu32 >> (8 - (blocks - first).min(8))) as __mmask8;
-                let wd =
-                    _mm256_cvtph_ps(_mm_maskz_loadu_epi16(present, w.as_ptr().add(first).cast()));
-                let mut scales = [_mm512_setzero_ps(); T];
-                for t in 0..T {
-                    let xd = _mm256_maskz_loadu_ps(present, xs.as_ptr().add(t * blocks + first));
-                    scales[t] = _mm512_castps256_ps512(_mm256_mul_ps(wd, xd));
+                let mut scales = [[_mm512_setzero_ps(); T]; R];
+                for r in 0..R {
+                    let wr = w.as_ptr().add(r * blocks);
+                    let ahead = wr.wrapping_add(first + PREFETCH_BYTES / Q8_BLOCK);
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
+                    let wd = _mm256_cvtph_ps(_mm_maskz_loadu_epi16(present, wr.add(first).cast()));
+                    for t in 0..T {
+                        let xd =
+                            _mm256_maskz_loadu_ps(present, xs.as_ptr().add(t * blocks + first));
+                        scales[r][t] = _mm512_castps256_ps512(_mm256_mul_ps(wd, xd));
+                    }
                 }
                 for p in 0..4 {
                     let b = first + 2 * p;
                     if b + 2 <= blocks {
-                        let wp = q.as_ptr().add(b * Q8_BLOCK);
-                        _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(PREFETCH_BYTES).cast());
-                        let wv = _mm512_xor_si512(_mm512_loadu_si512(wp.cast()), flip);
+                        let mut wv = [flip; R];
+                        for r in 0..R {
+                            let wp = q.as_ptr().add(r * cols + b * Q8_BLOCK);
+                            _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(PREFETCH_BYTES).cast());
+                            wv[r] = _mm512_xor_si512(_mm512_loadu_si512(wp.cast()), flip);
+                        }
                         for t in 0..T {
                             let xv =
                                 _mm512_loadu_si512(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
                             let offset =
                                 _mm512_loadu_si512(xo.as_ptr().add(t * cols / 4 + 8 * b).cast());
-                            let dot = _mm512_dpbusd_epi32(offset, wv, xv);
-                            let scale = _mm512_permutexvar_ps(lanes[p], scales[t]);
-                            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[t]);
+                            for r in 0..R {
+                                let dot = _mm512_dpbusd_epi32(offset, wv[r], xv);
+                                let scale = _mm512_permutexvar_ps(lanes[p], scales[r][t]);
+                                acc[r][t] =
+                                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r][t]);
+                            }
                         }
                     } else if b < blocks {
                         // The last block of an odd count: lanes 0–7 only.
-                        let wp = q.as_ptr().add(b * Q8_BLOCK);
-                        let wv = _mm256_xor_si256(
-                            _mm256_loadu_si256(wp.cast()),
-                            _mm512_castsi512_si256(flip),
-                        );
+                        let mut wv = [_mm512_castsi512_si256(flip); R];
+                        for r in 0..R {
+                            let wp = q.as_ptr().add(r * cols + b * Q8_BLOCK);
+                            wv[r] = _mm256_xor_si256(
+                                _mm256_loadu_si256(wp.cast()),
+                                _mm512_castsi512_si256(flip),
+                            );
+                        }
                         for t in 0..T {
                             let xv =
                                 _mm256_loadu_si256(xq.as_ptr().add(t * cols + b * Q8_BLOCK).cast());
                             let offset =
                                 _mm256_loadu_si256(xo.as_ptr().add(t * cols / 4 + 8 * b).cast());
-                            let dot = _mm256_dpbusd_epi32(offset, wv, xv);
-                            acc[t] = _mm512_mask3_fmadd_ps(
-                                _mm512_cvtepi32_ps(_mm512_zextsi256_si512(dot)),
-                                _mm512_permutexvar_ps(lanes[p], scales[t]),
-                                acc[t],
-                                0x00FF,
-                            );
+                            for r in 0..R {
+                                let dot = _mm256_dpbusd_epi32(offset, wv[r], xv);
+                                acc[r][t] = _mm512_mask3_fmadd_ps(
+                                    _mm512_cvtepi32_ps(_mm512_zextsi256_si512(dot)),
+                                    _mm512_permutexvar_ps(lanes[p], scales[r][t]),
+                                    acc[r][t],
+                                    0x00FF,
+                                );
+                            }
                         }
                     }
                 }
             }
             first += 8;
         }
-        for (dot, acc) in dots.iter_mut().zip(acc) {
-            *dot = fold_512(acc);
+        for (dots, acc) in dots.iter_mut().zip(acc) {
+            for (dot, acc) in dots.iter_mut().zip(acc) {
+                *dot = fold_512(acc);
+            }
         }
     }
 
