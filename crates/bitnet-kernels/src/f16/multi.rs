@@ -1,24 +1,27 @@
 //! AVX-512 row dots for a few tokens at once (batched decode: the server's sequences in flight):
-//! each 32 weights of a row are widened from F16 once and multiplied into the accumulators of up
-//! to [`MAX_TOKENS`] tokens, instead of once per token. Every token's dot keeps exactly the
+//! each 16 weights of a row are widened from F16 once and multiplied into the accumulators of up
+//! to [`TOKENS_PER_PASS`] tokens, instead of once per token. Every token's dot keeps exactly the
 //! arithmetic of the one-token row dot (the 32-lane order of the parent module: two 16-lane
 //! accumulators, `w·x + acc` per step, the halving fold, then the tail in order), so a token's
 //! output has the same bits in a batch as alone.
 //!
-//! A group's 4 rows go together, [`TOKENS_PER_PASS`] tokens per pass: each activation load then
-//! serves four rows (4 rows × 2 tokens × 2 accumulators fill 16 registers, the 4 rows' widened
-//! weights 8 more). The kernel is bound by its loads: 8 tokens over 2B-4T's 128256 × 2560 F16 head
-//! on one thread of host B (Zen 4) took 97 ms with one row per pass (an activation load per
-//! multiply-add), 66.6 ms with row pairs × 4 tokens (10 loads of 64 bytes per 16 multiply-adds),
-//! 59.9 ms with 4 rows × 2 tokens (8 loads: the weights are widened twice as often, which costs
-//! less than the loads), 89.5 ms with 4 rows × 1 token (one widening per multiply-add).
+//! A group's 4 rows go together, and each of the two 16-lane accumulators of a (row, token) dot
+//! is taken in its own sweep: lane `i` of the low accumulator only ever sees columns `32k + i`,
+//! the high one `32k + 16 + i`, so sweeping the low lanes over a panel and then the high lanes
+//! gives every lane the same operations in the same order. One accumulator per dot lets a sweep
+//! hold 4 rows × 4 tokens (16 registers, the 4 rows' widened weights 4 more), so each widening
+//! serves 4 tokens and each activation load 4 rows. 8 tokens over 2B-4T's 128256 × 2560 F16 head
+//! on host B (Zen 4), 1 / 2 threads: 97 ms with one row per pass (an activation load per
+//! multiply-add), 66.6 ms with row pairs × 4 tokens, 60.2 / 31.2 ms with 4 rows × 2 tokens and
+//! both lane halves per pass (twice the widenings), 56.0 / 29.1 ms with the lane-half sweeps
+//! (floor at one 16-lane FMA per cycle: 45.5 / 22.8 ms).
 //!
-//! The rows of a group are walked in column panels of [`PANEL_COLS`]: every row of the group
-//! takes the panel's columns before any row moves on, so the panel's activations (8 tokens × 512
-//! floats = 16 KiB) are read from L1 by all the rows instead of streaming from L2 for each row
-//! (8 tokens of 2560 floats are 80 KiB, more than L1). A row's accumulators are kept in memory
-//! between its panels; each lane still takes its columns in increasing order, so the sums are
-//! the same.
+//! The rows of a group are walked in column panels of [`PANEL_COLS`]: every sweep of the group
+//! takes the panel's columns before the group moves on, so the panel's activations (8 tokens ×
+//! 1024 floats = 32 KiB, each sweep touching half of a token's lines) stay in L1 and L2 for all
+//! the sweeps instead of streaming from L2 for each. A dot's accumulators are kept in memory
+//! between panels; each lane still takes its columns in increasing order, so the sums are the
+//! same.
 
 use half::f16;
 use std::arch::x86_64::*;
@@ -30,12 +33,14 @@ use super::{dot_tail, LANES, ROWS_PER_CALL};
 use crate::order::x86::fold_512x2;
 use crate::pool::{atomic_f32_view, ThreadPool};
 
-/// Most tokens one call accumulates together (two accumulators each: 16 of the 32 registers).
+/// Most tokens one call accumulates together (two 16-lane accumulators each, kept in memory
+/// between sweeps).
 pub(super) const MAX_TOKENS: usize = 8;
 
-/// Columns of one panel (a multiple of [`LANES`]): 8 tokens' activations over it fill 16 KiB of
-/// L1, a third of the 48 KiB of current x86 cores.
-const PANEL_COLS: usize = 512;
+/// Columns of one panel (a multiple of [`LANES`]). Host B, 8 tokens: 1024 and 2560 (no panels on
+/// 2B-4T) within noise of each other (56.9–57.8 against 57.3–59.0 ms on one thread); 1024 bounds
+/// a sweep's activations for wider heads.
+const PANEL_COLS: usize = 1024;
 
 /// One token's 32 lanes of one row as two 16-float registers.
 type Lanes = [__m512; 2];
@@ -132,26 +137,20 @@ unsafe fn group_dots_impl<const T: usize>(
             end,
         };
         if count == ROWS_PER_CALL {
-            // The whole group in passes of TOKENS_PER_PASS tokens (an odd last token alone).
+            // The whole group in sweeps of up to TOKENS_PER_PASS tokens, each lane half alone.
             for first_token in (0..T).step_by(TOKENS_PER_PASS) {
-                // SAFETY: the group's rows < count and tokens below T, as the panel requires.
-                unsafe {
-                    if T - first_token == 1 {
-                        panel.accumulate::<ROWS_PER_CALL, 1, T>(0, first_token, &mut acc)
-                    } else {
-                        panel.accumulate::<ROWS_PER_CALL, TOKENS_PER_PASS, T>(
-                            0,
-                            first_token,
-                            &mut acc,
-                        )
-                    }
+                for half in 0..2 {
+                    // SAFETY: the group's rows < count and tokens below T, as the panel requires.
+                    unsafe { panel.sweep_group(first_token, half, &mut acc) };
                 }
             }
         } else {
             // A matrix's last, shorter group: each row alone with every token.
             for r in 0..count {
-                // SAFETY: row r < count and tokens below T.
-                unsafe { panel.accumulate::<1, T, T>(r, 0, &mut acc) };
+                for half in 0..2 {
+                    // SAFETY: row r < count and tokens below T.
+                    unsafe { panel.accumulate::<1, T, T>(r, 0, half, &mut acc) };
+                }
             }
         }
         start = end;
@@ -171,8 +170,8 @@ unsafe fn group_dots_impl<const T: usize>(
     }
 }
 
-/// Tokens per pass over a group's 4 rows: 4 rows × 2 tokens × 2 accumulators fill 16 registers.
-const TOKENS_PER_PASS: usize = 2;
+/// Tokens per sweep over a group's 4 rows: 4 rows × 4 tokens fill 16 registers (one lane half).
+const TOKENS_PER_PASS: usize = 4;
 
 /// Columns `start..end` (multiples of 32, `end` at most the 32-lane body) of a row group.
 struct Panel<'a> {
@@ -184,9 +183,35 @@ struct Panel<'a> {
 }
 
 impl Panel<'_> {
-    /// Accumulates the panel's columns of rows `first_row..first_row + R` into the lanes of
-    /// tokens `first_token..first_token + U`: every 32 weights are widened once for the `U`
-    /// tokens and every 32 activations loaded once for the `R` rows.
+    /// One sweep of the group's 4 rows over lane half `half` for tokens `first_token..` (up to
+    /// [`TOKENS_PER_PASS`] of them, fewer at the end of the batch).
+    ///
+    /// # Safety
+    /// As [`Panel::accumulate`], with the group's 4 rows in the block and `first_token < T`.
+    #[target_feature(enable = "avx512f,fma,f16c")]
+    #[inline]
+    unsafe fn sweep_group<const T: usize>(
+        &self,
+        first_token: usize,
+        half: usize,
+        acc: &mut GroupAccumulators<T>,
+    ) {
+        const R: usize = ROWS_PER_CALL;
+        // SAFETY: the caller's conditions, `first_token + U <= T` in every arm.
+        unsafe {
+            match T - first_token {
+                1 => self.accumulate::<R, 1, T>(0, first_token, half, acc),
+                2 => self.accumulate::<R, 2, T>(0, first_token, half, acc),
+                3 => self.accumulate::<R, 3, T>(0, first_token, half, acc),
+                _ => self.accumulate::<R, TOKENS_PER_PASS, T>(0, first_token, half, acc),
+            }
+        }
+    }
+
+    /// Accumulates lane half `half` (columns `32k + 16·half ..+16`) of the panel's columns of rows
+    /// `first_row..first_row + R` into that accumulator of tokens `first_token..first_token + U`:
+    /// each 16 weights are widened once for the `U` tokens and each 16 activations loaded once
+    /// for the `R` rows.
     ///
     /// # Safety
     /// AVX-512F, FMA and F16C must be present; `first_row + R` rows lie in the block and
@@ -197,30 +222,30 @@ impl Panel<'_> {
         &self,
         first_row: usize,
         first_token: usize,
+        half: usize,
         acc_in_memory: &mut GroupAccumulators<T>,
     ) {
         let cols = self.cols;
         let w = self.block.as_ptr().cast::<u16>();
         let x = self.x.as_ptr();
         // The next panel of these rows is prefetched (into L2) while this one is taken, in every
-        // token pass; from the last panel, the first of the same rows of the next group (a
-        // thread's groups are consecutive rows). Host B (Zen 4), `f16_head/2560to128256_b8`, with
-        // row pairs × 4 tokens: `prefetcht1` 65.2 / 33.3 ms on 1 / 2 threads, `prefetcht0` 70.2 /
-        // 34.6, none 98.7 / 52.9; two panels ahead or half a panel ahead was slower with either
-        // hint. With 4 rows × 2 tokens: 59.9 / 30.6 ms, and 68.3 / 34.8 when only the first token
-        // pass prefetches.
+        // sweep; from the last panel, the first of the same rows of the next group (a thread's
+        // groups are consecutive rows). Host B, row pairs × 4 tokens: `prefetcht1` 65.2 ms on one
+        // thread, `prefetcht0` 70.2, none 98.7; prefetching in the first pass only was slower.
         let next_group = (ROWS_PER_CALL - 1) * cols;
-        let mut acc: [[Lanes; U]; R] = std::array::from_fn(|r| {
-            std::array::from_fn(|t| {
-                if self.start == 0 {
-                    // The group's first panel: the accumulators start at zero.
-                    [_mm512_setzero_ps(); 2]
-                } else {
+        let lane0 = 16 * half;
+        // The group's first panel starts the accumulators at zero, a later one where the
+        // previous panel left them.
+        let mut acc = [[_mm512_setzero_ps(); U]; R];
+        if self.start > 0 {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (t, lanes) in acc.iter_mut().enumerate() {
                     // SAFETY: the first panel wrote these rows' and tokens' lanes.
-                    unsafe { acc_in_memory[first_row + r][first_token + t].assume_init() }
+                    *lanes =
+                        unsafe { (*acc_in_memory[first_row + r][first_token + t].as_ptr())[half] };
                 }
-            })
-        });
+            }
+        }
         let mut j = self.start;
         while j < self.end {
             // SAFETY: j + 32 <= end <= cols for each row and each token's row of x; the prefetch
@@ -231,19 +256,16 @@ impl Panel<'_> {
                 } else {
                     PANEL_COLS + next_group
                 };
-                let mut weights = [[_mm512_setzero_ps(); 2]; R];
+                let mut weights = [_mm512_setzero_ps(); R];
                 for (r, lanes) in weights.iter_mut().enumerate() {
                     let at = w.add((first_row + r) * cols + j);
                     _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(ahead).cast());
-                    lanes[0] = _mm512_cvtph_ps(_mm256_loadu_si256(at.cast()));
-                    lanes[1] = _mm512_cvtph_ps(_mm256_loadu_si256(at.add(16).cast()));
+                    *lanes = _mm512_cvtph_ps(_mm256_loadu_si256(at.add(lane0).cast()));
                 }
                 for t in 0..U {
-                    let xt = x.add((first_token + t) * cols + j);
-                    let (x0, x1) = (_mm512_loadu_ps(xt), _mm512_loadu_ps(xt.add(16)));
+                    let xt = _mm512_loadu_ps(x.add((first_token + t) * cols + j + lane0));
                     for r in 0..R {
-                        acc[r][t][0] = _mm512_fmadd_ps(weights[r][0], x0, acc[r][t][0]);
-                        acc[r][t][1] = _mm512_fmadd_ps(weights[r][1], x1, acc[r][t][1]);
+                        acc[r][t] = _mm512_fmadd_ps(weights[r], xt, acc[r][t]);
                     }
                 }
             }
@@ -251,7 +273,13 @@ impl Panel<'_> {
         }
         for (r, acc) in acc.iter().enumerate() {
             for (t, &lanes) in acc.iter().enumerate() {
-                acc_in_memory[first_row + r][first_token + t].write(lanes);
+                let slot = &mut acc_in_memory[first_row + r][first_token + t];
+                if self.start == 0 && half == 0 {
+                    slot.write([lanes, _mm512_setzero_ps()]);
+                } else {
+                    // SAFETY: the first panel's half-0 sweep initialised the slot.
+                    unsafe { (*slot.as_mut_ptr())[half] = lanes };
+                }
             }
         }
     }
