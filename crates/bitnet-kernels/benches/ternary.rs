@@ -6,6 +6,8 @@
 //!   `trit5_*` entries: the same products over the trit5 layout (1.6 bits per weight; GB/s of
 //!   its own, 20% smaller, bytes), the rest the 2-bit layout.
 //! - `ternary_matmul_b8/*`: batched decode, 8 tokens (cache-warm); throughput in int8 MACs.
+//! - `bitlinear_qkv_b8_t2/*`: a layer's q, k, v BitLinears (trit5 with the 2-bit copy), 8 tokens,
+//!   each alone or run together over their one input.
 //! - `ternary_matmul_b128/*`: prefill, 128 tokens; throughput in elements = int8 MACs.
 //! - `f16_head/*`: the F16 tied head 128256 × 2560 (657 MB, always from DRAM);
 //!   `q8_0_head/*`: the same head quantized to Q8_0 (349 MB); its `_warm` entry: 4096 of its
@@ -18,8 +20,8 @@ use std::time::Duration;
 
 use bitnet_kernels::ternary::TernaryLayout;
 use bitnet_kernels::{
-    active_isa, matmul_f16, matvec_f16, quantize_activations, Q8Matrix, Scales, TernaryMatrix,
-    ThreadPool,
+    active_isa, matmul_f16, matvec_f16, quantize_activations, BitLinearScratch, Q8Matrix, Scales,
+    TernaryMatrix, ThreadPool,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
@@ -133,6 +135,49 @@ fn bench_ternary(c: &mut Criterion) {
             b.iter(|| m.matmul(&x, batch, &mut out, &pool).expect("matmul"))
         });
     }
+    group.finish();
+
+    // A layer's q, k and v BitLinears over one input, 8 tokens, trit5 with the 2-bit copy (as
+    // `serve --parallel` loads them): each alone, or together (input quantized once, one pool run).
+    let mut group = c.benchmark_group("bitlinear_qkv_b8_t2");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    let qkv = [2560, 640, 640].map(|rows| {
+        let mut m = matrix(rows, 2560, TernaryLayout::Trit5);
+        m.keep_two_bit_copy();
+        m
+    });
+    let batch = 8;
+    let x: Vec<f32> = (0..batch * 2560)
+        .map(|i| ((i * 37 % 1001) as f32 - 500.0) / 100.0)
+        .collect();
+    let mut outs = qkv.each_ref().map(|m| vec![0f32; batch * m.rows()]);
+    let mut scratch = BitLinearScratch::new();
+    group.throughput(Throughput::Elements((3840 * 2560 * batch) as u64));
+    group.bench_function("alone", |b| {
+        b.iter(|| {
+            for (m, out) in qkv.iter().zip(&mut outs) {
+                m.bitlinear(&x, batch, out, &mut scratch, &pool)
+                    .expect("bitlinear");
+            }
+        })
+    });
+    group.bench_function("together", |b| {
+        b.iter(|| {
+            let [q, k, v] = &mut outs;
+            TernaryMatrix::bitlinear_several(
+                &qkv.each_ref(),
+                &x,
+                batch,
+                &mut [q, k, v],
+                &mut scratch,
+                &pool,
+            )
+            .expect("bitlinears")
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("ternary_matmul_b128_t2");

@@ -3,7 +3,7 @@
 //! from the unpacked values; the block-scaled float product against an f64 evaluation,
 //! bit-identical across ISAs and thread counts; the layout choice and the trit5 packed size.
 
-use bitnet_kernels::ternary::{Scales, TernaryLayout, TernaryMatrix};
+use bitnet_kernels::ternary::{BitLinearScratch, Scales, TernaryLayout, TernaryMatrix};
 use bitnet_kernels::{active_isa, kernels_used, Isa, KernelError, ThreadPool};
 
 const LAYOUTS: [TernaryLayout; 2] = [TernaryLayout::TwoBit, TernaryLayout::Trit5];
@@ -294,6 +294,149 @@ fn extreme_activations_do_not_saturate() {
             }
         }
     }
+}
+
+/// Rows of each matrix, columns, batch, each matrix's values, float activations, 2-bit copy.
+type SeveralCase = (Vec<usize>, usize, usize, Vec<Vec<i8>>, Vec<f32>, bool);
+
+/// Up to 3 matrices over one input (q, k, v): rows not multiples of the tile, every layout,
+/// with and without the 2-bit copy, and float activations for the whole BitLinear.
+fn several_case() -> impl Strategy<Value = SeveralCase> {
+    (
+        prop::collection::vec(1usize..=11, 2..=3),
+        prop::sample::select(vec![128usize, 384, 640, 2560]),
+        1usize..=9,
+        any::<bool>(),
+    )
+        .prop_flat_map(|(rows, cols, batch, copy)| {
+            (
+                Just(rows.clone()),
+                Just(cols),
+                Just(batch),
+                rows.iter().map(|&r| ternary(r * cols)).collect::<Vec<_>>(),
+                prop::collection::vec(-8.0f32..8.0, batch * cols),
+                Just(copy),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The BitLinears of a layer's projections over one input, run together (input quantized
+    /// once, one pool run), give each matrix's own BitLinear bits on every ISA and thread count.
+    #[test]
+    fn bitlinears_run_together_equal_each_alone(
+        (rows, cols, batch, values, x, copy) in several_case()
+    ) {
+        for layout in LAYOUTS {
+            let matrices: Vec<TernaryMatrix> = rows
+                .iter()
+                .zip(&values)
+                .enumerate()
+                .map(|(i, (&r, v))| {
+                    let scale = Scales::PerTensor(0.5 + i as f32 / 3.0);
+                    let mut m = TernaryMatrix::from_values_with_layout(r, cols, v, scale, layout)
+                        .unwrap();
+                    if copy {
+                        m.keep_two_bit_copy();
+                    }
+                    m
+                })
+                .collect();
+            let refs: Vec<&TernaryMatrix> = matrices.iter().collect();
+            for pool in pools() {
+                for isa in Isa::supported_for_tests() {
+                    let mut scratch = BitLinearScratch::new();
+                    let mut alone: Vec<Vec<f32>> = Vec::new();
+                    for m in &matrices {
+                        let mut y = vec![f32::NAN; batch * m.rows()];
+                        m.bitlinear_with_isa(isa, &x, batch, &mut y, &mut scratch, &pool).unwrap();
+                        alone.push(y);
+                    }
+                    let mut together: Vec<Vec<f32>> =
+                        matrices.iter().map(|m| vec![f32::NAN; batch * m.rows()]).collect();
+                    let mut outs: Vec<&mut [f32]> =
+                        together.iter_mut().map(|y| &mut y[..]).collect();
+                    TernaryMatrix::bitlinear_several_with_isa(
+                        isa, &refs, &x, batch, &mut outs, &mut scratch, &pool,
+                    )
+                    .unwrap();
+                    for (a, t) in alone.iter().zip(&together) {
+                        let a: Vec<u32> = a.iter().map(|v| v.to_bits()).collect();
+                        let t: Vec<u32> = t.iter().map(|v| v.to_bits()).collect();
+                        prop_assert_eq!(a, t, "isa {} layout {:?} copy {}", isa, layout, copy);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bitlinears_run_together_refuse_what_they_cannot_share() {
+    let pool = ThreadPool::new(2);
+    let mut scratch = BitLinearScratch::new();
+    let m = |rows, cols| {
+        TernaryMatrix::from_values(rows, cols, &vec![1; rows * cols], Scales::PerTensor(1.0))
+            .unwrap()
+    };
+    let (a, b) = (m(4, 128), m(4, 256));
+    let x = vec![1.0f32; 128];
+    let (mut y0, mut y1, mut y2, mut y3) =
+        (vec![0f32; 4], vec![0f32; 4], vec![0f32; 4], vec![0f32; 4]);
+    // Different columns cannot take one input.
+    assert_eq!(
+        TernaryMatrix::bitlinear_several(
+            &[&a, &b],
+            &x,
+            1,
+            &mut [&mut y0, &mut y1],
+            &mut scratch,
+            &pool
+        )
+        .unwrap_err(),
+        KernelError::ActivationsNotShared
+    );
+    // More matrices than one run takes, or an output missing: typed errors, nothing written.
+    assert!(matches!(
+        TernaryMatrix::bitlinear_several(
+            &[&a, &a, &a, &a],
+            &x,
+            1,
+            &mut [&mut y0, &mut y1, &mut y2, &mut y3],
+            &mut scratch,
+            &pool
+        ),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        TernaryMatrix::bitlinear_several(&[&a, &a], &x, 1, &mut [&mut y0], &mut scratch, &pool),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    let blocked = TernaryMatrix::from_values(
+        4,
+        128,
+        &[0; 512],
+        Scales::PerBlock {
+            block_len: 32,
+            scales: vec![1.0; 16],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        TernaryMatrix::bitlinear_several(
+            &[&a, &blocked],
+            &x,
+            1,
+            &mut [&mut y0, &mut y1],
+            &mut scratch,
+            &pool
+        )
+        .unwrap_err(),
+        KernelError::NeedsPerTensorScales
+    );
+    assert_eq!(y0, vec![0f32; 4], "an error leaves the outputs untouched");
 }
 
 #[test]

@@ -11,6 +11,7 @@
 
 use bitnet_gguf::{GgmlType, GgufFile};
 use bitnet_gpu::{GpuContext, GpuF16Matrix, GpuTernaryMatrix};
+use bitnet_kernels::ternary::MAX_MATRICES_PER_RUN;
 use bitnet_kernels::{BitLinearScratch, CodeMatrix, Scales, TernaryMatrix, ThreadPool};
 use bitnet_quant::TernaryScales;
 use std::sync::Arc;
@@ -267,9 +268,11 @@ impl Linear {
     }
 
     /// `outs[i] = x · W_iᵀ` for several layers with the one input `x` (a layer's q, k and v, or
-    /// gate and up): block-quantized weights that share their quantized activations go together
-    /// through [`CodeMatrix::matmul_several`] (the input quantized once, one pool run over all
-    /// their panels); every other layer through its own [`Linear::forward`]. Same bits either way.
+    /// gate and up): BitLinears with per-tensor scales go together through
+    /// [`TernaryMatrix::bitlinear_several`], block-quantized weights that share their quantized
+    /// activations through [`CodeMatrix::matmul_several`] (either way the input quantized once,
+    /// one pool run over all the matrices); every other layer through its own
+    /// [`Linear::forward`]. Same bits either way.
     pub fn forward_several(
         linears: &[&Linear],
         x: &[f32],
@@ -278,6 +281,19 @@ impl Linear {
         pool: &ThreadPool,
     ) -> Result<(), ModelError> {
         assert_eq!(linears.len(), outs.len(), "one output per layer");
+        if let Some(ternary) = Linear::ternary_sharing_input(linears) {
+            BITLINEAR_SCRATCH
+                .with_borrow_mut(|scratch| {
+                    TernaryMatrix::bitlinear_several(&ternary, x, batch, outs, scratch, pool)
+                })
+                .map_err(|e| ModelError::Kernel(e.to_string()))?;
+            for (linear, out) in linears.iter().zip(outs.iter_mut()) {
+                if let Linear::Ternary { scale: Some(s), .. } = linear {
+                    out.iter_mut().for_each(|v| *v *= s);
+                }
+            }
+            return Ok(());
+        }
         let codes: Vec<Option<&CodeMatrix>> = linears
             .iter()
             .map(|l| match l {
@@ -312,6 +328,26 @@ impl Linear {
             together.iter().for_each(|&j| done[j] = true);
         }
         Ok(())
+    }
+
+    /// The matrices of `linears` when every one is a CPU BitLinear with a per-tensor scale and
+    /// there are 2 to [`MAX_MATRICES_PER_RUN`] of them: then [`TernaryMatrix::bitlinear_several`]
+    /// quantizes their shared input once and runs them in one pool run.
+    fn ternary_sharing_input<'a>(linears: &[&'a Linear]) -> Option<Vec<&'a TernaryMatrix>> {
+        if !(2..=MAX_MATRICES_PER_RUN).contains(&linears.len()) {
+            return None;
+        }
+        linears
+            .iter()
+            .map(|linear| match linear {
+                Linear::Ternary { matrix, .. }
+                    if matches!(matrix.scales(), Scales::PerTensor(_)) =>
+                {
+                    Some(matrix)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// `out = x · Wᵀ` for `batch` rows of `x` (`cols` wide); `out` is `batch × rows`.

@@ -10,7 +10,7 @@ use crate::quantize::quantize_activations_with_isa;
 
 use std::sync::atomic::Ordering;
 
-use super::{Scales, TernaryMatrix, ROW_TILE};
+use super::{Scales, TernaryMatrix, MAX_MATRICES_PER_RUN, ROW_TILE};
 
 /// Reusable buffers for [`TernaryMatrix::bitlinear`], so decode allocates nothing per token.
 #[derive(Debug, Default, Clone)]
@@ -61,51 +61,161 @@ impl TernaryMatrix {
                 actual: x.len(),
             });
         }
+        if let Scales::PerTensor(_) = self.scales() {
+            return TernaryMatrix::bitlinear_several_with_isa(
+                isa,
+                &[self],
+                x,
+                batch,
+                &mut [out],
+                scratch,
+                pool,
+            );
+        }
         let BitLinearScratch {
             codes,
             activation_scales,
             scaled,
         } = scratch;
-        let codes = codes.resize(x.len());
-        activation_scales.resize(batch, 0.0);
-        for ((x, q), a) in x
-            .chunks_exact(cols)
-            .zip(codes.chunks_exact_mut(cols))
-            .zip(activation_scales.iter_mut())
-        {
-            *a = quantize_activations_with_isa(isa, x, q)?;
-        }
+        let codes = quantize_tokens(isa, x, cols, codes, activation_scales)?;
         let rows = self.rows();
-        match self.scales() {
-            Scales::PerTensor(weight_scale) => {
-                // Rescaled by whichever pool thread computed each product, as it is stored.
-                let weight_scale = *weight_scale;
-                self.check_operands(isa, codes, batch, out.len())?;
-                let activation_scales = &activation_scales[..];
-                let out = atomic_f32_view(out);
-                self.integer_products(isa, codes, batch, pool, |b, index, d, valid| {
-                    let y = rescale_tile(d, activation_scales[b], weight_scale);
-                    for (slot, y) in out[index..index + valid].iter().zip(y) {
-                        slot.store(y.to_bits(), Ordering::Relaxed)
-                    }
-                });
-            }
-            Scales::PerBlock { .. } => {
-                scaled.resize(out.len(), 0.0);
-                self.matmul_scaled_with_isa(isa, codes, batch, scaled, pool)?;
-                for ((out, scaled), &a) in out
-                    .chunks_exact_mut(rows)
-                    .zip(scaled.chunks_exact(rows))
-                    .zip(activation_scales.iter())
-                {
-                    for (o, &s) in out.iter_mut().zip(scaled) {
-                        *o = s / a;
-                    }
-                }
+        scaled.resize(out.len(), 0.0);
+        self.matmul_scaled_with_isa(isa, codes, batch, scaled, pool)?;
+        for ((out, scaled), &a) in out
+            .chunks_exact_mut(rows)
+            .zip(scaled.chunks_exact(rows))
+            .zip(activation_scales.iter())
+        {
+            for (o, &s) in out.iter_mut().zip(scaled) {
+                *o = s / a;
             }
         }
         Ok(())
     }
+
+    /// The BitLinears of up to [`MAX_MATRICES_PER_RUN`] matrices with per-tensor scales over the
+    /// same input (a layer's q, k and v; gate and up): `x` quantized once, then every matrix's
+    /// products in one pool run; `outs[m]` gets exactly what [`TernaryMatrix::bitlinear`] of
+    /// `matrices[m]` gives.
+    pub fn bitlinear_several(
+        matrices: &[&TernaryMatrix],
+        x: &[f32],
+        batch: usize,
+        outs: &mut [&mut [f32]],
+        scratch: &mut BitLinearScratch,
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        Self::bitlinear_several_with_isa(
+            crate::active_isa(),
+            matrices,
+            x,
+            batch,
+            outs,
+            scratch,
+            pool,
+        )
+    }
+
+    /// [`TernaryMatrix::bitlinear_several`] on a chosen instruction set.
+    pub fn bitlinear_several_with_isa(
+        isa: Isa,
+        matrices: &[&TernaryMatrix],
+        x: &[f32],
+        batch: usize,
+        outs: &mut [&mut [f32]],
+        scratch: &mut BitLinearScratch,
+        pool: &ThreadPool,
+    ) -> Result<(), KernelError> {
+        let count = |what, expected, actual| KernelError::LengthMismatch {
+            what,
+            expected,
+            actual,
+        };
+        if matrices.is_empty() || matrices.len() > MAX_MATRICES_PER_RUN {
+            return Err(count(
+                "matrices in one run",
+                MAX_MATRICES_PER_RUN,
+                matrices.len(),
+            ));
+        }
+        if outs.len() != matrices.len() {
+            return Err(count(
+                "outputs (one per matrix)",
+                matrices.len(),
+                outs.len(),
+            ));
+        }
+        let cols = matrices[0].cols();
+        if x.len() != batch * cols {
+            return Err(count("activations (batch × cols)", batch * cols, x.len()));
+        }
+        let mut weight_scales = [0f32; MAX_MATRICES_PER_RUN];
+        for ((m, out), scale) in matrices.iter().zip(outs.iter()).zip(&mut weight_scales) {
+            if m.cols() != cols {
+                return Err(KernelError::ActivationsNotShared);
+            }
+            let Scales::PerTensor(s) = m.scales() else {
+                return Err(KernelError::NeedsPerTensorScales);
+            };
+            *scale = *s;
+            // Checked again with the codes below; the output length first, before quantizing.
+            if out.len() != batch * m.rows() {
+                return Err(count("output (batch × rows)", batch * m.rows(), out.len()));
+            }
+        }
+        let BitLinearScratch {
+            codes,
+            activation_scales,
+            ..
+        } = scratch;
+        let codes = quantize_tokens(isa, x, cols, codes, activation_scales)?;
+        for (m, out) in matrices.iter().zip(outs.iter()) {
+            m.check_operands(isa, codes, batch, out.len())?;
+        }
+        let activation_scales = &activation_scales[..];
+        let mut views: [&[std::sync::atomic::AtomicU32]; MAX_MATRICES_PER_RUN] =
+            [&[]; MAX_MATRICES_PER_RUN];
+        for (view, out) in views.iter_mut().zip(outs.iter_mut()) {
+            *view = atomic_f32_view(out);
+        }
+        // Rescaled by whichever pool thread computed each product, as it is stored.
+        TernaryMatrix::integer_products_several(
+            matrices,
+            isa,
+            codes,
+            batch,
+            pool,
+            |m, b, index, d, valid| {
+                let y = rescale_tile(d, activation_scales[b], weight_scales[m]);
+                for (slot, y) in views[m][index..index + valid].iter().zip(y) {
+                    slot.store(y.to_bits(), Ordering::Relaxed)
+                }
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Quantizes each token's row of `x` (`cols` wide) into `codes` with its scale in
+/// `activation_scales` (both resized to the batch); returns the codes.
+fn quantize_tokens<'a>(
+    isa: Isa,
+    x: &[f32],
+    cols: usize,
+    codes: &'a mut CacheAligned<i8>,
+    activation_scales: &mut Vec<f32>,
+) -> Result<&'a [i8], KernelError> {
+    let batch = x.len() / cols;
+    let codes = codes.resize(x.len());
+    activation_scales.resize(batch, 0.0);
+    for ((x, q), a) in x
+        .chunks_exact(cols)
+        .zip(codes.chunks_exact_mut(cols))
+        .zip(activation_scales.iter_mut())
+    {
+        *a = quantize_activations_with_isa(isa, x, q)?;
+    }
+    Ok(codes)
 }
 
 /// `((D as f32) / a) · s_W` for the 4 rows of a tile. On x86-64 one SSE2 conversion, division and

@@ -49,7 +49,9 @@
 //! With codes, `D = Σ t·q = Σ c·q − Σ q`: the unsigned×signed byte dot (`vpdpbusd`, `pmaddubsw`)
 //! over codes, minus the activation sum. [`TernaryMatrix::matmul`] returns the exact integer `D` for
 //! every (token, row); [`TernaryMatrix::matmul_scaled`] returns `Σ_blocks D_block · s_block` in f32.
-//! [`TernaryMatrix::bitlinear`] does the whole BitLinear (quantize, product, rescale).
+//! [`TernaryMatrix::bitlinear`] does the whole BitLinear (quantize, product, rescale);
+//! [`TernaryMatrix::bitlinear_several`] several over one input (q, k, v) in one pool run, the
+//! input quantized once (`bitlinear_qkv_b8_t2` on host B: 233 µs alone, 205 µs together).
 //! Rows are split over the pool's threads; for batches, a row tile stays in L1 while it is applied
 //! to several tokens at once (the weights are unpacked once per token group, not once per token).
 
@@ -88,6 +90,10 @@ const DIRECT_TRIT5_TOKENS: usize = 15;
 /// Bytes at the start of each thread's share of a matrix requested at once (see
 /// `integer_products`).
 const CHUNK_PREFETCH_BYTES: usize = 8192;
+
+/// Most matrices one pool run takes together (a layer's q, k and v).
+pub const MAX_MATRICES_PER_RUN: usize = 3;
+
 /// Lanes of the block-scaled summation order ([`crate::order`]): the term of quad `k` (columns
 /// `4k..4k+4`, an exact integer dot times its group's scale) is fused into lane `k mod 16`, quads
 /// in order, the lanes fold by the halving tree (`cols / 4` is a multiple of 16: no tail). One
@@ -492,15 +498,82 @@ impl TernaryMatrix {
         pool: &ThreadPool,
         sink: impl Fn(usize, usize, [i32; ROW_TILE], usize) + Sync,
     ) {
-        if let (2.., Some(copy)) = (batch, &self.two_bit_copy) {
-            return copy.integer_products(isa, x_q, batch, pool, sink);
+        TernaryMatrix::integer_products_several(&[self], isa, x_q, batch, pool, |_, b, i, d, v| {
+            sink(b, i, d, v)
+        });
+    }
+
+    /// [`TernaryMatrix::integer_products`] of several matrices with the same columns over the same
+    /// activations (a layer's q, k and v): one pool run over all their row tiles, the activation
+    /// sums taken once; `sink` also gets the matrix's index in `matrices`.
+    fn integer_products_several(
+        matrices: &[&TernaryMatrix],
+        isa: Isa,
+        x_q: &[i8],
+        batch: usize,
+        pool: &ThreadPool,
+        sink: impl Fn(usize, usize, usize, [i32; ROW_TILE], usize) + Sync,
+    ) {
+        assert!(
+            matrices.len() <= MAX_MATRICES_PER_RUN,
+            "checked by the callers"
+        );
+        // A product of 2 or more tokens reads a matrix's 2-bit copy where it has one.
+        let matrices = matrices.iter().map(|m| match (batch, &m.two_bit_copy) {
+            (2.., Some(copy)) => &**copy,
+            _ => *m,
+        });
+        let mut plans = [None; MAX_MATRICES_PER_RUN];
+        let mut total_tiles = 0;
+        for (slot, m) in plans.iter_mut().zip(matrices) {
+            *slot = Some((m, m.products_kernel(isa, batch), total_tiles));
+            total_tiles += m.row_tiles();
         }
+        let Some(cols) = plans[0].map(|(m, ..)| m.cols) else {
+            return;
+        };
+        let chunks = pool.chunk_count(total_tiles);
+        // Each token's activation sum, once per call (not once per chunk or matrix).
+        let mut token_sums = ACTIVATION_SUMS.with(|cell| cell.take());
+        token_sums.clear();
+        token_sums.extend(
+            x_q.chunks_exact(cols)
+                .take(batch)
+                .map(|x| x.iter().map(|&q| i32::from(q)).sum::<i32>()),
+        );
+        let token_sums_ref = &token_sums;
+        pool.run(chunks, &|chunk| {
+            let mine = split_range(total_tiles, chunks, chunk);
+            for (index, &(m, direct, first_tile)) in plans.iter().flatten().enumerate() {
+                let start = mine.start.max(first_tile) - first_tile;
+                let end = mine
+                    .end
+                    .min(first_tile + m.row_tiles())
+                    .saturating_sub(first_tile);
+                if start < end {
+                    m.tile_range_products(
+                        isa,
+                        direct,
+                        x_q,
+                        batch,
+                        token_sums_ref,
+                        start..end,
+                        &|b, i, d, v| sink(index, b, i, d, v),
+                    );
+                }
+            }
+        });
+        ACTIVATION_SUMS.with(|cell| cell.set(token_sums));
+    }
+
+    /// Records the product kernel this matrix runs for `batch` tokens on `isa`, and returns
+    /// whether it reads trit5 bytes directly (VBMI).
+    fn products_kernel(&self, isa: Isa, batch: usize) -> bool {
         let trit5 = self.layout == TernaryLayout::Trit5;
         // Decode and batched decode (up to DIRECT_TRIT5_TOKENS tokens) read trit5 bytes directly
         // on VBMI; every other trit5 product (prefill, other ISAs) unpacks each tile to the 2-bit
         // layout once per TOKEN_BLOCK tokens (with VBMI when the AVX-512 tier is asked for).
-        let vbmi = trit5 && isa == Isa::Avx512 && vbmi_present();
-        let direct = vbmi && batch <= DIRECT_TRIT5_TOKENS;
+        let direct = trit5 && isa == Isa::Avx512 && vbmi_present() && batch <= DIRECT_TRIT5_TOKENS;
         record(match (isa, batch) {
             (Isa::Avx512, 1) if direct => KernelId::TernaryAvx512VbmiMatvec,
             (Isa::Avx512, _) if direct => KernelId::TernaryAvx512VbmiMatmul,
@@ -513,92 +586,95 @@ impl TernaryMatrix {
             (Isa::Neon, 1) => KernelId::TernaryNeonMatvec,
             (Isa::Neon, _) => KernelId::TernaryNeonMatmul,
         });
+        direct
+    }
+
+    /// The products of row tiles `my_tiles` (one pool chunk's share), handed to `sink` as in
+    /// [`TernaryMatrix::integer_products`]; `direct` as [`TernaryMatrix::products_kernel`] said.
+    #[allow(clippy::too_many_arguments)]
+    fn tile_range_products<S: Fn(usize, usize, [i32; ROW_TILE], usize) + Sync>(
+        &self,
+        isa: Isa,
+        direct: bool,
+        x_q: &[i8],
+        batch: usize,
+        token_sums: &[i32],
+        my_tiles: std::ops::Range<usize>,
+        sink: &S,
+    ) {
         let (rows, cols) = (self.rows, self.cols);
-        let tiles = self.row_tiles();
-        let chunks = pool.chunk_count(tiles);
-        // Each token's activation sum, once per call (not once per chunk).
-        let mut token_sums = ACTIVATION_SUMS.with(|cell| cell.take());
-        token_sums.clear();
-        token_sums.extend(
-            x_q.chunks_exact(cols)
-                .take(batch)
-                .map(|x| x.iter().map(|&q| i32::from(q)).sum::<i32>()),
-        );
-        let token_sums_ref = &token_sums;
-        pool.run(chunks, &|chunk| {
-            let my_tiles = split_range(tiles, chunks, chunk);
-            // Start this chunk's weight stream at once: the kernels prefetch ahead of the bytes
-            // they read, so without this the first lines of every chunk arrive one miss at a time.
-            if let Some(first) = my_tiles.clone().next() {
-                let start = first * self.tile_bytes();
-                let end = (my_tiles.end * self.tile_bytes()).min(start + CHUNK_PREFETCH_BYTES);
-                crate::memory::prefetch_lines(&self.packed_bytes()[start..end]);
+        let trit5 = self.layout == TernaryLayout::Trit5;
+        let vbmi = trit5 && isa == Isa::Avx512 && vbmi_present();
+        // Start this share's weight stream at once: the kernels prefetch ahead of the bytes they
+        // read, so without this the first lines of every share arrive one miss at a time.
+        if let Some(first) = my_tiles.clone().next() {
+            let start = first * self.tile_bytes();
+            let end = (my_tiles.end * self.tile_bytes()).min(start + CHUNK_PREFETCH_BYTES);
+            crate::memory::prefetch_lines(&self.packed_bytes()[start..end]);
+        }
+        UNPACKED_TILE.with(|cell| {
+            let mut unpacked = cell.borrow_mut();
+            if trit5 && !direct && unpacked.len() < cols / 64 {
+                unpacked.resize(cols / 64, Line([0; 64]));
             }
-            UNPACKED_TILE.with(|cell| {
-                let mut unpacked = cell.borrow_mut();
-                if trit5 && !direct && unpacked.len() < cols / 64 {
-                    unpacked.resize(cols / 64, Line([0; 64]));
-                }
-                let mut block_dots = [[0i32; ROW_TILE]; TOKEN_BLOCK];
-                for block_start in (0..batch).step_by(TOKEN_BLOCK) {
-                    let block_end = batch.min(block_start + TOKEN_BLOCK);
-                    let sums = &token_sums_ref[block_start..block_end];
-                    if direct && block_end - block_start == 1 {
-                        // One token: the share's tiles in runs through one kernel call each.
-                        let x = &x_q[block_start * cols..(block_start + 1) * cols];
-                        let tile_len = self.tile_bytes();
-                        for run in my_tiles.clone().step_by(RUN_TILES) {
-                            let run_end = my_tiles.end.min(run + RUN_TILES);
-                            let mut dots = [0i32; RUN_TILES * ROW_TILE];
-                            let dots = &mut dots[..(run_end - run) * ROW_TILE];
-                            let weights = &self.packed_bytes()[run * tile_len..run_end * tile_len];
-                            trit5_run_code_dots_vbmi(weights, x, cols, dots);
-                            for (i, dots) in dots.chunks_exact(ROW_TILE).enumerate() {
-                                let row = (run + i) * ROW_TILE;
-                                let d = std::array::from_fn(|r| dots[r] - sums[0]);
-                                let valid = ROW_TILE.min(rows - row);
-                                sink(block_start, block_start * rows + row, d, valid);
-                            }
+            let mut block_dots = [[0i32; ROW_TILE]; TOKEN_BLOCK];
+            for block_start in (0..batch).step_by(TOKEN_BLOCK) {
+                let block_end = batch.min(block_start + TOKEN_BLOCK);
+                let sums = &token_sums[block_start..block_end];
+                if direct && block_end - block_start == 1 {
+                    // One token: the share's tiles in runs through one kernel call each.
+                    let x = &x_q[block_start * cols..(block_start + 1) * cols];
+                    let tile_len = self.tile_bytes();
+                    for run in my_tiles.clone().step_by(RUN_TILES) {
+                        let run_end = my_tiles.end.min(run + RUN_TILES);
+                        let mut dots = [0i32; RUN_TILES * ROW_TILE];
+                        let dots = &mut dots[..(run_end - run) * ROW_TILE];
+                        let weights = &self.packed_bytes()[run * tile_len..run_end * tile_len];
+                        trit5_run_code_dots_vbmi(weights, x, cols, dots);
+                        for (i, dots) in dots.chunks_exact(ROW_TILE).enumerate() {
+                            let row = (run + i) * ROW_TILE;
+                            let d = std::array::from_fn(|r| dots[r] - sums[0]);
+                            let valid = ROW_TILE.min(rows - row);
+                            sink(block_start, block_start * rows + row, d, valid);
                         }
-                        continue;
                     }
-                    for tile in my_tiles.clone() {
-                        // `dots[t]`: token `block_start + t`'s code dots of the tile's 4 rows.
-                        let dots = &mut block_dots[..block_end - block_start];
-                        if direct {
-                            let mut t = 0;
-                            while t < dots.len() {
-                                let x = &x_q[(block_start + t) * cols..];
-                                let (tile_dots, n) =
-                                    trit5_code_dots_vbmi(self.tile(tile), x, cols, dots.len() - t);
-                                for (i, out) in dots[t..t + n].iter_mut().enumerate() {
-                                    *out = std::array::from_fn(|r| tile_dots[r][i]);
-                                }
-                                t += n;
+                    continue;
+                }
+                for tile in my_tiles.clone() {
+                    // `dots[t]`: token `block_start + t`'s code dots of the tile's 4 rows.
+                    let dots = &mut block_dots[..block_end - block_start];
+                    if direct {
+                        let mut t = 0;
+                        while t < dots.len() {
+                            let x = &x_q[(block_start + t) * cols..];
+                            let (tile_dots, n) =
+                                trit5_code_dots_vbmi(self.tile(tile), x, cols, dots.len() - t);
+                            for (i, out) in dots[t..t + n].iter_mut().enumerate() {
+                                *out = std::array::from_fn(|r| tile_dots[r][i]);
                             }
+                            t += n;
+                        }
+                    } else {
+                        let weights = if trit5 {
+                            let out = &mut lines_as_bytes_mut(&mut unpacked)[..cols];
+                            unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
+                            &*out
                         } else {
-                            let weights = if trit5 {
-                                let out = &mut lines_as_bytes_mut(&mut unpacked)[..cols];
-                                unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
-                                &*out
-                            } else {
-                                self.tile(tile)
-                            };
-                            let x = &x_q[block_start * cols..];
-                            tile_block_code_dots(isa, weights, x, cols, dots);
-                        }
-                        let row = tile * ROW_TILE;
-                        let valid = ROW_TILE.min(rows - row);
-                        for (t, dots) in dots.iter().enumerate() {
-                            let b = block_start + t;
-                            let d = dots.map(|d| d - sums[t]);
-                            sink(b, b * rows + row, d, valid);
-                        }
+                            self.tile(tile)
+                        };
+                        let x = &x_q[block_start * cols..];
+                        tile_block_code_dots(isa, weights, x, cols, dots);
+                    }
+                    let row = tile * ROW_TILE;
+                    let valid = ROW_TILE.min(rows - row);
+                    for (t, dots) in dots.iter().enumerate() {
+                        let b = block_start + t;
+                        let d = dots.map(|d| d - sums[t]);
+                        sink(b, b * rows + row, d, valid);
                     }
                 }
-            });
+            }
         });
-        ACTIVATION_SUMS.with(|cell| cell.set(token_sums));
     }
 
     /// Scaled products in f32: `out[b·rows + r] = Σ_blocks D_block · s_block` (per-block scales)
