@@ -140,6 +140,27 @@ impl ThreadPool {
         });
     }
 
+    /// Runs `job(i, chunk)` for every `chunk_len`-long chunk `i` of `data` (the last may be
+    /// shorter), each exactly once, spread over the pool's threads as [`ThreadPool::run`] does.
+    pub fn run_chunks_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk_len: usize,
+        job: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let chunk_len = chunk_len.max(1);
+        let (len, start) = (data.len(), SharedMutPtr(data.as_mut_ptr()));
+        self.run(len.div_ceil(chunk_len), &|i| {
+            let first = i * chunk_len;
+            let end = len.min(first + chunk_len);
+            // SAFETY: `run` hands out each index once, so the chunks `first..end` of different
+            // calls are disjoint parts of `data`, which stays exclusively borrowed until `run`
+            // has returned (after every call has finished).
+            let chunk = unsafe { std::slice::from_raw_parts_mut(start.at(first), end - first) };
+            job(i, chunk)
+        });
+    }
+
     /// Runs `job(i)` exactly once for every `i` in `0..chunks`, spread over the pool's threads, and
     /// returns when all have finished. A panic in any chunk is re-raised here after the others
     /// have finished.
@@ -335,6 +356,21 @@ pub fn physical_cores() -> usize {
         }
     }
     cores.len().clamp(1, logical)
+}
+
+/// A slice's start shared with the pool's threads, each of which takes its own chunk of it
+/// ([`ThreadPool::run_chunks_mut`]).
+struct SharedMutPtr<T>(*mut T);
+
+// SAFETY: the pointer is only turned into disjoint chunks, one per thread at a time, of a slice
+// whose elements may be sent between threads (`T: Send`).
+unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
+
+impl<T> SharedMutPtr<T> {
+    /// The element pointer `offset` elements from the start (no dereference here).
+    fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
 }
 
 /// The `part`-th of `parts` near-equal contiguous pieces of `0..total` (earlier parts get the

@@ -82,7 +82,7 @@ fn scale_from_max_abs(max_abs: f32) -> f32 {
     (127.0f64 / f64::from(max_abs).max(1e-5)) as f32
 }
 
-fn quantize_row(isa: Isa, x: &[f32], q: &mut [i8]) -> f32 {
+pub(crate) fn quantize_row(isa: Isa, x: &[f32], q: &mut [i8]) -> f32 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {

@@ -1,5 +1,5 @@
-//! The thread pool: every chunk runs exactly once per call, nested and repeated calls work, and a
-//! panic in a job reaches the caller.
+//! The thread pool: every chunk runs exactly once per call (mutable chunks of a slice too),
+//! nested and repeated calls work, and a panic in a job reaches the caller.
 
 use bitnet_kernels::ThreadPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +23,36 @@ fn each_chunk_runs_once_per_call() {
                     "threads {threads} chunks {chunks}"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn mutable_chunks_are_each_handed_out_once() {
+    for threads in 1..=3 {
+        let pool = ThreadPool::new(threads);
+        for (len, chunk_len) in [(0usize, 4usize), (1, 4), (8, 4), (10, 4), (2560 * 8, 2560)] {
+            // Element k holds k while the chunks are checked, so a chunk cut at the wrong place
+            // shows; each chunk's visits are counted.
+            let mut data: Vec<usize> = (0..len).collect();
+            let chunks = len.div_ceil(chunk_len);
+            let visits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+            for _ in 0..50 {
+                pool.run_chunks_mut(&mut data, chunk_len, &|i, chunk| {
+                    visits[i].fetch_add(1, Ordering::Relaxed);
+                    let want: Vec<usize> = (i * chunk_len..len.min((i + 1) * chunk_len)).collect();
+                    assert_eq!(chunk, &want[..], "chunk {i}");
+                });
+            }
+            assert!(visits.iter().all(|v| v.load(Ordering::Relaxed) == 50));
+            // The chunks are writable, each by the thread that holds it.
+            pool.run_chunks_mut(&mut data, chunk_len, &|_, chunk| {
+                chunk.iter_mut().for_each(|v| *v *= 2)
+            });
+            assert!(
+                data.iter().enumerate().all(|(k, &v)| v == 2 * k),
+                "threads {threads} len {len}"
+            );
         }
     }
 }

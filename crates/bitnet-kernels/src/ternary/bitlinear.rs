@@ -5,8 +5,8 @@
 use crate::error::KernelError;
 use crate::isa::Isa;
 use crate::memory::CacheAligned;
-use crate::pool::{atomic_f32_view, ThreadPool};
-use crate::quantize::quantize_activations_with_isa;
+use crate::pool::{atomic_f32_view, store_f32_run, ThreadPool};
+use crate::quantize::quantize_row;
 
 use std::sync::atomic::Ordering;
 
@@ -77,7 +77,7 @@ impl TernaryMatrix {
             activation_scales,
             scaled,
         } = scratch;
-        let codes = quantize_tokens(isa, x, cols, codes, activation_scales)?;
+        let codes = quantize_tokens(isa, x, cols, codes, activation_scales, pool)?;
         let rows = self.rows();
         scaled.resize(out.len(), 0.0);
         self.matmul_scaled_with_isa(isa, codes, batch, scaled, pool)?;
@@ -168,7 +168,7 @@ impl TernaryMatrix {
             activation_scales,
             ..
         } = scratch;
-        let codes = quantize_tokens(isa, x, cols, codes, activation_scales)?;
+        let codes = quantize_tokens(isa, x, cols, codes, activation_scales, pool)?;
         for (m, out) in matrices.iter().zip(outs.iter()) {
             m.check_operands(isa, codes, batch, out.len())?;
         }
@@ -187,8 +187,14 @@ impl TernaryMatrix {
             pool,
             |m, b, index, d, valid| {
                 let y = rescale_tile(d, activation_scales[b], weight_scales[m]);
-                for (slot, y) in views[m][index..index + valid].iter().zip(y) {
-                    slot.store(y.to_bits(), Ordering::Relaxed)
+                if valid == ROW_TILE {
+                    // SAFETY: each output element belongs to one tile, computed by one chunk;
+                    // `run`'s return orders these stores before the caller's reads.
+                    unsafe { store_f32_run(views[m], index, &y) };
+                } else {
+                    for (slot, y) in views[m][index..index + valid].iter().zip(y) {
+                        slot.store(y.to_bits(), Ordering::Relaxed)
+                    }
                 }
             },
         );
@@ -197,24 +203,27 @@ impl TernaryMatrix {
 }
 
 /// Quantizes each token's row of `x` (`cols` wide) into `codes` with its scale in
-/// `activation_scales` (both resized to the batch); returns the codes.
+/// `activation_scales` (both resized to the batch); returns the codes. Several tokens are
+/// quantized on the pool's threads, a token each at a time.
 fn quantize_tokens<'a>(
     isa: Isa,
     x: &[f32],
     cols: usize,
     codes: &'a mut CacheAligned<i8>,
     activation_scales: &mut Vec<f32>,
+    pool: &ThreadPool,
 ) -> Result<&'a [i8], KernelError> {
+    if !isa.is_supported() {
+        return Err(KernelError::IsaUnsupported { isa });
+    }
     let batch = x.len() / cols;
     let codes = codes.resize(x.len());
     activation_scales.resize(batch, 0.0);
-    for ((x, q), a) in x
-        .chunks_exact(cols)
-        .zip(codes.chunks_exact_mut(cols))
-        .zip(activation_scales.iter_mut())
-    {
-        *a = quantize_activations_with_isa(isa, x, q)?;
-    }
+    let scales = atomic_f32_view(activation_scales);
+    pool.run_chunks_mut(codes, cols, &|b, q| {
+        let a = quantize_row(isa, &x[b * cols..(b + 1) * cols], q);
+        scales[b].store(a.to_bits(), Ordering::Relaxed);
+    });
     Ok(codes)
 }
 
