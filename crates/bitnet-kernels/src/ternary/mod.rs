@@ -532,6 +532,11 @@ impl TernaryMatrix {
         let Some(cols) = plans[0].map(|(m, ..)| m.cols) else {
             return;
         };
+        // The activation sums below are per token of `cols` codes, one for every matrix.
+        assert!(
+            plans.iter().flatten().all(|(m, ..)| m.cols == cols),
+            "checked by the callers"
+        );
         let chunks = pool.chunk_count(total_tiles);
         // Each token's activation sum, once per call (not once per chunk or matrix).
         let mut token_sums = ACTIVATION_SUMS.with(|cell| cell.take());
