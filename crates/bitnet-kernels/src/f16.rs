@@ -221,10 +221,14 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// How far ahead (in halves) the row is prefetched where it is (see [`prefetch_ahead`]):
-    /// 1 KiB. The 2B-4T head alone (`benches/ternary.rs` `f16_head`, one thread, host C): 1 KiB
-    /// 13.4–13.9 GB/s, 2 KiB (the earlier value) 11.7–11.8, 4 KiB 10.7; in the model's decode
-    /// +4–6%.
-    const PREFETCH_HALVES: usize = 512;
+    /// 2 KiB, between what the two Intel hosts measured best. The 2B-4T head alone
+    /// (`benches/ternary.rs` `f16_head/2560to128256`, one thread):
+    /// - host C (Sapphire Rapids-class): 1 KiB 13.4–13.9 GB/s, 2 KiB 11.7–11.8, 4 KiB 10.7; in the
+    ///   model's decode 1 KiB +4–6% against 2 KiB.
+    /// - host D (Emerald Rapids-class): none 10.0–10.2 GiB/s, 1 KiB 11.8–12.0, 2 KiB 13.2–13.3,
+    ///   4 KiB 13.2–13.4, 6 KiB 13.5–13.8; 2B-4T tg64 (trit5 4 KiB ahead, 4 interleaved rounds):
+    ///   1 KiB 17.2–19.8 t/s, 2 KiB 18.4–22.1, 4 KiB 18.1–21.8, none 16.5–19.2.
+    const PREFETCH_HALVES: usize = 1024;
 
     /// Whether the row dots prefetch their row ahead in software (`prefetcht0`), decided once
     /// per process by the CPU's vendor, as measured (docs/PERFORMANCE.md):
@@ -232,7 +236,7 @@ mod x86 {
     ///   wall; a `prefetcht0` per line, at any distance from 1 to 8 KiB, halved the head's rate
     ///   on one thread (`f16_head`: 11 GiB/s with, 22–23 without; 2 threads 19–21 vs 25) and
     ///   2B-4T decode with the F16 head ran 20–23 t/s with it, 26–29 without.
-    /// - others (host C, Intel): yes, 1 KiB ahead (the figures above).
+    /// - others (hosts C and D, Intel): yes, [`PREFETCH_HALVES`] ahead (the figures above).
     fn prefetch_ahead() -> bool {
         static PREFETCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *PREFETCH.get_or_init(|| !crate::isa::cpu_is_amd())

@@ -12,22 +12,21 @@ use super::super::trit5::{tile_bytes, CHUNK_BYTES, CHUNK_COLS, DIGITS, STREAMS};
 use super::super::{CHUNK_COLS as TWO_BIT_CHUNK_COLS, ROW_TILE};
 use super::sum_4_rows;
 
-/// How far ahead of the current chunk weights are prefetched, by CPU vendor (CPUID), as measured
-/// on each:
-/// - others (host C, Intel Sapphire Rapids-class, 31 GB/s at 2 threads): 1 KiB (4 chunks of a
-///   tile), about the latency × bandwidth of one core's stream. 2B-4T decode, interleaved tg64
-///   runs: 1 KiB 19.5–19.9 t/s, 2 KiB 18.5–19.8, 4 KiB 18.5–19.1, 8 KiB 15.9–17.4; in a second
-///   sweep 256 B 15.6–15.9, 512 B 18.0–19.2, 1 KiB 20.2–21.4 (docs/PERFORMANCE.md).
-/// - AMD (host B, Zen 4): 4 KiB. `ternary_matvec_stream_t{1,2}/trit5` (from DRAM) 15.4 / 28.4
-///   GiB/s at 1 KiB, 16.2 / 28.3 at 2 KiB, 16.9 / 29.3–29.6 at 4 KiB, 16.2 / 28.9 at 8 KiB
-///   (`prefetcht1` the same or worse), cache-resident 18.1 / 34.8; 2B-4T tg64 with the F16
-///   head +1.4% against 1 KiB (median of 8 interleaved rounds, every round ahead).
+/// How far ahead of the current chunk weights are prefetched (`prefetcht0`): 4 KiB on every CPU,
+/// as measured on each host (docs/PERFORMANCE.md):
+/// - host D (Intel Emerald Rapids-class, 24.6 GB/s at 2 threads, 12.6 at 1):
+///   `ternary_matvec_stream_t{1,2}/trit5` (from DRAM) 6.9–7.1 / 13.9–14.1 GiB/s at 512 B, 7.8–8.1 /
+///   15.3–20.9 at 1 KiB, 10.0–12.6 / 18.1–24.0 at 2 KiB, 9.8–12.4 / 21.4–25.0 at 4 KiB, 10.9–11.0 /
+///   23.3–25.3 at 8 KiB; 2B-4T tg64 with the F16 head, 4 interleaved rounds: 1 KiB 16.1–20.2 t/s
+///   (median 17.3), 4 KiB 17.2–19.8 (19.1).
+/// - host B (AMD Zen 4): the same stream 15.4 / 28.4 GiB/s at 1 KiB, 16.2 / 28.3 at 2 KiB,
+///   16.9 / 29.3–29.6 at 4 KiB, 16.2 / 28.9 at 8 KiB (`prefetcht1` the same or worse),
+///   cache-resident 18.1 / 34.8; 2B-4T tg64 +1.4% against 1 KiB.
+/// - host C (Intel Sapphire Rapids-class), which chose 1 KiB until host D: interleaved 2B-4T
+///   tg64 19.5–19.9 t/s at 1 KiB, 18.5–19.1 at 4 KiB (its rates drift ~10% between runs).
 ///
 /// The share's first 8 KiB are prefetched at its start (`CHUNK_PREFETCH_BYTES`).
-fn prefetch_bytes() -> usize {
-    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *BYTES.get_or_init(|| if crate::isa::cpu_is_amd() { 4096 } else { 1024 })
-}
+const PREFETCH_BYTES: usize = 4096;
 
 /// Whether this CPU has everything the kernels below use.
 pub(in crate::ternary) fn features_present() -> bool {
@@ -81,8 +80,6 @@ struct Decoder {
     packed: [__m512i; 4],
     high: __m512i,
     two_bits: __m512i,
-    /// [`prefetch_bytes`], read once per kernel call.
-    prefetch_bytes: usize,
 }
 
 /// One 64-byte row block split for decoding: `PACKED` of each byte, and its code 4.
@@ -103,7 +100,6 @@ impl Decoder {
                 packed: [0, 1, 2, 3].map(|q| load(t.packed.as_ptr().add(64 * q))),
                 high: load(t.high.as_ptr()),
                 two_bits: _mm512_set1_epi8(3),
-                prefetch_bytes: prefetch_bytes(),
             }
         }
     }
@@ -287,7 +283,7 @@ unsafe fn chunk_code_dots<const M: usize, const T: usize>(
         // Weights stream from DRAM in decode: keep lines in flight ahead of use. A prefetch past
         // the end of the matrix is harmless (no fault), hence the wrapping pointer.
         for line in 0..ROW_TILE {
-            let ahead = wp.wrapping_add(decoder.prefetch_bytes + 64 * line);
+            let ahead = wp.wrapping_add(PREFETCH_BYTES + 64 * line);
             _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
         }
         let fields: [Fields; ROW_TILE] =
@@ -418,7 +414,7 @@ unsafe fn pair_chunk_code_dots<const M: usize, const T: usize>(
         if pair == 0 {
             // The whole chunk (both pairs' lines) ahead, as in `chunk_code_dots`.
             for line in 0..ROW_TILE {
-                let ahead = wp.wrapping_add(decoder.prefetch_bytes + 64 * line);
+                let ahead = wp.wrapping_add(PREFETCH_BYTES + 64 * line);
                 _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
             }
         }
