@@ -25,11 +25,14 @@ if ! "$build_venv/bin/maturin" --version 2>/dev/null | grep -qx "maturin $maturi
     "$build_venv/bin/pip" install --quiet --disable-pip-version-check "maturin==$maturin_version"
 fi
 
-# The Rust side to compare with.
-cargo build --profile test --locked -p bitnet-cli
+# The Rust side to compare with, from the workspace's test build (the README's `cargo test
+# --workspace` made it, so both are fresh then): the CLI at target/debug/bitnet and the dump.
+# Selecting one package (`-p`) would resolve its dependencies' features apart from the
+# workspace's and rebuild them (~4 minutes each on 2 cores).
+cargo test --workspace --locked --no-run
 rm -rf "$work/rust-logits"
-BITNET_LOGITS_DUMP="$work/rust-logits" cargo test --profile test --locked -p bitnet-model \
-    --test tiny_b158_logits -- --ignored --exact dump_i2s_prefill_logits_for_python --quiet
+BITNET_LOGITS_DUMP="$work/rust-logits" cargo test --workspace --locked --quiet -- \
+    --ignored --exact dump_i2s_prefill_logits_for_python
 
 # The wheel.
 rm -rf "$work/wheels"
