@@ -1,7 +1,9 @@
 //! `bitnet bench`: prompt-processing (pp) and generation (tg) speed in llama-bench's conventions
 //! and columns (markdown or JSON), and a read-bandwidth microbenchmark so decode speed can be
-//! reported against the machine's physical limit. With `--json-schema FILE` / `--grammar FILE`,
-//! sampled decodes with and without the constraint's token mask measure its cost.
+//! reported against the machine's physical limit. Each test's share of CPU time stolen by a
+//! hypervisor is reported beside it (Linux: on stderr, and in the JSON). With `--json-schema
+//! FILE` / `--grammar FILE`, sampled decodes with and without the constraint's token mask measure
+//! its cost.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,6 +11,8 @@ use std::time::Instant;
 use anyhow::bail;
 use bitnet_gguf::GgufFile;
 use bitnet_kernels::ThreadPool;
+
+use crate::cpu_steal::CpuTimes;
 
 /// Arguments of `bitnet bench`.
 #[derive(clap::Args, Debug)]
@@ -71,6 +75,8 @@ struct BenchRow {
     n_prompt: usize,
     n_gen: usize,
     samples_ts: Vec<f64>,
+    /// Percent of the CPU time wanted during the timed repetitions that the hypervisor stole.
+    steal_percent: Option<f64>,
 }
 
 impl BenchRow {
@@ -131,7 +137,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             let tokens: Vec<u32> = (0..n).map(token).collect();
             let mut samples = Vec::new();
+            let mut steal = StealMeter::default();
             for rep in 0..=args.repetitions {
+                steal.start_after_warm_up(rep);
                 let mut cache = model.new_cache(n);
                 let start = Instant::now();
                 model.forward(&tokens, &mut cache, n - 1, &pool)?;
@@ -146,6 +154,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 n_prompt: n,
                 n_gen: 0,
                 samples_ts: samples,
+                steal_percent: steal.percent(),
             });
         }
         for &n in args.n_gen.iter().filter(|&&n| n > 0) {
@@ -154,7 +163,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             for &b in &args.batch {
                 let mut samples = Vec::new();
+                let mut steal = StealMeter::default();
                 for rep in 0..=args.repetitions {
+                    steal.start_after_warm_up(rep);
                     let mut caches: Vec<_> = (0..b).map(|_| model.new_cache(n)).collect();
                     let start = Instant::now();
                     for i in 0..n {
@@ -186,13 +197,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     n_prompt: 0,
                     n_gen: n,
                     samples_ts: samples,
+                    steal_percent: steal.percent(),
                 });
             }
             if constrained.is_some() {
                 for (label, with) in [("sampled", None), ("constrained", constrained.as_ref())] {
                     let mut samples = Vec::new();
                     let (mut total, mut masks) = (0.0, 0.0);
+                    let mut steal = StealMeter::default();
                     for rep in 0..=args.repetitions {
+                        steal.start_after_warm_up(rep);
                         let (secs, mask_secs) =
                             sampled_decode(&model, &tokenizer, &pool, n, with, rep as u64)?;
                         if rep > 0 {
@@ -214,6 +228,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         n_prompt: 0,
                         n_gen: n,
                         samples_ts: samples,
+                        steal_percent: steal.percent(),
                     });
                 }
             }
@@ -253,6 +268,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     "avg_ts": r.mean(),
                     "stddev_ts": r.stddev(),
                     "samples_ts": r.samples_ts,
+                    "cpu_steal_percent": r.steal_percent,
                 })
             })
             .collect();
@@ -271,8 +287,40 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 r.stddev()
             );
         }
+        // On stderr, so that scripts reading the table's rows see only the table.
+        let stolen: Vec<String> = rows
+            .iter()
+            .filter_map(|r| Some(format!("{} {:.1}%", r.test, r.steal_percent?)))
+            .collect();
+        if !stolen.is_empty() {
+            eprintln!(
+                "CPU time stolen by the hypervisor during the timed runs (/proc/stat steal, share of \
+                 the time the CPUs ran or waited to run): {}",
+                stolen.join(", ")
+            );
+        }
     }
     Ok(())
+}
+
+/// The steal counters over one test's timed repetitions (the warm-up run left out).
+#[derive(Default)]
+struct StealMeter {
+    start: Option<CpuTimes>,
+}
+
+impl StealMeter {
+    /// Takes the starting counters before repetition 1 (the first timed one).
+    fn start_after_warm_up(&mut self, rep: usize) {
+        if rep == 1 {
+            self.start = CpuTimes::now();
+        }
+    }
+
+    /// The stolen share since the start, where the counters are readable.
+    fn percent(&self) -> Option<f64> {
+        self.start?.steal_percent_until(&CpuTimes::now()?)
+    }
 }
 
 /// Seconds for `n` decode steps that sample each token (temperature 1) and feed it back, under

@@ -7,6 +7,7 @@ mod bench;
 mod chat;
 mod constraint_args;
 mod convert;
+mod cpu_steal;
 mod device_args;
 mod embed;
 mod health_check;
