@@ -122,11 +122,15 @@ fn bench_ternary(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    for (layout, name) in [
-        (TernaryLayout::TwoBit, "2560to6912"),
-        (TernaryLayout::Trit5, "trit5_2560to6912"),
+    for (layout, copy, name) in [
+        (TernaryLayout::TwoBit, false, "2560to6912"),
+        (TernaryLayout::Trit5, false, "trit5_2560to6912"),
+        (TernaryLayout::Trit5, true, "trit5_copy_2560to6912"),
     ] {
-        let m = matrix(6912, 2560, layout);
+        let mut m = matrix(6912, 2560, layout);
+        if copy {
+            m.keep_two_bit_copy();
+        }
         let batch = 8;
         let x = activations(batch, 2560);
         let mut out = vec![0i32; batch * 6912];

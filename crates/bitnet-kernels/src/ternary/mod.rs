@@ -32,14 +32,23 @@
 //! kernel takes such a group in one call).
 //!
 //! # The 2-bit copy for batched decode
-//! [`TernaryMatrix::keep_two_bit_copy`] makes a trit5 matrix also hold its weights in the 2-bit
-//! layout, which every product of 2 or more tokens then reads (one token still streams the trit5
-//! bytes): the byte lookups that decode trit5 cost more than the 2-bit shifts once a row's bytes
-//! serve several tokens, and batched products are bound by instructions, not by memory. For
-//! servers and batched runs (the copy adds 25% of the trit5 bytes). Host B (Zen 4), 8 tokens over
-//! 6912 × 2560 (`ternary_matmul_b8_t2`): 2-bit 398 G MACs/s, trit5 332; 2B-4T with 8 sequences
-//! in flight +6.7% (median of 6 interleaved rounds, docs/PERFORMANCE.md). The integer sums, and
-//! so every output, are the same.
+//! [`TernaryMatrix::keep_two_bit_copy`] makes a trit5 matrix also hold its weights at 2 bits
+//! each, which every product of 2 or more tokens on AVX-512 (and the scalar reference) then reads
+//! (one token still streams the trit5 bytes): the byte lookups that decode trit5 cost more than
+//! 2-bit fields once a row's bytes serve several tokens, and batched products are bound by
+//! instructions, not by memory. For servers and batched runs (the copy adds 25% of the trit5
+//! bytes). Host B (Zen 4), 8 tokens over 6912 × 2560 (`ternary_matmul_b8_t2`): 2-bit 398 G
+//! MACs/s, trit5 332; 2B-4T with 8 sequences in flight +6.7% (median of 6 interleaved rounds,
+//! docs/PERFORMANCE.md).
+//!
+//! The copy interleaves a tile's rows: byte `j` of a tile (`cols` bytes) holds column `j`'s codes
+//! of the 4 rows, row `r` at bit shift `2r`. One 64-byte load and one mask per row then give 4
+//! rows' codes of 64 consecutive columns, with no shifts: row `r`'s masked codes are `4^r · c`
+//! (at most 128, still an unsigned byte), its sums `4^r` times its code dots, and an arithmetic
+//! shift by `2r` ends each exactly (the sums stay within `i32` up to [`INTERLEAVED_MAX_COLS`]).
+//! The 2-bit layout's kernel spends 3 shifts and 4 masks per 64 bytes. Host D (Intel), 8 tokens,
+//! 2 threads: q, k and v together (`bitlinear_qkv_b8_t2`) 188–212 → 165–197 µs, 6912 × 2560
+//! 333–423 → 298–360 µs. The integer sums, and so every output, are the same.
 //!
 //! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
 //! 2-bit, so trit5 pays off where weights stream from DRAM at under ~36 GB/s per core (it reads
@@ -158,9 +167,13 @@ pub struct TernaryMatrix {
     /// PerBlock only: each row's scale for every 32 columns (`rows_padded × cols/32`, zero in
     /// padding rows), the form the kernels consume.
     group_scales: Vec<f32>,
-    /// The same weights in the 2-bit layout, for products of 2 or more tokens (see
-    /// [`TernaryMatrix::keep_two_bit_copy`]).
+    /// The same weights at 2 bits each with the tile's rows interleaved, for products of 2 or
+    /// more tokens (see [`TernaryMatrix::keep_two_bit_copy`]).
     two_bit_copy: Option<Box<TernaryMatrix>>,
+    /// Set on that copy only: byte `c` of a tile holds column `c`'s codes of the tile's 4 rows,
+    /// row `r` at bit shift `2r` (the module documentation's "2-bit copy"); `layout` then says
+    /// `TwoBit` (2 bits per weight, `cols` bytes per tile).
+    rows_interleaved: bool,
 }
 
 impl std::fmt::Debug for TernaryMatrix {
@@ -323,24 +336,32 @@ impl TernaryMatrix {
             scales,
             group_scales,
             two_bit_copy: None,
+            rows_interleaved: false,
         })
     }
 
-    /// For batched decode: a trit5 matrix also keeps its weights in the 2-bit layout, and every
-    /// product of 2 or more tokens reads that copy (the same integer sums, fewer instructions;
-    /// see the module documentation). Adds 25% of the trit5 bytes; a 2-bit matrix is unchanged.
+    /// For batched decode: a trit5 matrix also keeps its weights at 2 bits each, the tile's 4
+    /// rows interleaved, and every product of 2 or more tokens on AVX-512 (and the scalar
+    /// reference) reads that copy (the same integer sums, fewer instructions; see the module
+    /// documentation). Adds 25% of the trit5 bytes; a 2-bit matrix is unchanged, and so is a
+    /// matrix too wide for the copy's 32-bit sums ([`INTERLEAVED_MAX_COLS`]).
     pub fn keep_two_bit_copy(&mut self) {
-        if self.layout != TernaryLayout::Trit5 || self.two_bit_copy.is_some() {
+        if self.layout != TernaryLayout::Trit5
+            || self.two_bit_copy.is_some()
+            || self.cols > INTERLEAVED_MAX_COLS
+        {
             return;
         }
         let (cols, tiles) = (self.cols, self.row_tiles());
         let vbmi = vbmi_present();
         let mut packed = vec![Line([0; 64]); tiles * cols / 64];
+        let mut two_bit = vec![0u8; cols];
         for (tile, out) in lines_as_bytes_mut(&mut packed)
             .chunks_exact_mut(cols)
             .enumerate()
         {
-            unpack_trit5_tile(vbmi, self.tile(tile), cols, out);
+            unpack_trit5_tile(vbmi, self.tile(tile), cols, &mut two_bit);
+            interleave_rows(&two_bit, out);
         }
         self.two_bit_copy = Some(Box::new(TernaryMatrix {
             rows: self.rows,
@@ -350,6 +371,7 @@ impl TernaryMatrix {
             scales: self.scales.clone(),
             group_scales: Vec::new(),
             two_bit_copy: None,
+            rows_interleaved: true,
         }));
     }
 
@@ -518,9 +540,12 @@ impl TernaryMatrix {
             matrices.len() <= MAX_MATRICES_PER_RUN,
             "checked by the callers"
         );
-        // A product of 2 or more tokens reads a matrix's 2-bit copy where it has one.
-        let matrices = matrices.iter().map(|m| match (batch, &m.two_bit_copy) {
-            (2.., Some(copy)) => &**copy,
+        // A product of 2 or more tokens reads a matrix's 2-bit copy where it has one, on the ISAs
+        // with a kernel for its interleaved rows (AVX-512 and the scalar reference; AVX2 keeps
+        // unpacking the trit5 tiles).
+        let reads_copy = batch >= 2 && matches!(isa, Isa::Avx512 | Isa::Scalar);
+        let matrices = matrices.iter().map(|m| match &m.two_bit_copy {
+            Some(copy) if reads_copy => &**copy,
             _ => *m,
         });
         let mut plans = [None; MAX_MATRICES_PER_RUN];
@@ -668,7 +693,7 @@ impl TernaryMatrix {
                             self.tile(tile)
                         };
                         let x = &x_q[block_start * cols..];
-                        tile_block_code_dots(isa, weights, x, cols, dots);
+                        tile_block_code_dots(isa, self.rows_interleaved, weights, x, cols, dots);
                     }
                     let row = tile * ROW_TILE;
                     let valid = ROW_TILE.min(rows - row);
@@ -873,9 +898,11 @@ fn tile_code_dots(
 }
 
 /// `out[t] = [Σ_j c[r][j] · x[t·cols + j] for r in 0..4]`: raw code dots of one row tile for
-/// `out.len()` consecutive tokens.
+/// `out.len()` consecutive tokens, the tile in the 2-bit layout or, with `rows_interleaved`, in
+/// the copy's (byte `j` = column `j`'s 4 codes; AVX-512 and the scalar reference only).
 fn tile_block_code_dots(
     isa: Isa,
+    rows_interleaved: bool,
     weights: &[u8],
     x: &[i8],
     cols: usize,
@@ -885,7 +912,10 @@ fn tile_block_code_dots(
     if isa == Isa::Avx512 {
         // One call per token block: the wrapper's per-call work, for every 4 tokens, was ~5% of
         // a 128-token prefill.
-        return x86::avx512::tile_block_code_dots(weights, x, cols, out);
+        return x86::avx512::tile_block_code_dots(rows_interleaved, weights, x, cols, out);
+    }
+    if rows_interleaved {
+        return scalar::interleaved_tile_block_code_dots(weights, x, cols, out);
     }
     let mut b = 0;
     while b < out.len() {
@@ -894,6 +924,41 @@ fn tile_block_code_dots(
             *out = std::array::from_fn(|r| dots[r][t]);
         }
         b += n;
+    }
+}
+
+/// Widest matrix the interleaved copy takes: its row-3 codes are `64·c` (up to 128), so a
+/// token's sum of `128 · 128` per column stays within `i32` up to 131072 columns; half of that.
+pub const INTERLEAVED_MAX_COLS: usize = 65536;
+
+/// Rewrites one tile of the 2-bit layout (`two_bit`, `cols` bytes) with its rows interleaved
+/// (`out`, `cols` bytes): byte `c` of `out` holds column `c`'s code of row `r` at shift `2r`.
+fn interleave_rows(two_bit: &[u8], out: &mut [u8]) {
+    let cols = out.len();
+    let full = cols / CHUNK_COLS;
+    // A full chunk: row r's 64 bytes hold columns 64s + b at shift 2s; a whole-byte loop that
+    // the compiler vectorises (2B-4T's 2 G weights are rewritten at load).
+    for (src, dst) in two_bit
+        .chunks_exact(CHUNK_COLS)
+        .zip(out.chunks_exact_mut(CHUNK_COLS))
+    {
+        for (s, dst) in dst.chunks_exact_mut(64).enumerate() {
+            for (b, byte) in dst.iter_mut().enumerate() {
+                *byte = (0..ROW_TILE)
+                    .map(|r| ((src[64 * r + b] >> (2 * s)) & 3) << (2 * r))
+                    .fold(0, |acc, code| acc | code);
+            }
+        }
+    }
+    // The 128-column tail, column by column.
+    let tail = full * CHUNK_COLS;
+    for (col, byte) in out.iter_mut().enumerate().skip(tail) {
+        *byte = (0..ROW_TILE)
+            .map(|r| {
+                let (byte, shift) = code_position(r, col, cols);
+                ((two_bit[byte] >> shift) & 3) << (2 * r)
+            })
+            .fold(0, |acc, code| acc | code);
     }
 }
 

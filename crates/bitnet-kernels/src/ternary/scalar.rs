@@ -48,6 +48,26 @@ pub(super) fn tile_code_dots<const T: usize>(
     acc
 }
 
+/// `out[t] = [Σ_j c[r][j] · x[t·cols + j] for r in 0..4]` over a tile of the interleaved copy
+/// (byte `j` holds column `j`'s code of row `r` at shift `2r`), for `out.len()` tokens.
+pub(super) fn interleaved_tile_block_code_dots(
+    weights: &[u8],
+    x: &[i8],
+    cols: usize,
+    out: &mut [[i32; ROW_TILE]],
+) {
+    for (t, out) in out.iter_mut().enumerate() {
+        let xt = &x[t * cols..(t + 1) * cols];
+        *out = std::array::from_fn(|r| {
+            weights[..cols]
+                .iter()
+                .zip(xt)
+                .map(|(&byte, &q)| i32::from((byte >> (2 * r)) & 3) * i32::from(q))
+                .sum()
+        });
+    }
+}
+
 /// `Σ_g (Σ_{j∈g} c·q − Σ_{j∈g} q) · s[r][g]` over 32-column groups `g`, one token, in the
 /// order of [`super::SCALED_LANES`]: quad `k` (columns `4k..4k+4`) gives the exact integer
 /// `D_k = Σ c·q − quad_sums[k]`, fused as `(D_k as f32) · s` into lane `k mod 16`.

@@ -19,8 +19,13 @@ fn features_present() -> bool {
 }
 
 /// `out[t] = [Σ_j c[r][j] · x[t·cols + j] for r in 0..4]` for the 4 rows of a tile and
-/// `out.len()` consecutive tokens (prefill: one call per tile and token block, 4 tokens per pass).
+/// `out.len()` consecutive tokens (prefill: one call per tile and token block, 4 tokens per pass),
+/// the tile in the 2-bit layout or, with `rows_interleaved`, in the copy's: byte `j` holds column
+/// `j`'s code of row `r` at bit shift `2r`, so one 64-byte load and one mask per row give 4 rows'
+/// codes of 64 columns with no shifts (row `r`'s codes come out as `4^r · c`, its sums `4^r` times
+/// the code dot, and an exact arithmetic shift by `2r` ends them).
 pub(in crate::ternary) fn tile_block_code_dots(
+    rows_interleaved: bool,
     weights: &[u8],
     x: &[i8],
     cols: usize,
@@ -32,25 +37,93 @@ pub(in crate::ternary) fn tile_block_code_dots(
     );
     let tokens = out.len();
     assert!(cols.is_multiple_of(128) && weights.len() == cols && x.len() >= tokens * cols);
+    assert!(!rows_interleaved || cols <= super::super::INTERLEAVED_MAX_COLS);
+    let (w, x) = (weights.as_ptr(), x.as_ptr());
     // SAFETY: the features were checked above; the kernel reads `cols` bytes of `weights` and
     // `tokens·cols` bytes of `x`, and writes `tokens` entries of `out`, all checked.
-    unsafe { tile_block_code_dots_impl(weights.as_ptr(), x.as_ptr(), cols, out) }
+    unsafe {
+        if rows_interleaved {
+            token_blocks::<InterleavedTile>(w, x, cols, out)
+        } else {
+            token_blocks::<TwoBitTile>(w, x, cols, out)
+        }
+    }
 }
 
+/// A tile layout's accumulators for up to 4 tokens at a time.
+trait TileAccumulators {
+    /// Right shifts that turn row `r`'s lane sums into its code dots.
+    const ROW_SHIFTS: [i32; ROW_TILE];
+
+    /// The 4 rows × `T` tokens accumulators of one tile.
+    ///
+    /// # Safety
+    /// `w` points at one tile's `cols` bytes and `x` at `T·cols` activations; the CPU has the
+    /// module's features.
+    unsafe fn accumulators<const T: usize>(
+        w: *const u8,
+        x: *const i8,
+        cols: usize,
+    ) -> [[__m512i; T]; ROW_TILE];
+}
+
+/// The 2-bit layout (`tile_accumulators`).
+struct TwoBitTile;
+
+impl TileAccumulators for TwoBitTile {
+    const ROW_SHIFTS: [i32; ROW_TILE] = [0; ROW_TILE];
+
+    unsafe fn accumulators<const T: usize>(
+        w: *const u8,
+        x: *const i8,
+        cols: usize,
+    ) -> [[__m512i; T]; ROW_TILE] {
+        // SAFETY: the caller's conditions.
+        unsafe { tile_accumulators::<T>(w, x, cols) }
+    }
+}
+
+/// The interleaved copy (`interleaved_accumulators`): row `r`'s sums are `4^r` times its dots.
+struct InterleavedTile;
+
+impl TileAccumulators for InterleavedTile {
+    const ROW_SHIFTS: [i32; ROW_TILE] = [0, 2, 4, 6];
+
+    unsafe fn accumulators<const T: usize>(
+        w: *const u8,
+        x: *const i8,
+        cols: usize,
+    ) -> [[__m512i; T]; ROW_TILE] {
+        // SAFETY: the caller's conditions.
+        unsafe { interleaved_accumulators::<T>(w, x, cols) }
+    }
+}
+
+/// The code dots of one tile for `out.len()` tokens, 4 tokens per pass.
+///
+/// # Safety
+/// `w` points at one tile's `cols` bytes and `x` at `out.len()·cols` activations; the CPU has
+/// the module's features.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_block_code_dots_impl(
+unsafe fn token_blocks<K: TileAccumulators>(
     w: *const u8,
     x: *const i8,
     cols: usize,
     out: &mut [[i32; ROW_TILE]],
 ) {
-    /// Token `t`'s 4 row sums, reduced together, into `out[t]`.
-    #[target_feature(enable = "avx512f")]
-    fn store<const T: usize>(acc: [[__m512i; T]; ROW_TILE], out: &mut [[i32; ROW_TILE]]) {
+    /// Token `t`'s 4 row sums, reduced together and shifted to code dots (exact), into `out[t]`.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    fn store<K: TileAccumulators, const T: usize>(
+        acc: [[__m512i; T]; ROW_TILE],
+        out: &mut [[i32; ROW_TILE]],
+    ) {
+        let [s0, s1, s2, s3] = K::ROW_SHIFTS;
+        let shifts = _mm_setr_epi32(s0, s1, s2, s3);
         for (t, out) in out.iter_mut().take(T).enumerate() {
             let sums = sum_4_rows(std::array::from_fn(|r| acc[r][t]));
+            let dots = _mm_srav_epi32(sums, shifts);
             // SAFETY: `out` is 4 i32 (16 bytes); the store is unaligned.
-            unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), sums) };
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), dots) };
         }
     }
     let tokens = out.len();
@@ -63,14 +136,61 @@ unsafe fn tile_block_code_dots_impl(
         // are within the checked lengths.
         t += unsafe {
             match tokens - t {
-                4.. => store(tile_accumulators::<4>(w, xt, cols), out),
-                3 => store(tile_accumulators::<3>(w, xt, cols), out),
-                2 => store(tile_accumulators::<2>(w, xt, cols), out),
-                _ => store(tile_accumulators::<1>(w, xt, cols), out),
+                4.. => store::<K, 4>(K::accumulators::<4>(w, xt, cols), out),
+                3 => store::<K, 3>(K::accumulators::<3>(w, xt, cols), out),
+                2 => store::<K, 2>(K::accumulators::<2>(w, xt, cols), out),
+                _ => store::<K, 1>(K::accumulators::<1>(w, xt, cols), out),
             }
             (tokens - t).min(4)
         };
     }
+}
+
+/// The 4 rows × `T` tokens accumulators of one interleaved tile (row `r`'s lane sums are `4^r`
+/// times its code dots).
+///
+/// # Safety
+/// `w` points at one tile's `cols` bytes (a multiple of 64) and `x` at `T·cols` activations;
+/// the CPU has the module's features.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn interleaved_accumulators<const T: usize>(
+    w: *const u8,
+    x: *const i8,
+    cols: usize,
+) -> [[__m512i; T]; ROW_TILE] {
+    let masks = [0x03, 0x0c, 0x30, 0xc0].map(|m: u8| _mm512_set1_epi8(m as i8));
+    // Two accumulator sets when few tokens share the tile, to break the vpdpbusd latency chain.
+    let mut acc = [[_mm512_setzero_si512(); T]; ROW_TILE];
+    let mut acc_odd = [[_mm512_setzero_si512(); T]; ROW_TILE];
+    for line in 0..cols / 64 {
+        // SAFETY (whole block): line·64 + 64 <= cols bytes of weights; activations are read at
+        // t·cols + line·64 + 64 <= T·cols.
+        unsafe {
+            let wp = w.add(64 * line);
+            // Weights stream from memory in batched decode: keep lines in flight ahead of use.
+            // A prefetch past the end of the matrix is harmless (no fault).
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH_BYTES).cast());
+            let raw = _mm512_loadu_si512(wp.cast());
+            let codes = masks.map(|mask| _mm512_and_si512(raw, mask));
+            for t in 0..T {
+                let a = _mm512_loadu_si512(x.add(t * cols + 64 * line).cast());
+                for r in 0..ROW_TILE {
+                    if T <= 2 && line % 2 == 1 {
+                        acc_odd[r][t] = _mm512_dpbusd_epi32(acc_odd[r][t], codes[r], a);
+                    } else {
+                        acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], codes[r], a);
+                    }
+                }
+            }
+        }
+    }
+    for r in 0..ROW_TILE {
+        for t in 0..T {
+            acc[r][t] = _mm512_add_epi32(acc[r][t], acc_odd[r][t]);
+        }
+    }
+    acc
 }
 
 /// The 4 rows × `T` tokens accumulators of one tile (their lane sums are the code dots).
