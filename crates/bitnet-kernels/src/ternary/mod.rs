@@ -47,7 +47,7 @@
 //! (at most 128, still an unsigned byte), its sums `4^r` times its code dots, and an arithmetic
 //! shift by `2r` ends each exactly (the sums stay within `i32` up to [`INTERLEAVED_MAX_COLS`]).
 //! The 2-bit layout's kernel spends 3 shifts and 4 masks per 64 bytes. Host D (Intel), 8 tokens,
-//! 2 threads: q, k and v together (`bitlinear_qkv_b8_t2`) 188–212 → 165–197 µs, 6912 × 2560
+//! 2 threads: q, k and v together (`bitlinear_qkv_b8_t2`) 188–212 → 165–199 µs, 6912 × 2560
 //! 333–423 → 298–360 µs. The integer sums, and so every output, are the same.
 //!
 //! Decode speed (Zen 5, one core, cache-warm): ~185 G weights/s over trit5 against ~220 G/s over
